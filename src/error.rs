@@ -62,6 +62,7 @@ impl Error {
         Self::new(op, subject, errno.into())
     }
 
+    #[allow(dead_code)] // used by the cgroup layer as it lands
     pub(crate) fn path(op: &'static str, path: &Path, source: io::Error) -> Self {
         Self::new(op, Subject::Path(path.to_path_buf()), source)
     }

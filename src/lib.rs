@@ -1,17 +1,68 @@
+//! Watch container processes for exit, and cgroups for out-of-memory and
+//! memory pressure, from one epoll loop.
+//!
+//! ctrmon is what containerd 0.2's `Monitor` should have been, as a library
+//! for container runtimes, shims and init systems: one `epoll` instance, a
+//! fixed 128-event stack buffer, a slab-indexed receiver table whose keys
+//! (slot and generation) travel in the epoll data, and sources that each wrap
+//! one kernel mechanism through direct syscalls (`rustix`, no `unsafe`).
+//!
+//! - Process exits: pidfds, reaping our children with `waitid(P_PIDFD)`, and
+//!   the exit-FIFO hang-up of containerd 0.2's shims.
+//! - Eventfd counters, the mechanism under cgroup v1 OOM notification.
+//! - Cgroup discovery: [`cgroup`] finds a process's memory cgroup from
+//!   `/proc/<pid>/cgroup` and mountinfo, also inside nested containers.
+//!
+//! # Example
+//!
+//! ```
+//! use std::process::Command;
+//! use std::time::Duration;
+//! use ctrmon::{EventKind, ExitStatus, Monitor};
+//!
+//! // The receiver value can be anything cheap to clone: here, a name.
+//! let monitor: Monitor<&str> = Monitor::new()?;
+//! let ok = Command::new("true").spawn()?;
+//! let killed = Command::new("sleep").arg("60").spawn()?;
+//! monitor.watch_pid(ok.id() as i32, "ok")?;
+//! monitor.watch_pid(killed.id() as i32, "killed")?;
+//! rustix::process::kill_process(
+//!     rustix::process::Pid::from_child(&killed),
+//!     rustix::process::Signal::KILL,
+//! )?;
+//!
+//! let mut seen = Vec::new();
+//! while !monitor.is_empty() {
+//!     monitor.wait(Some(Duration::from_secs(10)), |event| {
+//!         if let EventKind::Exited(exit) = event.kind {
+//!             seen.push((event.receiver, exit.status));
+//!         }
+//!     })?;
+//! }
+//! seen.sort_by_key(|(name, _)| *name);
+//! assert_eq!(seen, [("killed", ExitStatus::Signal(9)), ("ok", ExitStatus::Code(0))]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! - Every fd the monitor opens is close-on-exec; fds handed to it are made
+//!   so.
+//! - Each watch's final event (an exit, a hang-up, a failure) is delivered
+//!   exactly once, and hands back the receiver; `unwatch` returns it instead.
+//! - An event queued by the kernel for a watch that has since ended is
+//!   dropped, even when the table slot was already reused.
+//! - No caller code runs while the monitor's lock is held (except
+//!   `T::clone`, which must not call back into the monitor).
+//! - Dispatch does not allocate.
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-//! ctrmon (crate docs being written).
 
 pub mod cgroup;
 mod error;
+mod monitor;
+mod source;
 
 pub use error::{Error, Result, Subject};
-
-/// Placeholder until the monitor lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WatchId(u64);
-impl std::fmt::Display for WatchId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "watch {}", self.0)
-    }
-}
+pub use monitor::{Event, EventKind, Exit, ExitStatus, Monitor, WatchId};

@@ -1,0 +1,29 @@
+//! Spawns three children that end in different ways and reports each exit.
+//!
+//! `cargo run --example watch_children`
+
+use std::process::Command;
+use std::time::Duration;
+
+use ctrmon::{EventKind, Monitor};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let monitor: Monitor<&str> = Monitor::new()?;
+    let children = [
+        ("exits-0", Command::new("true").spawn()?),
+        ("exits-7", Command::new("sh").args(["-c", "exit 7"]).spawn()?),
+        ("killed", Command::new("sh").args(["-c", "kill -9 $$"]).spawn()?),
+    ];
+    for (name, child) in &children {
+        monitor.watch_pid(child.id() as i32, *name)?;
+        println!("watching {name} (pid {})", child.id());
+    }
+    while !monitor.is_empty() {
+        monitor.wait(Some(Duration::from_secs(10)), |event| {
+            if let EventKind::Exited(exit) = event.kind {
+                println!("{}: pid {} ended: {:?}", event.receiver, exit.pid, exit.status);
+            }
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! What the monitor hands to the caller: watch ids and events.
+
+use std::fmt;
+
+use super::table::Key;
+
+/// Identifies one watch for as long as it lives, and never another one.
+///
+/// The id is the receiver-table key that also travels in the epoll event's
+/// data: a slot index and a generation. Once a watch ends, its id is dead for
+/// good: a new watch that reuses the slot gets a new generation, so an old id
+/// can neither see the new watch's events nor unwatch it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchId(pub(crate) Key);
+
+impl WatchId {
+    /// The raw 64-bit value (generation in the high half, slot in the low).
+    /// Useful as a log key; it is unique for the monitor's lifetime, barring
+    /// 2^32 watches made while the old id is still held.
+    pub fn as_u64(self) -> u64 {
+        self.0.as_u64()
+    }
+}
+
+impl fmt::Debug for WatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WatchId({:#x})", self.0.as_u64())
+    }
+}
+
+impl fmt::Display for WatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let raw = self.0.as_u64();
+        write!(f, "watch {}.{}", raw & 0xffff_ffff, raw >> 32)
+    }
+}
+
+/// How a watched process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It called `exit` with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+    /// It exited, but it was not our child (or someone else reaped it first),
+    /// so the kernel does not give us its status.
+    Unknown,
+}
+
+impl ExitStatus {
+    /// The shell's convention: the code, or 128 + the signal.
+    pub fn shell_code(self) -> Option<i32> {
+        match self {
+            ExitStatus::Code(c) => Some(c),
+            ExitStatus::Signal(s) => Some(128 + s),
+            ExitStatus::Unknown => None,
+        }
+    }
+}
+
+/// A watched process has exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The pid that was watched.
+    pub pid: i32,
+    /// Its exit status, if we could learn it.
+    pub status: ExitStatus,
+    /// Whether the process was reaped by the monitor (it was our child and the
+    /// watch asked for reaping). When false and the process is our child, it
+    /// is still a zombie waiting for the caller's `wait`.
+    pub reaped: bool,
+}
+
+/// What happened to a watched source.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A process watched with [`Monitor::watch_pid`](crate::Monitor::watch_pid)
+    /// exited. Ends the watch.
+    Exited(Exit),
+    /// An fd watched with [`Monitor::watch_hangup`](crate::Monitor::watch_hangup)
+    /// hung up (`EPOLLHUP`) or reported an error (`EPOLLERR`): for an exit
+    /// FIFO, the last writer is gone. Ends the watch.
+    HungUp,
+    /// An eventfd watched with
+    /// [`Monitor::watch_eventfd`](crate::Monitor::watch_eventfd) was signalled;
+    /// `count` is the counter value the read drained. The watch goes on.
+    Signaled {
+        /// The value read from the eventfd (the sum of the writes since the
+        /// last read).
+        count: u64,
+    },
+    /// Reading or reaping the source failed. Ends the watch, so that a broken
+    /// source cannot make the loop spin; the error names the fd or pid.
+    Failed(crate::Error),
+}
+
+impl EventKind {
+    /// True when this event ends its watch (the receiver is handed back).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, EventKind::Signaled { .. })
+    }
+}
+
+/// One delivered event, with the receiver value that was registered with the
+/// watch.
+///
+/// For an event that ends the watch ([`is_final`](Self::is_final)), `receiver`
+/// is the value itself, handed back. For any other event it is a clone: use a
+/// cheap `T` (an index, an `Arc`, a small id) if events are frequent.
+#[derive(Debug)]
+pub struct Event<T> {
+    /// The watch this event belongs to.
+    pub id: WatchId,
+    /// What happened.
+    pub kind: EventKind,
+    /// The caller's receiver value for this watch.
+    pub receiver: T,
+}
+
+impl<T> Event<T> {
+    /// True when the watch ended with this event.
+    pub fn is_final(&self) -> bool {
+        self.kind.is_final()
+    }
+}
