@@ -11,8 +11,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let monitor: Monitor<&str> = Monitor::new()?;
     let children = [
         ("exits-0", Command::new("true").spawn()?),
-        ("exits-7", Command::new("sh").args(["-c", "exit 7"]).spawn()?),
-        ("killed", Command::new("sh").args(["-c", "kill -9 $$"]).spawn()?),
+        (
+            "exits-7",
+            Command::new("sh").args(["-c", "exit 7"]).spawn()?,
+        ),
+        (
+            "killed",
+            Command::new("sh").args(["-c", "kill -9 $$"]).spawn()?,
+        ),
     ];
     for (name, child) in &children {
         monitor.watch_pid(child.id() as i32, *name)?;
@@ -21,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while !monitor.is_empty() {
         monitor.wait(Some(Duration::from_secs(10)), |event| {
             if let EventKind::Exited(exit) = event.kind {
-                println!("{}: pid {} ended: {:?}", event.receiver, exit.pid, exit.status);
+                println!(
+                    "{}: pid {} ended: {:?}",
+                    event.receiver, exit.pid, exit.status
+                );
             }
         })?;
     }

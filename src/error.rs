@@ -38,7 +38,11 @@ pub enum Subject {
 /// assert_eq!(err.pid(), Some(i32::MAX));
 /// assert!(err.to_string().contains(&i32::MAX.to_string()));
 /// ```
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+/// Boxed so that an `Error`, and so every `EventKind`, which may carry one,
+/// is one pointer wide: events move by value on the dispatch path.
+struct Inner {
     op: &'static str,
     subject: Subject,
     source: io::Error,
@@ -51,11 +55,11 @@ impl Error {
     /// Builds an error for `op` (a short verb phrase such as `"open pidfd"`)
     /// on `subject`.
     pub fn new(op: &'static str, subject: Subject, source: io::Error) -> Self {
-        Error {
+        Error(Box::new(Inner {
             op,
             subject,
             source,
-        }
+        }))
     }
 
     pub(crate) fn os(op: &'static str, subject: Subject, errno: rustix::io::Errno) -> Self {
@@ -77,17 +81,17 @@ impl Error {
 
     /// The operation that failed, such as `"open pidfd"`.
     pub fn op(&self) -> &'static str {
-        self.op
+        self.0.op
     }
 
     /// What the error concerns.
     pub fn subject(&self) -> &Subject {
-        &self.subject
+        &self.0.subject
     }
 
     /// The pid involved, if any.
     pub fn pid(&self) -> Option<i32> {
-        match self.subject {
+        match self.0.subject {
             Subject::Pid(p) => Some(p),
             _ => None,
         }
@@ -95,7 +99,7 @@ impl Error {
 
     /// The path involved, if any.
     pub fn path_involved(&self) -> Option<&Path> {
-        match &self.subject {
+        match &self.0.subject {
             Subject::Path(p) => Some(p),
             _ => None,
         }
@@ -103,26 +107,27 @@ impl Error {
 
     /// The kind of the underlying I/O error.
     pub fn kind(&self) -> io::ErrorKind {
-        self.source.kind()
+        self.0.source.kind()
     }
 
     /// The raw `errno`, if the error came from the kernel.
     pub fn raw_os_error(&self) -> Option<i32> {
-        self.source.raw_os_error()
+        self.0.source.raw_os_error()
     }
 
-    /// True when the process is already gone: it exited and was reaped (by us
-    /// or by someone else) before it could be watched, so its exit status is
-    /// lost to this monitor. This is `ESRCH` from `pidfd_open`.
+    /// True when the process is not there: it exited and was reaped (by us or
+    /// by someone else) before it could be watched, so its exit status is
+    /// lost to this monitor, or it never existed. This is `ESRCH` from
+    /// `pidfd_open`.
     pub fn is_process_gone(&self) -> bool {
-        matches!(self.subject, Subject::Pid(_))
-            && self.source.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
+        matches!(self.0.subject, Subject::Pid(_))
+            && self.0.source.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
     }
 
     /// True when the process ran out of file descriptors (`EMFILE`/`ENFILE`).
     pub fn is_fd_limit(&self) -> bool {
         matches!(
-            self.source.raw_os_error(),
+            self.0.source.raw_os_error(),
             Some(e) if e == rustix::io::Errno::MFILE.raw_os_error()
                 || e == rustix::io::Errno::NFILE.raw_os_error()
         )
@@ -130,7 +135,7 @@ impl Error {
 
     /// The underlying I/O error.
     pub fn io_error(&self) -> &io::Error {
-        &self.source
+        &self.0.source
     }
 }
 
@@ -149,13 +154,16 @@ impl fmt::Display for Subject {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.op)?;
-        if self.subject != Subject::None {
-            write!(f, " {}", self.subject)?;
+        f.write_str(self.0.op)?;
+        if self.0.subject != Subject::None {
+            write!(f, " {}", self.0.subject)?;
         }
-        write!(f, ": {}", self.source)?;
+        write!(f, ": {}", self.0.source)?;
         if self.is_process_gone() {
-            f.write_str(" (it already exited and was reaped, so its exit status is lost)")?;
+            f.write_str(
+                " (no such process: it never existed, or it already exited and was reaped, \
+                 so its exit status is lost)",
+            )?;
         } else if self.is_fd_limit() {
             f.write_str(" (the open-files limit is reached; see `ulimit -n`)")?;
         }
@@ -166,22 +174,22 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("op", &self.op)
-            .field("subject", &self.subject)
-            .field("source", &self.source)
+            .field("op", &self.0.op)
+            .field("subject", &self.0.subject)
+            .field("source", &self.0.source)
             .finish()
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        Some(&self.0.source)
     }
 }
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
-        let kind = e.source.kind();
+        let kind = e.0.source.kind();
         io::Error::new(kind, e)
     }
 }

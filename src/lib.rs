@@ -64,5 +64,8 @@ mod error;
 mod monitor;
 mod source;
 
+pub use cgroup::parse::memory_events::MemoryEvents;
+pub use cgroup::parse::psi::{PsiKind, PsiTrigger};
 pub use error::{Error, Result, Subject};
 pub use monitor::{Event, EventKind, Exit, ExitStatus, Monitor, WatchId};
+pub use source::pressure_v1::{PressureLevel, PressureMode};

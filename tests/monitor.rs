@@ -111,7 +111,7 @@ fn watching_a_reaped_child_is_a_clear_error() {
     assert_eq!(err.pid(), Some(kid.pid()));
     let text = err.to_string();
     assert!(text.contains(&format!("pid {}", kid.pid())), "{text}");
-    assert!(text.contains("already exited"), "{text}");
+    assert!(text.contains("already exited and was reaped"), "{text}");
     assert_eq!(m.len(), 0);
 }
 

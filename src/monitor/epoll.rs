@@ -7,7 +7,7 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::event::Timespec;
@@ -55,8 +55,9 @@ impl Epoll {
         epoll::delete(&self.fd, source)
     }
 
-    /// One `epoll_wait` until `deadline` (`None`: forever). Returns the ready
-    /// events at the front of `buf`; none means the deadline passed.
+    /// One `epoll_wait` of at most `timeout` (`None`: forever; rounded up to
+    /// whole milliseconds). Returns the ready events at the front of `buf`;
+    /// none means the time passed.
     ///
     /// `EINTR` comes back as an error: the caller retries in its own loop
     /// with the same deadline (returning a borrow of `buf` from inside a retry
@@ -64,10 +65,9 @@ impl Epoll {
     pub(crate) fn wait_once<'b>(
         &self,
         buf: &'b mut EventBuf,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
     ) -> Result<&'b [epoll::Event], Errno> {
-        let timeout =
-            deadline.map(|d| millis_timespec(d.saturating_duration_since(Instant::now())));
+        let timeout = timeout.map(millis_timespec);
         let (events, _) = epoll::wait(&self.fd, buf, timeout.as_ref())?;
         Ok(events)
     }

@@ -3,6 +3,8 @@
 use std::fmt;
 
 use super::table::Key;
+use crate::cgroup::parse::memory_events::MemoryEvents;
+use crate::PressureLevel;
 
 /// Identifies one watch for as long as it lives, and never another one.
 ///
@@ -65,6 +67,12 @@ pub struct Exit {
     pub pid: i32,
     /// Its exit status, if we could learn it.
     pub status: ExitStatus,
+    /// Whether the process was killed by the OOM killer: it died of
+    /// `SIGKILL`, it was watched with
+    /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), and its
+    /// cgroup's kill counter rose for a kill not yet attributed to another
+    /// exit.
+    pub oom_killed: bool,
     /// Whether the process was reaped by the monitor (it was our child and the
     /// watch asked for reaping). When false and the process is our child, it
     /// is still a zombie waiting for the caller's `wait`.
@@ -90,6 +98,32 @@ pub enum EventKind {
         /// last read).
         count: u64,
     },
+    /// A memory cgroup's event counters rose: the increase of each counter
+    /// since the last report (or since the watch was armed). An OOM when
+    /// [`MemoryEvents::any_oom`] is true; on v2 also `max` and `high`.
+    /// On v1, `oom` counts OOM notifications and `oom_kill` comes from
+    /// `memory.oom_control`. The watch goes on. (Boxed to keep every event
+    /// small; these are rare.)
+    Memory(Box<MemoryEvents>),
+    /// The watched cgroup was removed. Ends the watch.
+    Removed,
+    /// A v2 cgroup's `populated` flag changed (false: its last process is
+    /// gone). The watch goes on.
+    Populated(bool),
+    /// A v1 memory pressure notification at this level. Expect many per
+    /// episode. The watch goes on.
+    Pressure(PressureLevel),
+    /// A v1 usage threshold was crossed; `usage` was read right after, and
+    /// `above` tells which way it went. The watch goes on.
+    Threshold {
+        /// `memory.usage_in_bytes` (or the memsw one) after the crossing.
+        usage: u64,
+        /// True if usage is now at or above the threshold.
+        above: bool,
+    },
+    /// A PSI trigger fired: tasks stalled for longer than its threshold
+    /// within its window. The watch goes on.
+    Psi,
     /// Reading or reaping the source failed. Ends the watch, so that a broken
     /// source cannot make the loop spin; the error names the fd or pid.
     Failed(crate::Error),
@@ -98,7 +132,10 @@ pub enum EventKind {
 impl EventKind {
     /// True when this event ends its watch (the receiver is handed back).
     pub fn is_final(&self) -> bool {
-        !matches!(self, EventKind::Signaled { .. })
+        matches!(
+            self,
+            EventKind::Exited(_) | EventKind::HungUp | EventKind::Removed | EventKind::Failed(_)
+        )
     }
 }
 

@@ -7,6 +7,7 @@ mod waker;
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,8 +18,12 @@ use rustix::io::Errno;
 
 pub use event::{Event, EventKind, Exit, ExitStatus, WatchId};
 
-use crate::source::{self, Source};
+use crate::cgroup::parse::psi::PsiTrigger;
+use crate::cgroup::CgroupVersion;
+use crate::source::cgroupfs::CgroupDir;
+use crate::source::{self, Clock, Outcome, Source};
 use crate::{Error, Result, Subject};
+use crate::{PressureLevel, PressureMode};
 use epoll::{key_and_flags, Epoll, EventBuf, BATCH};
 use table::{Key, Table};
 use waker::Waker;
@@ -27,10 +32,30 @@ use waker::Waker;
 /// by the table, so no watch can have this key.
 const WAKER_KEY: u64 = u64::MAX;
 
+/// When a `wait` gives up.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Never,
+    /// Look once, do not sleep.
+    Poll,
+    At(Instant),
+}
+
 /// One watch in the table: what is watched, and the caller's value for it.
 struct Watch<T> {
     source: Source,
     receiver: T,
+    /// For a process: the OOM watch of its cgroup, re-read before its exit
+    /// is reported so that the OOM comes first.
+    oom_link: Option<Key>,
+}
+
+/// Everything behind the monitor's one lock.
+struct Inner<T> {
+    table: Table<Watch<T>>,
+    /// OOM watches waiting to see the kill of an OOM they were told of; each
+    /// has a re-check time (`OomBook::recheck_at`). Rarely more than a few.
+    settling: Vec<Key>,
 }
 
 /// An event resolved under the table lock, waiting to be delivered after it.
@@ -106,16 +131,20 @@ struct Pending<T> {
 pub struct Monitor<T> {
     epoll: Epoll,
     waker: Waker,
-    table: Mutex<Table<Watch<T>>>,
+    inner: Mutex<Inner<T>>,
     /// Bumped on every removal; lets delivery skip re-checking the table when
     /// nothing was removed since the batch was resolved.
     removals: AtomicU64,
     live: AtomicUsize,
+    /// `Inner::settling.len()`, readable without the lock: a wait with no
+    /// OOM settling (the usual case) takes the lock once, not twice.
+    settling: AtomicUsize,
     shut_down: AtomicBool,
 }
 
-/// The most events one readiness can produce.
-const MAX_PER_READY: usize = 1;
+/// The most events one readiness can produce: an OOM of the linked cgroup,
+/// then the exit; or an OOM, then the removal.
+const MAX_PER_READY: usize = 2;
 
 impl<T> Monitor<T> {
     /// Creates a monitor with its epoll instance and waker (two fds, both
@@ -131,9 +160,13 @@ impl<T> Monitor<T> {
         Ok(Monitor {
             epoll,
             waker,
-            table: Mutex::new(Table::new()),
+            inner: Mutex::new(Inner {
+                table: Table::new(),
+                settling: Vec::new(),
+            }),
             removals: AtomicU64::new(0),
             live: AtomicUsize::new(0),
+            settling: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
         })
     }
@@ -153,7 +186,24 @@ impl<T> Monitor<T> {
     /// before anything can reap it, and that cannot happen.
     pub fn watch_pid(&self, pid: i32, receiver: T) -> Result<WatchId> {
         let w = source::pidfd::PidWatch::open(pid, true)?;
-        self.add(Source::Pid(w), receiver, Subject::Pid(pid))
+        self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
+    }
+
+    /// Like [`watch_pid`](Self::watch_pid), and when the process exits, the
+    /// OOM watch `cgroup` (from [`watch_cgroup_oom`](Self::watch_cgroup_oom)
+    /// on the process's memory cgroup) is read first: an OOM it has not yet
+    /// reported is delivered *before* the exit, and the exit says whether
+    /// the process was OOM-killed ([`Exit::oom_killed`]). The exit of an
+    /// OOM-killed process often reaches user space before the OOM does
+    /// (containerd #8180); this is the ordering that fixes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`watch_pid`](Self::watch_pid), and `cgroup` must be a live OOM
+    /// watch.
+    pub fn watch_pid_in(&self, pid: i32, cgroup: WatchId, receiver: T) -> Result<WatchId> {
+        let w = source::pidfd::PidWatch::open(pid, true)?;
+        self.add(Source::Pid(w), receiver, Subject::Pid(pid), Some(cgroup.0))
     }
 
     /// Like [`watch_pid`](Self::watch_pid), but leaves our child a zombie for
@@ -161,7 +211,7 @@ impl<T> Monitor<T> {
     /// something else owns reaping, such as `std::process::Child::wait`.
     pub fn watch_pid_without_reaping(&self, pid: i32, receiver: T) -> Result<WatchId> {
         let w = source::pidfd::PidWatch::open(pid, false)?;
-        self.add(Source::Pid(w), receiver, Subject::Pid(pid))
+        self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
     }
 
     /// Watches `fd` for a hang-up (`EPOLLHUP` or `EPOLLERR`): the read end of
@@ -185,6 +235,7 @@ impl<T> Monitor<T> {
             Source::Hangup(source::hangup::HangupWatch { fd }),
             receiver,
             Subject::Fd(raw),
+            None,
         )
     }
 
@@ -200,11 +251,138 @@ impl<T> Monitor<T> {
             Source::EventFd(source::eventfd::CounterWatch { fd }),
             receiver,
             Subject::Fd(raw),
+            None,
         )
     }
 
-    fn add(&self, source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
-        let mut table = self.lock();
+    /// Watches a memory cgroup for OOM, whatever its version: the directory's
+    /// filesystem type (`fstatfs`) decides, and anything that is not a
+    /// cgroup filesystem is refused before anything is written.
+    ///
+    /// - v1: an eventfd registered on `memory.oom_control` through
+    ///   `cgroup.event_control` (one fd per watch). A notification is
+    ///   believed only if the cgroup still exists; the event reports the
+    ///   rise of `oom_kill`, waiting a few milliseconds for the kill to be
+    ///   counted (the notification precedes it).
+    /// - v2: `memory.events`, polled in the same epoll; the event reports
+    ///   the increase of each counter (`oom`, `oom_kill`, `oom_group_kill`,
+    ///   `max`, `high`, `low`) since the last report.
+    ///
+    /// Events: [`EventKind::Memory`], then [`EventKind::Removed`] when the
+    /// cgroup is removed (which ends the watch).
+    ///
+    /// # Errors
+    ///
+    /// A path that does not exist, is a symlink, is not a cgroup directory,
+    /// or lacks the memory controller; a kernel that refuses v1
+    /// notifications (`EOPNOTSUPP`). Each names the path.
+    pub fn watch_cgroup_oom(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let source = match dir.version() {
+            CgroupVersion::V1 => Source::OomV1(source::oom_v1::OomV1Watch::arm(&dir)?),
+            CgroupVersion::V2 => {
+                Source::MemoryEvents(source::memory_events::MemoryEventsWatch::open(&dir)?)
+            }
+        };
+        self.add(
+            source,
+            receiver,
+            Subject::Path(dir.path().to_path_buf()),
+            None,
+        )
+    }
+
+    /// [`watch_cgroup_oom`](Self::watch_cgroup_oom) on the memory cgroup of
+    /// process `pid`, found with
+    /// [`cgroup::memory_cgroup_of`](crate::cgroup::memory_cgroup_of).
+    pub fn watch_cgroup_oom_of(&self, pid: i32, receiver: T) -> Result<WatchId> {
+        let cg = crate::cgroup::memory_cgroup_of(Some(pid))?;
+        self.watch_cgroup_oom(&cg.path, receiver)
+    }
+
+    /// Watches a cgroup v2 directory's `populated` flag (`cgroup.events`):
+    /// [`EventKind::Populated`] on each change, [`EventKind::Removed`] when
+    /// it is removed.
+    pub fn watch_populated(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let w = source::populated::PopulatedWatch::open(&dir)?;
+        let subject = Subject::Path(dir.path().to_path_buf());
+        self.add(Source::Populated(w), receiver, subject, None)
+    }
+
+    /// Watches a cgroup v1 memory directory for pressure at `level`
+    /// (`memory.pressure_level`): [`EventKind::Pressure`], many per episode.
+    pub fn watch_pressure_level(
+        &self,
+        dir: impl AsRef<Path>,
+        level: PressureLevel,
+        mode: PressureMode,
+        receiver: T,
+    ) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let w = source::pressure_v1::PressureV1Watch::arm(&dir, level, mode)?;
+        let subject = Subject::Path(dir.path().to_path_buf());
+        self.add(Source::PressureV1(w), receiver, subject, None)
+    }
+
+    /// Watches a cgroup v1 memory directory's usage crossing `bytes`, up or
+    /// down (`memory.usage_in_bytes`, or `memory.memsw.usage_in_bytes` with
+    /// `with_swap`): [`EventKind::Threshold`].
+    pub fn watch_usage_threshold(
+        &self,
+        dir: impl AsRef<Path>,
+        bytes: u64,
+        with_swap: bool,
+        receiver: T,
+    ) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let w = source::threshold_v1::ThresholdWatch::arm(&dir, bytes, with_swap)?;
+        let subject = Subject::Path(dir.path().to_path_buf());
+        self.add(Source::Threshold(w), receiver, subject, None)
+    }
+
+    /// Arms a PSI trigger on `file` (a cgroup's `cpu|memory|io.pressure`, or
+    /// `/proc/pressure/*`): [`EventKind::Psi`] each time it fires,
+    /// [`EventKind::Removed`] if its cgroup is removed. Without
+    /// `CAP_SYS_RESOURCE` the kernel wants a window that is a multiple of 2 s;
+    /// its refusal is an error that says so.
+    pub fn watch_psi(
+        &self,
+        file: impl AsRef<Path>,
+        trigger: &PsiTrigger,
+        receiver: T,
+    ) -> Result<WatchId> {
+        let file = file.as_ref();
+        let w = source::psi::PsiWatch::arm(file, trigger)?;
+        self.add(
+            Source::Psi(w),
+            receiver,
+            Subject::Path(file.to_path_buf()),
+            None,
+        )
+    }
+
+    fn add(
+        &self,
+        mut source: Source,
+        receiver: T,
+        subject: Subject,
+        oom_link: Option<Key>,
+    ) -> Result<WatchId> {
+        let mut inner = self.lock();
+        let table = &mut inner.table;
+        if let Some(link) = oom_link {
+            let is_oom_watch = table
+                .get_mut(link)
+                .is_some_and(|w| w.source.oom_book().is_some());
+            if !is_oom_watch {
+                return Err(Error::invalid(
+                    "watch",
+                    subject,
+                    format!("{} is not a live cgroup OOM watch", WatchId(link)),
+                ));
+            }
+        }
         let key = table.next_key().ok_or_else(|| {
             Error::new(
                 "watch",
@@ -216,7 +394,17 @@ impl<T> Monitor<T> {
         self.epoll
             .add(source.as_fd(), key.as_u64(), source.interest())
             .map_err(|e| Error::os("register with epoll", subject, e))?;
-        let inserted = table.insert(Watch { source, receiver });
+        // Baselines of polled files are read after registration, so that no
+        // change falls between the two.
+        if let Err(e) = source.arm() {
+            let _ = self.epoll.delete(source.as_fd());
+            return Err(e);
+        }
+        let inserted = table.insert(Watch {
+            source,
+            receiver,
+            oom_link,
+        });
         debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
         self.live.fetch_add(1, Ordering::Relaxed);
         Ok(WatchId(key))
@@ -233,7 +421,7 @@ impl<T> Monitor<T> {
     /// Fails when `id` is not live: it was unwatched already, or its final
     /// event has been (or is being) delivered with the receiver.
     pub fn unwatch(&self, id: WatchId) -> Result<T> {
-        let removed = self.remove(&mut self.lock(), id.0);
+        let removed = self.remove(&mut self.lock().table, id.0);
         let watch = removed.ok_or_else(|| {
             Error::new(
                 "unwatch",
@@ -258,7 +446,7 @@ impl<T> Monitor<T> {
 
     /// True while `id` is being watched.
     pub fn contains(&self, id: WatchId) -> bool {
-        self.lock().contains(id.0)
+        self.lock().table.contains(id.0)
     }
 
     /// The number of live watches (containerd's `EpollFdCounter`).
@@ -291,10 +479,10 @@ impl<T> Monitor<T> {
         self.shut_down.load(Ordering::SeqCst)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Table<Watch<T>>> {
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // No caller code runs under this lock, so a poisoned table is still
         // consistent; a panic elsewhere must not take the monitor down.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -324,13 +512,31 @@ impl<T: Clone> Monitor<T> {
     where
         F: FnMut(Event<T>),
     {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // A zero timeout, the common polling case, needs no clock at all.
+        let deadline = match timeout {
+            None => Deadline::Never,
+            Some(t) if t.is_zero() => Deadline::Poll,
+            Some(t) => Instant::now()
+                .checked_add(t)
+                .map_or(Deadline::Never, Deadline::At),
+        };
         let mut buf: EventBuf = [MaybeUninit::uninit(); BATCH];
         loop {
             if self.is_shut_down() {
                 return Ok(0);
             }
-            let events = match self.epoll.wait_once(&mut buf, deadline) {
+            // An OOM waiting for its kill shortens the sleep to its re-check.
+            let recheck = self.next_recheck();
+            let sleep = match (deadline, recheck) {
+                (Deadline::Poll, _) => Some(Duration::ZERO),
+                (Deadline::Never, None) => None,
+                (Deadline::Never, Some(r)) => Some(r.saturating_duration_since(Instant::now())),
+                (Deadline::At(d), r) => {
+                    let until = r.map_or(d, |r| r.min(d));
+                    Some(until.saturating_duration_since(Instant::now()))
+                }
+            };
+            let events = match self.epoll.wait_once(&mut buf, sleep) {
                 Ok(events) => events,
                 // Retried with the same absolute deadline.
                 Err(Errno::INTR) => continue,
@@ -342,23 +548,41 @@ impl<T: Clone> Monitor<T> {
                     ))
                 }
             };
-            if events.is_empty() {
-                return Ok(0);
-            }
-            let (delivered, woken) = self.dispatch(events, &mut handler);
+            let (delivered, woken) = self.dispatch(events, recheck.is_some(), &mut handler);
             if delivered > 0 || woken {
                 return Ok(delivered);
             }
-            // Only stale or empty readiness: keep waiting out the timeout.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(0);
+            // Nothing to deliver (a timeout, stale or empty readiness, or a
+            // re-check that is still waiting): wait out the rest of the time.
+            match deadline {
+                Deadline::Poll => return Ok(0),
+                Deadline::At(d) if Instant::now() >= d => return Ok(0),
+                _ => {}
             }
         }
     }
 
-    /// Resolves ready events under the lock, a batch at a time, and delivers
-    /// each batch after releasing it.
-    fn dispatch<F>(&self, events: &[rustix::event::epoll::Event], handler: &mut F) -> (usize, bool)
+    /// The earliest re-check time of an OOM watch waiting for its kill.
+    fn next_recheck(&self) -> Option<Instant> {
+        if self.settling.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut inner = self.lock();
+        let Inner { table, settling } = &mut *inner;
+        settling
+            .iter()
+            .filter_map(|k| table.get_mut(*k)?.source.oom_book()?.recheck_at())
+            .min()
+    }
+
+    /// Resolves due re-checks and ready events under the lock, a batch at a
+    /// time, and delivers each batch after releasing it.
+    fn dispatch<F>(
+        &self,
+        events: &[rustix::event::epoll::Event],
+        rechecks: bool,
+        handler: &mut F,
+    ) -> (usize, bool)
     where
         F: FnMut(Event<T>),
     {
@@ -366,9 +590,15 @@ impl<T: Clone> Monitor<T> {
         let mut woken = false;
         let mut delivered = 0;
         let mut next = 0;
-        while next < events.len() {
+        let mut rechecks = rechecks;
+        let mut clock = Clock::default();
+        while next < events.len() || rechecks {
             let epoch = {
-                let mut table = self.lock();
+                let mut inner = self.lock();
+                if rechecks {
+                    rechecks = false;
+                    self.recheck_due(&mut inner, clock.now(), &mut batch);
+                }
                 while next < events.len() && batch.remaining_capacity() >= MAX_PER_READY {
                     let (data, flags) = key_and_flags(&events[next]);
                     next += 1;
@@ -377,8 +607,10 @@ impl<T: Clone> Monitor<T> {
                         woken = true;
                         continue;
                     }
-                    self.resolve(&mut table, Key::from_u64(data), flags, &mut batch);
+                    let key = Key::from_u64(data);
+                    self.resolve(&mut inner, key, flags, &mut clock, &mut batch);
                 }
+                self.settling.store(inner.settling.len(), Ordering::Release);
                 self.removals.load(Ordering::Acquire)
             };
             for p in batch.drain(..) {
@@ -386,7 +618,7 @@ impl<T: Clone> Monitor<T> {
                 // removed this watch; a final event already owns its receiver.
                 if !p.kind.is_final()
                     && self.removals.load(Ordering::Acquire) != epoch
-                    && !self.lock().contains(p.key)
+                    && !self.lock().table.contains(p.key)
                 {
                     continue;
                 }
@@ -401,30 +633,125 @@ impl<T: Clone> Monitor<T> {
         (delivered, woken)
     }
 
-    /// Turns one readiness into pending events. Runs with the table locked:
-    /// it does the reads and reaping (so that no fd can be closed and reused
+    /// Re-checks the OOM watches whose re-check time has come. At most a
+    /// batch's worth per pass; the rest wait for the next pass.
+    fn recheck_due(
+        &self,
+        inner: &mut Inner<T>,
+        now: Instant,
+        batch: &mut ArrayVec<Pending<T>, BATCH>,
+    ) {
+        let mut i = 0;
+        while i < inner.settling.len() && batch.remaining_capacity() >= MAX_PER_READY {
+            let key = inner.settling[i];
+            let due = match inner.table.get_mut(key) {
+                Some(w) => w.source.oom_book().and_then(|b| b.recheck_at()),
+                None => None,
+            };
+            match due {
+                Some(t) if t > now => i += 1,
+                Some(_) => {
+                    inner.settling.swap_remove(i);
+                    self.apply(inner, key, |s| s.recheck(now, false), batch);
+                }
+                // Unwatched, removed, or no longer settling.
+                None => {
+                    inner.settling.swap_remove(i);
+                }
+            }
+        }
+    }
+
+    /// Turns one readiness into pending events. Runs with the lock held: it
+    /// does the reads and reaping (so that no fd can be closed and reused
     /// under it) but calls no caller code except `T::clone`.
+    #[inline(always)]
     fn resolve(
         &self,
-        table: &mut Table<Watch<T>>,
+        inner: &mut Inner<T>,
         key: Key,
         flags: EventFlags,
+        clock: &mut Clock,
         batch: &mut ArrayVec<Pending<T>, BATCH>,
     ) {
         // Stale: the watch ended after the kernel queued this event.
-        let Some(watch) = table.get_mut(key) else {
+        let Some(watch) = inner.table.get_mut(key) else {
             return;
         };
-        let Some(kind) = watch.source.on_ready(flags) else {
+        let link = watch.oom_link;
+        let outcome = watch.source.on_ready(flags, clock);
+        if let (Some(link), Outcome::One(EventKind::Exited(mut exit))) = (link, &outcome) {
+            // OOM before exit: whatever the cgroup has not reported yet goes
+            // out first, then the exit, marked if a kill is attributable.
+            let now = clock.now();
+            self.apply(inner, link, |s| s.recheck(now, true), batch);
+            if exit.status == ExitStatus::Signal(9) {
+                if let Some(book) = inner.table.get_mut(link).and_then(|w| w.source.oom_book()) {
+                    exit.oom_killed = book.claim_kill();
+                }
+            }
+            self.push(inner, key, EventKind::Exited(exit), batch);
             return;
-        };
+        }
+        self.push_outcome(inner, key, outcome, batch);
+    }
+
+    /// Runs `look` on the source under `key` (if live) and queues what it
+    /// produced.
+    fn apply(
+        &self,
+        inner: &mut Inner<T>,
+        key: Key,
+        look: impl FnOnce(&mut Source) -> Outcome,
+        batch: &mut ArrayVec<Pending<T>, BATCH>,
+    ) {
+        if let Some(w) = inner.table.get_mut(key) {
+            let outcome = look(&mut w.source);
+            self.push_outcome(inner, key, outcome, batch);
+        }
+    }
+
+    fn push_outcome(
+        &self,
+        inner: &mut Inner<T>,
+        key: Key,
+        outcome: Outcome,
+        batch: &mut ArrayVec<Pending<T>, BATCH>,
+    ) {
+        match outcome {
+            Outcome::Nothing => {}
+            Outcome::One(kind) => self.push(inner, key, kind, batch),
+            Outcome::Two(first, then) => {
+                self.push(inner, key, first, batch);
+                self.push(inner, key, then, batch);
+            }
+            Outcome::RecheckLater => {
+                if !inner.settling.contains(&key) {
+                    inner.settling.push(key);
+                }
+            }
+        }
+    }
+
+    /// Queues one event; a final one takes the watch out of the table and
+    /// epoll, and carries the receiver itself.
+    fn push(
+        &self,
+        inner: &mut Inner<T>,
+        key: Key,
+        kind: EventKind,
+        batch: &mut ArrayVec<Pending<T>, BATCH>,
+    ) {
         let receiver = if kind.is_final() {
-            match self.remove(table, key) {
+            match self.remove(&mut inner.table, key) {
                 Some(w) => w.receiver,
                 None => return,
             }
         } else {
-            watch.receiver.clone()
+            match inner.table.get(key) {
+                Some(w) => w.receiver.clone(),
+                None => return,
+            }
         };
         batch.push(Pending {
             key,
@@ -443,8 +770,8 @@ impl<T> AsFd for Monitor<T> {
 
 impl<T> Drop for Monitor<T> {
     fn drop(&mut self) {
-        let table = self.table.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for watch in table.drain() {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for watch in inner.table.drain() {
             watch.source.on_monitor_drop();
         }
     }

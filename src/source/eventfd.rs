@@ -20,6 +20,7 @@ pub(crate) struct CounterWatch {
 
 /// Reads an eventfd's counter, resetting it. `None` when it was already zero
 /// (another waiter drained it first).
+#[inline]
 pub(crate) fn drain(fd: &OwnedFd) -> Result<Option<u64>, Errno> {
     let mut buf = [0u8; 8];
     match read(fd, &mut buf) {
@@ -31,6 +32,7 @@ pub(crate) fn drain(fd: &OwnedFd) -> Result<Option<u64>, Errno> {
 }
 
 impl CounterWatch {
+    #[inline]
     pub(crate) fn on_ready(&mut self) -> Option<EventKind> {
         match drain(&self.fd) {
             Ok(Some(count)) => Some(EventKind::Signaled { count }),

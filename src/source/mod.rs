@@ -1,26 +1,73 @@
 //! Sources of events: one kernel mechanism per file.
 //!
 //! Each source owns its fd, says what epoll interest it needs, and turns a
-//! readiness into at most one [`EventKind`]. The monitor calls `on_ready`
-//! with its table locked, so a source never runs caller code and never
-//! blocks: every fd here is non-blocking, and a spurious wake-up (another
-//! thread got there first) yields nothing.
+//! readiness into at most two [`EventKind`]s. The monitor calls it with its
+//! table locked, so a source never runs caller code and never blocks: every
+//! fd here is non-blocking, and a spurious wake-up (another thread got there
+//! first) yields nothing.
 
+pub(crate) mod cgroupfs;
 pub(crate) mod eventfd;
 pub(crate) mod hangup;
+mod kernfs;
+pub(crate) mod memory_events;
+mod oom_book;
+pub(crate) mod oom_v1;
 pub(crate) mod pidfd;
+pub(crate) mod populated;
+pub(crate) mod pressure_v1;
+pub(crate) mod psi;
+pub(crate) mod threshold_v1;
+mod v1_notify;
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Instant;
 
 use rustix::event::epoll::EventFlags;
 
 use crate::monitor::EventKind;
+use oom_book::OomBook;
+
+/// The time, read at most once per dispatch pass and only if a source needs
+/// it: most events (exits, eventfds) never do, and a clock read is a large
+/// part of the cost of dispatching one event.
+#[derive(Default)]
+pub(crate) struct Clock(Option<Instant>);
+
+impl Clock {
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
+/// What one look at a source produced.
+pub(crate) enum Outcome {
+    Nothing,
+    One(EventKind),
+    /// Two events in this order (an OOM, then the removal it preceded).
+    Two(EventKind, EventKind),
+    /// Nothing yet; look again later (an OOM waiting for its kill; the
+    /// source's `OomBook` holds the time).
+    RecheckLater,
+}
+
+impl From<Option<EventKind>> for Outcome {
+    fn from(e: Option<EventKind>) -> Outcome {
+        e.map_or(Outcome::Nothing, Outcome::One)
+    }
+}
 
 /// Everything the monitor can watch.
 pub(crate) enum Source {
     Pid(pidfd::PidWatch),
     Hangup(hangup::HangupWatch),
     EventFd(eventfd::CounterWatch),
+    OomV1(oom_v1::OomV1Watch),
+    MemoryEvents(memory_events::MemoryEventsWatch),
+    Populated(populated::PopulatedWatch),
+    PressureV1(pressure_v1::PressureV1Watch),
+    Threshold(threshold_v1::ThresholdWatch),
+    Psi(psi::PsiWatch),
 }
 
 impl Source {
@@ -28,16 +75,56 @@ impl Source {
         match self {
             Source::Pid(_) => pidfd::INTEREST,
             Source::Hangup(_) => hangup::INTEREST,
-            Source::EventFd(_) => eventfd::INTEREST,
+            Source::EventFd(_)
+            | Source::OomV1(_)
+            | Source::PressureV1(_)
+            | Source::Threshold(_) => eventfd::INTEREST,
+            Source::MemoryEvents(_) | Source::Populated(_) => kernfs::INTEREST,
+            Source::Psi(_) => psi::INTEREST,
         }
     }
 
-    /// Turns a readiness into an event, if there is one to report.
-    pub(crate) fn on_ready(&mut self, flags: EventFlags) -> Option<EventKind> {
+    /// Takes the baseline of a polled file, once the fd is registered.
+    pub(crate) fn arm(&mut self) -> crate::Result<()> {
         match self {
-            Source::Pid(w) => w.on_ready(),
-            Source::Hangup(_) => hangup::on_ready(flags),
-            Source::EventFd(w) => w.on_ready(),
+            Source::MemoryEvents(w) => w.arm(),
+            Source::Populated(w) => w.arm().map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// Turns a readiness into events, if there are any to report.
+    #[inline]
+    pub(crate) fn on_ready(&mut self, flags: EventFlags, clock: &mut Clock) -> Outcome {
+        match self {
+            Source::Pid(w) => w.on_ready().into(),
+            Source::Hangup(_) => hangup::on_ready(flags).into(),
+            Source::EventFd(w) => w.on_ready().into(),
+            Source::OomV1(w) => w.check(clock.now(), false),
+            Source::MemoryEvents(w) => w.check(clock.now(), false),
+            Source::Populated(w) => w.on_ready(),
+            Source::PressureV1(w) => w.on_ready(),
+            Source::Threshold(w) => w.on_ready(),
+            Source::Psi(w) => w.on_ready(flags),
+        }
+    }
+
+    /// A due re-check (`force`: report whatever is there now, because a
+    /// process in the cgroup has exited and its OOM must come first).
+    pub(crate) fn recheck(&mut self, now: Instant, force: bool) -> Outcome {
+        match self {
+            Source::OomV1(w) => w.check(now, force),
+            Source::MemoryEvents(w) => w.check(now, force),
+            _ => Outcome::Nothing,
+        }
+    }
+
+    /// The OOM bookkeeping, for the OOM watches.
+    pub(crate) fn oom_book(&mut self) -> Option<&mut OomBook> {
+        match self {
+            Source::OomV1(w) => Some(w.book()),
+            Source::MemoryEvents(w) => Some(w.book()),
+            _ => None,
         }
     }
 
@@ -55,6 +142,12 @@ impl AsFd for Source {
             Source::Pid(w) => w.fd.as_fd(),
             Source::Hangup(w) => w.fd.as_fd(),
             Source::EventFd(w) => w.fd.as_fd(),
+            Source::OomV1(w) => w.efd.as_fd(),
+            Source::MemoryEvents(w) => w.fd.as_fd(),
+            Source::Populated(w) => w.fd.as_fd(),
+            Source::PressureV1(w) => w.efd.as_fd(),
+            Source::Threshold(w) => w.efd.as_fd(),
+            Source::Psi(w) => w.fd.as_fd(),
         }
     }
 }

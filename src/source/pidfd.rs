@@ -55,6 +55,7 @@ impl PidWatch {
             Some(EventKind::Exited(Exit {
                 pid: self.pid,
                 status,
+                oom_killed: false,
                 reaped,
             }))
         };

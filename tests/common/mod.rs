@@ -80,3 +80,179 @@ pub fn open_fds() -> Vec<i32> {
     v.sort_unstable();
     v
 }
+
+/// True when `CTRMON_REQUIRE_CGROUPS=1`: a missing prerequisite then fails
+/// the test instead of skipping it.
+pub fn cgroups_required() -> bool {
+    std::env::var("CTRMON_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
+}
+
+/// Skips (returns `None`) or fails, per [`cgroups_required`], when `root`
+/// is not a writable cgroup hierarchy we can use.
+pub fn cgroup_root(root: &str, needs_file: &str) -> Option<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(root);
+    let ok = rustix::process::geteuid().is_root() && root.join(needs_file).exists();
+    if ok {
+        return Some(root);
+    }
+    let msg = format!(
+        "{} with {needs_file} is not usable (need root and that hierarchy)",
+        root.display()
+    );
+    if cgroups_required() {
+        panic!("CTRMON_REQUIRE_CGROUPS=1 but {msg}");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
+/// The v1 memory hierarchy, or skip.
+pub fn memory_v1() -> Option<std::path::PathBuf> {
+    cgroup_root("/sys/fs/cgroup/memory", "memory.oom_control")
+}
+
+/// The v2 hierarchy (without the memory controller on this machine), or skip.
+pub fn unified_v2() -> Option<std::path::PathBuf> {
+    cgroup_root("/sys/fs/cgroup/unified", "cgroup.procs")
+}
+
+/// A `ctrmon-test-*` cgroup that is removed on drop, after every process in
+/// it (all of them started by the test) is killed.
+pub struct TestCgroup {
+    pub path: std::path::PathBuf,
+    removed: bool,
+}
+
+impl TestCgroup {
+    /// Creates `parent/ctrmon-test-<name>-<pid>`.
+    pub fn new(parent: &std::path::Path, name: &str) -> TestCgroup {
+        let path = parent.join(format!("ctrmon-test-{name}-{}", std::process::id()));
+        if path.exists() {
+            // Left over from a crashed run of this same test and pid.
+            let _ = TestCgroup {
+                path: path.clone(),
+                removed: false,
+            };
+        }
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroup {
+            path,
+            removed: false,
+        }
+    }
+
+    /// A child cgroup inside this one.
+    pub fn child(&self, name: &str) -> TestCgroup {
+        let path = self.path.join(format!("ctrmon-test-{name}"));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TestCgroup {
+            path,
+            removed: false,
+        }
+    }
+
+    pub fn set(&self, file: &str, value: &str) {
+        std::fs::write(self.path.join(file), value)
+            .unwrap_or_else(|e| panic!("write {value} to {}/{file}: {e}", self.path.display()));
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path.join(file))
+            .unwrap_or_else(|e| panic!("read {}/{file}: {e}", self.path.display()))
+    }
+
+    /// A counter line `key N` from a flat-keyed file.
+    pub fn counter(&self, file: &str, key: &str) -> u64 {
+        self.read(file)
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {}/{file}", self.path.display()))
+    }
+
+    /// Runs `script` in `sh` that first moves itself into this cgroup, so
+    /// everything it execs starts inside.
+    pub fn sh(&self, script: &str) -> Kid {
+        self.sh_with_stdin(script, Stdio::null())
+    }
+
+    pub fn sh_with_stdin(&self, script: &str, stdin: Stdio) -> Kid {
+        let full = format!(
+            "echo $$ > '{}/cgroup.procs' && {script}",
+            self.path.display()
+        );
+        Kid::spawn(
+            Command::new("sh")
+                .args(["-c", &full])
+                .stdin(stdin)
+                .stdout(Stdio::null()),
+        )
+    }
+
+    /// A process that allocates without bound (GNU `tail` buffering an
+    /// endless line from /dev/zero) until the OOM killer stops it.
+    pub fn memory_hog(&self) -> Kid {
+        let zero = std::fs::File::open("/dev/zero").expect("open /dev/zero");
+        self.sh_with_stdin("exec tail", Stdio::from(zero))
+    }
+
+    /// Removes the cgroup now (it must be empty); panics on failure.
+    pub fn remove(&mut self) {
+        remove_cgroup(&self.path).unwrap_or_else(|e| panic!("rmdir {}: {e}", self.path.display()));
+        self.removed = true;
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+fn remove_cgroup(path: &std::path::Path) -> std::io::Result<()> {
+    // Processes killed a moment ago may still be leaving: retry briefly.
+    let mut last = Ok(());
+    for _ in 0..200 {
+        last = std::fs::remove_dir(path);
+        match &last {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => break,
+        }
+    }
+    last
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if self.removed || !self.path.exists() {
+            return;
+        }
+        // Child cgroups first (the tests make at most one level).
+        if let Ok(rd) = std::fs::read_dir(&self.path) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() && e.file_name().to_string_lossy().starts_with("ctrmon-test-") {
+                    drop(TestCgroup {
+                        path: p,
+                        removed: false,
+                    });
+                }
+            }
+        }
+        // Only processes our tests put here: each was started by a `Kid`
+        // which kills and reaps it too; this catches their descendants.
+        for pid in self.pids() {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                if let Ok(fd) = pidfd_open(p, PidfdFlags::empty()) {
+                    let _ = pidfd_send_signal(&fd, Signal::KILL);
+                }
+            }
+        }
+        if let Err(e) = remove_cgroup(&self.path) {
+            eprintln!("warning: could not remove {}: {e}", self.path.display());
+        }
+    }
+}

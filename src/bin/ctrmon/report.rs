@@ -1,0 +1,81 @@
+//! Turning monitor events into JSON lines.
+
+use std::io::Write;
+
+use ctrmon::{Event, EventKind, ExitStatus, MemoryEvents};
+
+use crate::json::Line;
+
+/// What a watch is about; the monitor's receiver is an index into a list of
+/// these, which is cheap to clone on every event.
+pub enum Target {
+    Pid(i32),
+    /// A cgroup's OOM watch.
+    Cgroup(String),
+    /// A v2 cgroup's `populated` watch (its removal is reported once, by the
+    /// OOM watch).
+    Populated(String),
+    Psi(String),
+}
+
+impl Target {
+    fn tag(&self, line: Line) -> Line {
+        match self {
+            Target::Pid(p) => line.num("pid", p),
+            Target::Cgroup(d) | Target::Populated(d) => line.str("cgroup", d),
+            Target::Psi(f) => line.str("file", f),
+        }
+    }
+}
+
+/// Writes the line for `event`, if it has one, and returns the write's result.
+pub fn write(out: &mut dyn Write, targets: &[Target], event: &Event<u32>) -> std::io::Result<()> {
+    let target = &targets[event.receiver as usize];
+    let line = match &event.kind {
+        EventKind::Exited(x) => {
+            let mut l = Line::new("exit").num("pid", x.pid);
+            l = match x.status {
+                ExitStatus::Code(c) => l.num("code", c),
+                ExitStatus::Signal(s) => l.num("signal", s),
+                ExitStatus::Unknown => l,
+            };
+            if x.oom_killed {
+                l = l.bool("oom_killed", true);
+            }
+            l
+        }
+        EventKind::Memory(d) => {
+            let name = if d.any_oom() { "oom" } else { "memory" };
+            counters(target.tag(Line::new(name)), d)
+        }
+        EventKind::Removed if matches!(target, Target::Populated(_)) => return Ok(()),
+        EventKind::Removed => target.tag(Line::new("removed")),
+        EventKind::Populated(p) => target.tag(Line::new("populated")).bool("populated", *p),
+        EventKind::Pressure(level) => target
+            .tag(Line::new("pressure"))
+            .str("level", level.as_str()),
+        EventKind::Psi => target.tag(Line::new("psi")),
+        EventKind::Failed(e) => target
+            .tag(Line::new("error"))
+            .str("message", &e.to_string()),
+        _ => return Ok(()),
+    };
+    line.emit(out)
+}
+
+/// The counters that rose, each as its own field.
+fn counters(mut l: Line, d: &MemoryEvents) -> Line {
+    for (name, v) in [
+        ("oom", d.oom),
+        ("oom_kill", d.oom_kill),
+        ("oom_group_kill", d.oom_group_kill),
+        ("max", d.max),
+        ("high", d.high),
+        ("low", d.low),
+    ] {
+        if v > 0 {
+            l = l.num(name, v);
+        }
+    }
+    l
+}

@@ -1,0 +1,198 @@
+//! `ctrmon run`: a command in a fresh memory cgroup, watched for OOM and exit.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use ctrmon::cgroup::{cgroup_version, memory_cgroup_of, CgroupVersion};
+use ctrmon::{EventKind, Monitor};
+use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+
+use crate::args::Run;
+use crate::report::{self, Target};
+use crate::{events_out, fail, signals, Failure};
+
+pub fn run(opts: Run) -> Result<u8, Failure> {
+    // Before any thread exists, so that every thread inherits the block.
+    let sigfd = signals::block_and_open().or_else(|e| fail("block SIGINT/SIGTERM", e))?;
+    let mut out = events_out(opts.events.as_deref(), Box::new(std::io::stderr()))?;
+
+    let home = memory_cgroup_of(None)?;
+    let parent = opts
+        .cgroup_parent
+        .clone()
+        .unwrap_or_else(|| home.mount_point.clone());
+    let version = cgroup_version(&parent)?;
+    let cg = CreatedCgroup::new(&parent)?;
+    if let Some(bytes) = opts.memory {
+        let file = match version {
+            CgroupVersion::V1 => "memory.limit_in_bytes",
+            CgroupVersion::V2 => "memory.max",
+        };
+        cg.write(file, &bytes.to_string())?;
+    }
+
+    let monitor: Monitor<u32> = Monitor::new()?;
+    let targets = [Target::Cgroup(cg.path.display().to_string())];
+    let cg_watch = monitor.watch_cgroup_oom(&cg.path, 0)?;
+
+    let child = spawn_inside(&cg, &home.path, &opts.command)?;
+    let pid = child.id() as i32;
+    // Our own handle on the child for forwarding signals: unlike its pid, it
+    // can never name another process, even after the child is reaped.
+    let pidfd: Arc<OwnedFd> = Arc::new(
+        pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
+            .or_else(|e| fail(format_args!("open pidfd for pid {pid}"), e))?,
+    );
+    let targets = [targets.into_iter().next().unwrap(), Target::Pid(pid)];
+    monitor.watch_pid_in(pid, cg_watch, 1)?;
+    forward_signals(sigfd, pidfd);
+
+    crate::json::Line::new("start")
+        .num("pid", pid)
+        .str("cgroup", &cg.path.display().to_string())
+        .emit(&mut out)
+        .or_else(|e| fail("write event", e))?;
+
+    let mut status = None;
+    while status.is_none() {
+        let mut write_err = None;
+        monitor.wait(None, |event| {
+            if let Err(e) = report::write(&mut out, &targets, &event) {
+                write_err.get_or_insert(e);
+            }
+            if let EventKind::Exited(x) = event.kind {
+                status = Some(x.status.shell_code().unwrap_or(1));
+            }
+        })?;
+        if let Some(e) = write_err {
+            return fail("write event", e);
+        }
+    }
+    drop(monitor);
+    out.flush().ok();
+    cg.remove()?;
+    // Exit statuses are 0..=255; a shell code beyond that cannot happen.
+    Ok(status.unwrap_or(1).clamp(0, 255) as u8)
+}
+
+/// Starts `command` inside `cg`. The command must be in the cgroup from its
+/// first instruction, and the standard library gives no safe hook between
+/// fork and exec, so ctrmon moves itself into the cgroup for the moment of
+/// the spawn (the child inherits it) and then moves itself back.
+fn spawn_inside(
+    cg: &CreatedCgroup,
+    home: &Path,
+    command: &[std::ffi::OsString],
+) -> Result<std::process::Child, Failure> {
+    let me = std::process::id().to_string();
+    cg.write("cgroup.procs", &me)?;
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    signals::unblock_in_child(&mut cmd);
+    let spawned = cmd.spawn();
+    let back = std::fs::write(home.join("cgroup.procs"), &me);
+    let child = spawned.or_else(|e| fail(format_args!("run {:?}", command[0]), e))?;
+    if let Err(e) = back {
+        // The child is running, but we are stuck in its cgroup: stop it.
+        let _ = pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
+            .map(|fd| pidfd_send_signal(&fd, Signal::KILL));
+        return fail(format_args!("move ctrmon back to {}", home.display()), e);
+    }
+    Ok(child)
+}
+
+/// Forwards SIGINT and SIGTERM to the child, from a thread of its own.
+fn forward_signals(sigfd: OwnedFd, child: Arc<OwnedFd>) {
+    std::thread::spawn(move || {
+        while let Ok(sig) = signals::next(&sigfd) {
+            if let Some(sig) = Signal::from_named_raw(sig) {
+                // ESRCH once the child is gone: nothing to forward to.
+                let _ = pidfd_send_signal(&*child, sig);
+            }
+        }
+    });
+}
+
+/// A cgroup made by `run`: `ctrmon-<pid>-<n>`, removed when done, after
+/// whatever the command left running in it is killed.
+struct CreatedCgroup {
+    path: PathBuf,
+    removed: bool,
+}
+
+impl CreatedCgroup {
+    fn new(parent: &Path) -> Result<CreatedCgroup, Failure> {
+        let me = std::process::id();
+        for n in 0..1000 {
+            let path = parent.join(format!("ctrmon-{me}-{n}"));
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    return Ok(CreatedCgroup {
+                        path,
+                        removed: false,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return fail(format_args!("create cgroup {}", path.display()), e),
+            }
+        }
+        fail(
+            format_args!("create cgroup in {}", parent.display()),
+            "1000 names taken",
+        )
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<(), Failure> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path.join(file);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| f.write_all(value.as_bytes()));
+        written.or_else(|e| fail(format_args!("write {value} to {}", path.display()), e))
+    }
+
+    fn remove(mut self) -> Result<(), Failure> {
+        self.removed = true;
+        remove(&self.path)
+            .or_else(|e| fail(format_args!("remove cgroup {}", self.path.display()), e))
+    }
+}
+
+impl Drop for CreatedCgroup {
+    fn drop(&mut self) {
+        if !self.removed {
+            if let Err(e) = remove(&self.path) {
+                eprintln!("ctrmon: remove cgroup {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Kills what is left in the cgroup (the command's own descendants) and
+/// removes it, retrying while the dying processes leave.
+fn remove(path: &Path) -> std::io::Result<()> {
+    let mut result = Ok(());
+    for _ in 0..500 {
+        let procs = std::fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if let Some(fd) =
+                Pid::from_raw(pid).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+            {
+                let _ = pidfd_send_signal(&fd, Signal::KILL);
+            }
+        }
+        result = std::fs::remove_dir(path);
+        match &result {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => break,
+        }
+    }
+    result
+}

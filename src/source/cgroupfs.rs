@@ -1,0 +1,173 @@
+//! Safe access to a cgroup directory: verified by filesystem type, files
+//! opened relative to it, symlinks never followed.
+//!
+//! ctrmon writes to kernel control files (`cgroup.event_control`, PSI
+//! triggers). A path from a caller or from a parsed mountinfo could point
+//! anywhere, so before anything is written the directory is opened with
+//! `O_NOFOLLOW`, its filesystem type is checked with `fstatfs` on that very
+//! fd (no window between check and use), and every file is opened with
+//! `openat` relative to it, again with `O_NOFOLLOW`.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{openat, Mode, OFlags, PROC_SUPER_MAGIC};
+use rustix::io::Errno;
+
+use crate::cgroup::CgroupVersion;
+use crate::{Error, Result, Subject};
+
+const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+
+/// The cgroup version of the filesystem `fd` is on, if it is a cgroup one.
+pub(crate) fn version_of(fd: impl AsFd) -> rustix::io::Result<Option<CgroupVersion>> {
+    let st = rustix::fs::fstatfs(fd)?;
+    Ok(match st.f_type as u64 {
+        CGROUP_SUPER_MAGIC => Some(CgroupVersion::V1),
+        CGROUP2_SUPER_MAGIC => Some(CgroupVersion::V2),
+        _ => None,
+    })
+}
+
+fn is_procfs(fd: impl AsFd) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|st| st.f_type == PROC_SUPER_MAGIC)
+}
+
+/// Errno values that mean "the cgroup is gone": its directory was removed
+/// (`ENOENT`), or a file we still hold belongs to a removed cgroup (`ENODEV`).
+pub(crate) fn is_removed(e: Errno) -> bool {
+    e == Errno::NOENT || e == Errno::NODEV
+}
+
+/// An open, verified cgroup directory.
+pub(crate) struct CgroupDir {
+    fd: OwnedFd,
+    path: PathBuf,
+    version: CgroupVersion,
+}
+
+impl CgroupDir {
+    /// Opens `path` as a cgroup directory, refusing symlinks, non-directories
+    /// and anything not on a cgroup filesystem, before any write can happen.
+    pub(crate) fn open(path: &Path) -> Result<CgroupDir> {
+        check_path(path)?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::empty())
+            .map_err(|e| Error::path("open cgroup directory", path, explain_open(e, path)))?;
+        let version = version_of(&fd)
+            .map_err(|e| Error::path("fstatfs", path, e.into()))?
+            .ok_or_else(|| {
+                Error::path(
+                    "watch cgroup",
+                    path,
+                    io::Error::new(io::ErrorKind::InvalidInput, "not on a cgroup filesystem"),
+                )
+            })?;
+        Ok(CgroupDir {
+            fd,
+            path: path.to_path_buf(),
+            version,
+        })
+    }
+
+    pub(crate) fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `name` (one path component) inside the directory.
+    pub(crate) fn open_file(&self, name: &str, flags: OFlags) -> Result<OwnedFd> {
+        openat(
+            &self.fd,
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            let path = self.path.join(name);
+            Error::path("open", &path, explain_open(e, &path))
+        })
+    }
+
+    /// Writes `data` to `name` in one `write`, as control files require.
+    pub(crate) fn write_file(&self, name: &str, data: &[u8]) -> Result<()> {
+        let fd = self.open_file(name, OFlags::WRONLY)?;
+        write_all_once(&fd, data).map_err(|e| Error::path("write", &self.path.join(name), e.into()))
+    }
+}
+
+/// A pressure file for a PSI trigger: a cgroup's `*.pressure` file or one of
+/// `/proc/pressure/*`, opened read-write and verified to be on cgroupfs or
+/// procfs.
+pub(crate) fn open_pressure_file(path: &Path) -> Result<OwnedFd> {
+    check_path(path)?;
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::open(path, flags, Mode::empty())
+        .map_err(|e| Error::path("open pressure file", path, explain_open(e, path)))?;
+    let on_cgroupfs = version_of(&fd).ok().flatten().is_some();
+    if !on_cgroupfs && !is_procfs(&fd) {
+        return Err(Error::path(
+            "watch pressure",
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a pressure file on a cgroup filesystem or /proc/pressure",
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
+/// Empty paths and paths with NUL bytes are refused up front with a clear
+/// error, instead of an `EINVAL` from deep in a syscall.
+fn check_path(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let why = if bytes.is_empty() {
+        "the path is empty"
+    } else if bytes.contains(&0) {
+        "the path contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(
+        "watch",
+        Subject::Path(path.to_path_buf()),
+        why,
+    ))
+}
+
+/// `O_NOFOLLOW` on a symlink fails with `ELOOP`, or with `ENOTDIR` when
+/// `O_DIRECTORY` is set too; say which it was.
+fn explain_open(e: Errno, path: &Path) -> io::Error {
+    let is_link = || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    match e {
+        Errno::LOOP | Errno::NOTDIR if is_link() => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a symbolic link (refused: cgroup files are opened without following links)",
+        ),
+        Errno::NOTDIR => io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
+        e => e.into(),
+    }
+}
+
+/// `pread` from offset 0. For kernfs files this is also what clears a
+/// pending poll notification (seeking alone does not).
+pub(crate) fn read_at_start<'b>(fd: &OwnedFd, buf: &'b mut [u8]) -> rustix::io::Result<&'b [u8]> {
+    let n = rustix::io::pread(fd, &mut *buf, 0)?;
+    Ok(&buf[..n])
+}
+
+fn write_all_once(fd: &OwnedFd, data: &[u8]) -> rustix::io::Result<()> {
+    let n = rustix::io::write(fd, data)?;
+    if n == data.len() {
+        Ok(())
+    } else {
+        Err(Errno::IO)
+    }
+}

@@ -1,0 +1,176 @@
+//! OOM counter bookkeeping shared by the v1 and v2 OOM watches.
+//!
+//! The rules the peers learned the hard way (see the design notes):
+//! report per-counter *increases* against a baseline taken right after the
+//! watch is armed, never absolute values, so that a re-read after a
+//! duplicate notification reports nothing; count `oom_kill` as well as
+//! `oom` (with the limit on a parent only `oom_kill` rises in the child);
+//! and hold back an OOM whose kill has not been counted yet for a few
+//! milliseconds, because the v1 notification arrives about half a
+//! millisecond *before* the kill and the kill is what callers care about.
+
+use std::time::{Duration, Instant};
+
+use crate::cgroup::parse::memory_events::MemoryEvents;
+
+/// The first re-check of an OOM without a kill; each later one doubles.
+const SETTLE_FIRST: Duration = Duration::from_millis(2);
+/// Re-checks before an OOM without a kill is reported as such (2+4+…+32 ms).
+const SETTLE_ATTEMPTS: u8 = 5;
+
+/// What an observation of the counters calls for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Observation {
+    /// Nothing increased.
+    Nothing,
+    /// These counters increased; report them.
+    Report(MemoryEvents),
+    /// An OOM without its kill yet: look again at this time.
+    RecheckAt(Instant),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct OomBook {
+    reported: MemoryEvents,
+    /// Kills reported but not yet attributed to an exit.
+    unclaimed_kills: u64,
+    settling: Option<(Instant, u8)>,
+}
+
+impl OomBook {
+    /// A book whose baseline is the counters as read right after arming.
+    pub(crate) fn with_baseline(baseline: MemoryEvents) -> OomBook {
+        OomBook {
+            reported: baseline,
+            ..OomBook::default()
+        }
+    }
+
+    /// Compares `now` with what was last reported. `force` reports an OOM
+    /// at once even if its kill is not counted yet (the victim's exit has
+    /// been seen, or the cgroup is going away).
+    pub(crate) fn observe(&mut self, now: MemoryEvents, force: bool, at: Instant) -> Observation {
+        let delta = now.delta(&self.reported);
+        if delta.is_zero() {
+            self.settling = None;
+            return Observation::Nothing;
+        }
+        let kill_pending = delta.oom > 0 && delta.oom_kill == 0 && delta.oom_group_kill == 0;
+        if kill_pending && !force {
+            let attempt = match self.settling {
+                None => Some(0),
+                Some((_, n)) if n + 1 < SETTLE_ATTEMPTS => Some(n + 1),
+                Some(_) => None,
+            };
+            if let Some(n) = attempt {
+                let next = at + SETTLE_FIRST * (1u32 << n);
+                self.settling = Some((next, n));
+                return Observation::RecheckAt(next);
+            }
+        }
+        self.settling = None;
+        self.reported = now;
+        self.unclaimed_kills += delta.oom_kill + delta.oom_group_kill;
+        Observation::Report(delta)
+    }
+
+    /// When a re-check is due, if one is.
+    pub(crate) fn recheck_at(&self) -> Option<Instant> {
+        self.settling.map(|(t, _)| t)
+    }
+
+    /// Attributes one reported kill to a process that died of `SIGKILL`.
+    pub(crate) fn claim_kill(&mut self) -> bool {
+        if self.unclaimed_kills > 0 {
+            self.unclaimed_kills -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(oom: u64, oom_kill: u64, max: u64) -> MemoryEvents {
+        MemoryEvents {
+            oom,
+            oom_kill,
+            max,
+            ..MemoryEvents::default()
+        }
+    }
+
+    #[test]
+    fn reports_increases_against_the_baseline_only() {
+        let t = Instant::now();
+        let mut b = OomBook::with_baseline(ev(3, 3, 10));
+        assert_eq!(b.observe(ev(3, 3, 10), false, t), Observation::Nothing);
+        assert_eq!(
+            b.observe(ev(4, 4, 12), false, t),
+            Observation::Report(ev(1, 1, 2))
+        );
+        // A duplicate notification with nothing new reports nothing.
+        assert_eq!(b.observe(ev(4, 4, 12), false, t), Observation::Nothing);
+        assert!(b.claim_kill());
+        assert!(!b.claim_kill());
+    }
+
+    #[test]
+    fn kill_only_increase_is_reported() {
+        // With the limit on a parent, only oom_kill rises in the child.
+        let t = Instant::now();
+        let mut b = OomBook::with_baseline(ev(0, 0, 0));
+        assert_eq!(
+            b.observe(ev(0, 1, 0), false, t),
+            Observation::Report(ev(0, 1, 0))
+        );
+    }
+
+    #[test]
+    fn oom_without_kill_settles_then_reports() {
+        let t = Instant::now();
+        let mut b = OomBook::with_baseline(ev(0, 0, 0));
+        let Observation::RecheckAt(first) = b.observe(ev(1, 0, 1), false, t) else {
+            panic!("should wait for the kill");
+        };
+        assert_eq!(b.recheck_at(), Some(first));
+        // The kill lands: one report carrying both.
+        assert_eq!(
+            b.observe(ev(1, 1, 1), false, first),
+            Observation::Report(ev(1, 1, 1))
+        );
+        assert_eq!(b.recheck_at(), None);
+        // An OOM whose kill never comes (oom_kill_disable) is reported after
+        // the last re-check.
+        let mut at = t;
+        let mut rechecks = 0;
+        loop {
+            match b.observe(ev(2, 1, 1), false, at) {
+                Observation::RecheckAt(next) => {
+                    rechecks += 1;
+                    at = next;
+                }
+                Observation::Report(d) => {
+                    assert_eq!(d, ev(1, 0, 0));
+                    break;
+                }
+                Observation::Nothing => panic!("lost the OOM"),
+            }
+        }
+        assert_eq!(rechecks, SETTLE_ATTEMPTS);
+        assert!(at - t <= Duration::from_millis(70));
+    }
+
+    #[test]
+    fn force_reports_at_once() {
+        let t = Instant::now();
+        let mut b = OomBook::default();
+        assert_eq!(
+            b.observe(ev(1, 0, 0), true, t),
+            Observation::Report(ev(1, 0, 0))
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! OOM, removal, pressure and thresholds on real cgroup v1 memory cgroups.
+//!
+//! Each test makes its own `ctrmon-test-*` cgroups and removes them on drop,
+//! after killing the processes it started there.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{memory_v1, TestCgroup};
+use ctrmon::{Event, EventKind, ExitStatus, Monitor, PressureLevel, PressureMode};
+
+const LIMIT: &str = "33554432"; // 32 MiB
+
+/// Collects events until `done` says so, or panics after 30 s.
+fn collect_until<T: Clone + std::fmt::Debug>(
+    m: &Monitor<T>,
+    mut done: impl FnMut(&[Event<T>]) -> bool,
+) -> Vec<Event<T>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while !done(&got) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out; events so far: {got:?}"
+        );
+        m.wait(Some(Duration::from_millis(200)), |e| got.push(e))
+            .unwrap();
+    }
+    got
+}
+
+fn oom_kills<T>(e: &Event<T>) -> Option<u64> {
+    match &e.kind {
+        EventKind::Memory(d) if d.any_oom() => Some(d.oom_kill),
+        _ => None,
+    }
+}
+
+#[test]
+fn oom_kill_is_reported_once_then_the_exit_marked_oom_killed() {
+    let Some(root) = memory_v1() else { return };
+    let cg = TestCgroup::new(&root, "oom");
+    cg.set("memory.limit_in_bytes", LIMIT);
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, "cgroup").unwrap();
+    let hog = cg.memory_hog();
+    let pw = m.watch_pid_in(hog.pid(), cgw, "hog").unwrap();
+
+    let got = collect_until(&m, |g| g.iter().any(|e| e.id == pw));
+    let ooms: Vec<&Event<&str>> = got.iter().filter(|e| oom_kills(e).is_some()).collect();
+    assert_eq!(ooms.len(), 1, "exactly one OOM event: {got:?}");
+    assert_eq!(ooms[0].id, cgw);
+    assert_eq!(oom_kills(ooms[0]), Some(1), "{got:?}");
+    let oom_at = got.iter().position(|e| oom_kills(e).is_some()).unwrap();
+    let exit_at = got.iter().position(|e| e.id == pw).unwrap();
+    assert!(
+        oom_at < exit_at,
+        "the OOM must come before the exit: {got:?}"
+    );
+    let EventKind::Exited(x) = got[exit_at].kind else {
+        panic!()
+    };
+    assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+    assert_eq!(cg.counter("memory.oom_control", "oom_kill"), 1);
+    assert!(m.contains(cgw));
+}
+
+#[test]
+fn exit_without_oom_is_not_marked() {
+    let Some(root) = memory_v1() else { return };
+    let cg = TestCgroup::new(&root, "nooom");
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let kid = cg.sh("kill -9 $$");
+    let pw = m.watch_pid_in(kid.pid(), cgw, 1).unwrap();
+    let got = collect_until(&m, |g| g.iter().any(|e| e.id == pw));
+    assert_eq!(got.len(), 1, "{got:?}");
+    let EventKind::Exited(x) = got[0].kind else {
+        panic!()
+    };
+    assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), false));
+}
+
+#[test]
+fn removal_of_an_empty_cgroup_is_a_removal_not_an_oom() {
+    let Some(root) = memory_v1() else { return };
+    let mut cg = TestCgroup::new(&root, "rmdir");
+    let m = Monitor::new().unwrap();
+    let id = m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    cg.remove();
+    let got = collect_until(&m, |g| g.iter().any(|e| e.is_final()));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(matches!(got[0].kind, EventKind::Removed), "{got:?}");
+    assert_eq!(got[0].id, id);
+    assert!(m.is_empty());
+    // The kernel's own late removal signal must not turn into anything.
+    assert_eq!(
+        m.wait(Some(Duration::from_millis(100)), |e| panic!("{e:?}"))
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn limit_on_parent_fires_parent_and_child_kill_counted_in_child() {
+    let Some(root) = memory_v1() else { return };
+    let parent = TestCgroup::new(&root, "nest-parent");
+    parent.set("memory.use_hierarchy", "1");
+    parent.set("memory.limit_in_bytes", LIMIT);
+    let child = parent.child("leaf");
+    let m = Monitor::new().unwrap();
+    let pw = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
+    let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
+    let hog = child.memory_hog();
+    let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
+    let got = collect_until(&m, |g| {
+        g.iter().any(|e| e.id == hw) && g.iter().any(|e| e.id == pw)
+    });
+    let parent_ooms: Vec<_> = got.iter().filter(|e| e.id == pw).collect();
+    assert!(
+        !parent_ooms.is_empty(),
+        "the parent's watch must fire: {got:?}"
+    );
+    // oom_kill rises only in the victim's own cgroup.
+    assert!(
+        parent_ooms.iter().all(|e| oom_kills(e) == Some(0)),
+        "{got:?}"
+    );
+    let child_kills: u64 = got
+        .iter()
+        .filter(|e| e.id == cw)
+        .filter_map(oom_kills)
+        .sum();
+    assert_eq!(child_kills, 1, "{got:?}");
+    let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
+        panic!()
+    };
+    assert!(x.oom_killed);
+}
+
+#[test]
+fn limit_on_child_fires_only_the_child() {
+    let Some(root) = memory_v1() else { return };
+    let parent = TestCgroup::new(&root, "nest2-parent");
+    parent.set("memory.use_hierarchy", "1");
+    let child = parent.child("leaf");
+    child.set("memory.limit_in_bytes", LIMIT);
+    let m = Monitor::new().unwrap();
+    let pw = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
+    let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
+    let hog = child.memory_hog();
+    let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
+    let mut got = collect_until(&m, |g| g.iter().any(|e| e.id == hw));
+    // Give a late parent notification time to show up, if there were one.
+    m.wait(Some(Duration::from_millis(100)), |e| got.push(e))
+        .unwrap();
+    assert!(
+        got.iter().all(|e| e.id != pw),
+        "the parent must stay quiet: {got:?}"
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|e| e.id == cw)
+            .filter_map(oom_kills)
+            .sum::<u64>(),
+        1
+    );
+}
+
+#[test]
+fn pressure_level_fires_under_reclaim() {
+    let Some(root) = memory_v1() else { return };
+    let cg = TestCgroup::new(&root, "pressure");
+    cg.set("memory.limit_in_bytes", LIMIT);
+    let m = Monitor::new().unwrap();
+    let id = m
+        .watch_pressure_level(&cg.path, PressureLevel::Low, PressureMode::Default, ())
+        .unwrap();
+    // Writing 128 MiB through a 32 MiB page cache forces reclaim.
+    let file = std::env::temp_dir().join(format!("ctrmon-test-pressure-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(file.clone());
+    let _writer = cg.sh(&format!(
+        "dd if=/dev/zero of='{}' bs=1M count=128 2>/dev/null",
+        file.display()
+    ));
+    let got = collect_until(&m, |g| !g.is_empty());
+    assert!(
+        got.iter()
+            .all(|e| e.id == id && matches!(e.kind, EventKind::Pressure(PressureLevel::Low))),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn usage_threshold_fires_up_and_down() {
+    let Some(root) = memory_v1() else { return };
+    let cg = TestCgroup::new(&root, "threshold");
+    let m = Monitor::new().unwrap();
+    let threshold = 16 << 20;
+    m.watch_usage_threshold(&cg.path, threshold, false, ())
+        .unwrap();
+    // Hold 24 MiB of anonymous memory for a moment, then exit (freeing it).
+    let _kid = cg.sh("head -c 25165824 /dev/zero | tail; sleep 0.3");
+    let got = collect_until(&m, |g| {
+        g.iter()
+            .any(|e| matches!(e.kind, EventKind::Threshold { above: true, .. }))
+            && g.iter()
+                .any(|e| matches!(e.kind, EventKind::Threshold { above: false, .. }))
+    });
+    let first_up = got
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::Threshold { above: true, .. }))
+        .unwrap();
+    let last_down = got
+        .iter()
+        .rposition(|e| matches!(e.kind, EventKind::Threshold { above: false, .. }))
+        .unwrap();
+    assert!(first_up < last_down, "{got:?}");
+}
+
+#[test]
+fn bad_inputs_are_clear_errors_naming_the_path() {
+    let Some(root) = memory_v1() else { return };
+    let m: Monitor<()> = Monitor::new().unwrap();
+    let missing = root.join("ctrmon-test-does-not-exist");
+    let e = m.watch_cgroup_oom(&missing, ()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("ctrmon-test-does-not-exist"), "{e}");
+
+    let e = m.watch_cgroup_oom("/tmp", ()).unwrap_err();
+    assert!(
+        e.to_string().contains("/tmp") && e.to_string().contains("not on a cgroup"),
+        "{e}"
+    );
+
+    // A cgroup without the memory controller (the pids hierarchy).
+    let pids = std::path::Path::new("/sys/fs/cgroup/pids");
+    if pids.join("cgroup.procs").exists() {
+        let e = m.watch_cgroup_oom(pids, ()).unwrap_err();
+        assert!(e.to_string().contains("memory.oom_control"), "{e}");
+    }
+
+    // A symlink leading out of the cgroup tree, and one leading into it.
+    let dir = std::env::temp_dir().join(format!("ctrmon-test-links-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    std::os::unix::fs::symlink("/tmp", &out).unwrap();
+    let e = m.watch_cgroup_oom(&out, ()).unwrap_err();
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    let into = dir.join("into");
+    std::os::unix::fs::symlink(&root, &into).unwrap();
+    let e = m.watch_cgroup_oom(&into, ()).unwrap_err();
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+
+    for bad in ["", "/sys/fs/cgroup/memory/a\0b"] {
+        let e = m.watch_cgroup_oom(bad, ()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    }
+    assert!(m.is_empty());
+}
+
+#[test]
+fn oom_watch_of_a_pid_finds_its_cgroup() {
+    let Some(root) = memory_v1() else { return };
+    let cg = TestCgroup::new(&root, "of-pid");
+    cg.set("memory.limit_in_bytes", LIMIT);
+    let m = Monitor::new().unwrap();
+    let kid = cg.sh("exec sleep 600");
+    // Wait until the shell has moved itself in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cg.read("cgroup.procs").contains(&kid.pid().to_string()) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    m.watch_cgroup_oom_of(kid.pid(), ()).unwrap();
+    let hog = cg.memory_hog();
+    let got = collect_until(&m, |g| g.iter().any(|e| oom_kills(e) == Some(1)));
+    assert_eq!(got.iter().filter_map(oom_kills).sum::<u64>(), 1);
+    drop(hog);
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,271 @@
+//! The `ctrmon` binary, black box: real commands, real cgroups.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{memory_v1, Kid, TestCgroup};
+
+fn ctrmon() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ctrmon"))
+}
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of `"key":` in a JSON line (numbers, booleans and strings
+/// without escapes: enough for the fields checked here).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    let end = if let Some(s) = rest.strip_prefix('"') {
+        return s.split('"').next();
+    } else {
+        rest.find([',', '}']).unwrap_or(rest.len())
+    };
+    Some(&rest[..end])
+}
+
+fn event(line: &str) -> &str {
+    field(line, "event").unwrap()
+}
+
+/// The cgroup a `run` created, from its start line.
+fn created_cgroup(events: &[String]) -> String {
+    field(&events[0], "cgroup").unwrap().to_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    ctrmon().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn run_reports_an_oom_then_the_kill_and_removes_its_cgroup() {
+    if memory_v1().is_none() {
+        return;
+    }
+    // GNU tail buffering an endless line from /dev/zero: allocates until killed.
+    let out = run(&["run", "--memory", "32M", "--", "tail", "/dev/zero"]);
+    let ev = lines(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{ev:?}");
+    let names: Vec<&str> = ev.iter().map(|l| event(l)).collect();
+    assert_eq!(names, ["start", "oom", "exit"], "{ev:?}");
+    assert_eq!(field(&ev[1], "oom_kill"), Some("1"));
+    assert_eq!(field(&ev[2], "signal"), Some("9"));
+    assert_eq!(field(&ev[2], "oom_killed"), Some("true"));
+    let cg = created_cgroup(&ev);
+    assert!(cg.contains("/ctrmon-"), "{cg}");
+    assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
+}
+
+#[test]
+fn run_passes_the_exit_code_through() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let out = run(&["run", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let ev = lines(&out.stderr);
+    assert_eq!(event(&ev[1]), "exit");
+    assert_eq!(field(&ev[1], "code"), Some("7"));
+    assert!(!std::path::Path::new(&created_cgroup(&ev)).exists());
+}
+
+#[test]
+fn run_leaks_no_fd_into_the_command() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let out = run(&["run", "--", "ls", "-l", "/proc/self/fd"]);
+    assert_eq!(out.status.code(), Some(0));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for bad in [
+        "anon_inode",
+        "eventfd",
+        "eventpoll",
+        "pidfd",
+        "signalfd",
+        "cgroup",
+    ] {
+        assert!(
+            !listing.contains(bad),
+            "ctrmon leaked an fd ({bad}):\n{listing}"
+        );
+    }
+    // The standard three are there and inherited.
+    for fd in ["0 ->", "1 ->", "2 ->"] {
+        assert!(listing.contains(fd), "{listing}");
+    }
+}
+
+#[test]
+fn sigterm_to_ctrmon_reaches_the_command() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ctrmon-test-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let events = dir.join("events");
+    let mut kid = Kid::spawn(
+        ctrmon()
+            .args(["run", "--events"])
+            .arg(&events)
+            .args(["--", "sleep", "600"])
+            .stdin(Stdio::null()),
+    );
+    // Wait for the start line, then signal ctrmon (not the command).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .contains("\"start\"")
+    {
+        assert!(Instant::now() < deadline, "no start event");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(kid.pid()).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = kid.child.wait().unwrap();
+    let ev = lines(std::fs::read(&events).unwrap().as_slice());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.code(), Some(128 + 15), "{ev:?}");
+    assert_eq!(field(ev.last().unwrap(), "signal"), Some("15"), "{ev:?}");
+    assert!(!std::path::Path::new(&created_cgroup(&ev)).exists());
+}
+
+#[test]
+fn watch_reports_one_exit_per_pid() {
+    let sleepers: Vec<Kid> = (0..300).map(|_| Kid::sleeper()).collect();
+    let mut cmd = ctrmon();
+    cmd.arg("watch");
+    for k in &sleepers {
+        cmd.args(["--pid", &k.pid().to_string()]);
+    }
+    let watcher = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    // Give it time to arm; an early kill would still be seen (zombies are
+    // readable), but a reaped one would not: we reap only after it reports.
+    std::thread::sleep(Duration::from_millis(300));
+    for k in &sleepers {
+        k.kill();
+    }
+    let out = watcher.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let ev = lines(&out.stdout);
+    let mut pids: Vec<i32> = ev
+        .iter()
+        .filter(|l| event(l) == "exit")
+        .map(|l| field(l, "pid").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 300);
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 300, "an exit reported twice");
+    // Not ctrmon's children: no status.
+    assert!(ev
+        .iter()
+        .all(|l| field(l, "code").is_none() && field(l, "signal").is_none()));
+}
+
+#[test]
+fn watch_cgroup_reports_oom_then_removal() {
+    let Some(root) = memory_v1() else { return };
+    let mut cg = TestCgroup::new(&root, "cli-watch");
+    cg.set("memory.limit_in_bytes", "33554432");
+    let watcher = ctrmon()
+        .args(["watch", "--cgroup"])
+        .arg(&cg.path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let hog = cg.memory_hog();
+    hog.reap();
+    drop(hog);
+    cg.remove();
+    let out = watcher.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let ev = lines(&out.stdout);
+    let names: Vec<&str> = ev.iter().map(|l| event(l)).collect();
+    assert_eq!(names, ["oom", "removed"], "{ev:?}");
+    assert_eq!(field(&ev[0], "oom_kill"), Some("1"));
+}
+
+#[test]
+fn locate_agrees_with_the_kernel() {
+    let Some(root) = memory_v1() else { return };
+    let kid = Kid::sleeper();
+    let out = run(&["locate", &kid.pid().to_string()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proc_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", kid.pid())).unwrap();
+    let rel = proc_cgroup
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_owned()))
+        .unwrap();
+    let expected = format!("{}{}", root.display(), rel.trim_end_matches('/'));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected.trim_end_matches('/')
+    );
+}
+
+#[test]
+fn bad_usage_is_status_2_naming_the_value() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--memory", "12Q", "--", "true"], "12Q"),
+        (&["run", "--memory", "32M"], "needs a command"),
+        (&["watch", "--pid", "999999999"], "999999999"),
+        (&["watch", "--cgroup", "/tmp"], "/tmp"),
+        (&["watch", "--psi", "/proc/pressure/cpu=some 1"], "some 1"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("ctrmon: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert!(lines(&out.stdout).is_empty());
+    }
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ctrmon run"));
+    let out = run(&["--version"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ctrmon "));
+}
+
+#[test]
+fn failed_setup_leaves_no_cgroup_behind() {
+    let Some(root) = memory_v1() else { return };
+    let child = ctrmon()
+        .args(["run", "--memory", "32M", "--", "/nonexistent/command"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Other tests run ctrmon at the same time: look for this one's cgroups.
+    let prefix = format!("ctrmon-{}-", child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/command"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
