@@ -141,30 +141,40 @@ pub fn watch_n<V: Variant>(n: usize) -> io::Result<Watched<V>> {
     Ok(Watched { v, fds })
 }
 
-/// W1 on one variant: `warmup` rounds untimed, then every round of `picks`
-/// timed from the first wait to the last delivery (the signalling writes are
-/// outside the timed part). Returns ns per event.
-pub fn w1<V: Variant>(n: usize, picks: &Picks, warmup: usize) -> io::Result<f64> {
-    let mut w = watch_n::<V>(n)?;
-    let k = picks.k;
-    let run = |w: &mut Watched<V>, r: usize| -> Duration {
-        for &i in picks.round(r) {
+/// Runs W1 rounds `first..first + count` (the rounds of `picks`, replayed
+/// from the start when there are fewer): signal the round's K receivers, then
+/// time from the first wait to the last delivery. The signalling writes are
+/// outside the timed part. Returns the timed total.
+pub fn w1_rounds<V: Variant>(
+    w: &mut Watched<V>,
+    picks: &Picks,
+    first: usize,
+    count: usize,
+) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    for r in first..first + count {
+        for &i in picks.round(r % picks.rounds()) {
             signal(w.fds[i as usize]);
         }
         let start = Instant::now();
-        flush_round(&mut w.v, k);
-        start.elapsed()
-    };
-    for r in 0..warmup.min(picks.rounds()) {
-        run(&mut w, r);
+        flush_round(&mut w.v, picks.k);
+        elapsed += start.elapsed();
     }
-    let mut elapsed = Duration::ZERO;
-    for r in 0..picks.rounds() {
-        elapsed += run(&mut w, r);
-    }
-    let expected = ((warmup.min(picks.rounds()) + picks.rounds()) * k) as u64;
-    assert_eq!(w.v.total(), expected, "{}: lost or extra counts", V::NAME);
-    Ok(elapsed.as_nanos() as f64 / (picks.rounds() * k) as f64)
+    elapsed
+}
+
+/// W1 on one variant by itself (the callgrind mode): set up N receivers,
+/// run `rounds` rounds, check the counts. Returns ns per event.
+pub fn w1<V: Variant>(n: usize, picks: &Picks, rounds: usize) -> io::Result<f64> {
+    let mut w = watch_n::<V>(n)?;
+    let elapsed = w1_rounds(&mut w, picks, 0, rounds);
+    assert_eq!(
+        w.v.total(),
+        (rounds * picks.k) as u64,
+        "{}: lost or extra counts",
+        V::NAME
+    );
+    Ok(elapsed.as_nanos() as f64 / (rounds * picks.k) as f64)
 }
 
 /// The measured part of a W1 round: zero-timeout waits until all `k`

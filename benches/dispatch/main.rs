@@ -13,7 +13,7 @@
 //! Environment:
 //! - `CTRMON_BENCH_QUICK=1`: few rounds and repetitions (CI smoke run). Also
 //!   the default when the binary is run without `--bench` (`cargo test`).
-//! - `CTRMON_BENCH_REPS=n`: interleaved repetitions (default 7, quick 3).
+//! - `CTRMON_BENCH_REPS=n`: interleaved repetitions (default 15, quick 3).
 //! - `CTRMON_BENCH_W4=1`: run W4 (2,000 `sleep` children per variant and
 //!   repetition); `CTRMON_BENCH_W4_CHILDREN=n` changes the 2,000.
 //! - `CTRMON_BENCH_ONLY=ctrmon|raw|mio CTRMON_BENCH_ROUNDS=r [CTRMON_BENCH_N=n]`:
@@ -27,8 +27,9 @@ mod mio_v;
 mod raw;
 
 use std::io;
+use std::time::Duration;
 
-use common::{median, percentile, Picks};
+use common::{median, percentile, Picks, Variant};
 use ctrmon_v::Ctrmon;
 use mio_v::Mio;
 use raw::Raw;
@@ -73,11 +74,11 @@ impl Config {
         let w4 = env("CTRMON_BENCH_W4").is_some_and(|v| v != "0");
         Config {
             quick,
-            reps: env_num("CTRMON_BENCH_REPS").unwrap_or(if quick { 3 } else { 7 }),
-            w1_events: if quick { 4_000 } else { 120_000 },
+            reps: env_num("CTRMON_BENCH_REPS").unwrap_or(if quick { 3 } else { 15 }),
+            w1_events: if quick { 4_000 } else { 50_000 },
             w1_sizes: vec![1, 128, 4096, 16384],
-            w2_rounds: if quick { 200 } else { 4_000 },
-            w3_pairs: if quick { 1_000 } else { 20_000 },
+            w2_rounds: if quick { 200 } else { 3_000 },
+            w3_pairs: if quick { 1_000 } else { 10_000 },
             w3_others: vec![0, 16384],
             w4_children: w4.then(|| env_num("CTRMON_BENCH_W4_CHILDREN").unwrap_or(2000)),
             workloads,
@@ -146,12 +147,38 @@ fn fits(n: usize) -> bool {
     }
 }
 
-fn w1_one(name: &str, n: usize, picks: &Picks, warmup: usize) -> io::Result<f64> {
-    match name {
-        "ctrmon" => common::w1::<Ctrmon>(n, picks, warmup),
-        "raw" => common::w1::<Raw>(n, picks, warmup),
-        "mio" => common::w1::<Mio>(n, picks, warmup),
-        _ => unreachable!(),
+/// One variant's W1 receivers, kept alive across repetitions when the
+/// open-files limit allows all three at once.
+enum Live {
+    Ctrmon(common::Watched<Ctrmon>),
+    Raw(common::Watched<Raw>),
+    Mio(common::Watched<Mio>),
+}
+
+impl Live {
+    fn new(name: &str, n: usize) -> io::Result<Live> {
+        Ok(match name {
+            "ctrmon" => Live::Ctrmon(common::watch_n(n)?),
+            "raw" => Live::Raw(common::watch_n(n)?),
+            "mio" => Live::Mio(common::watch_n(n)?),
+            _ => unreachable!(),
+        })
+    }
+
+    fn rounds(&mut self, picks: &Picks, first: usize, count: usize) -> Duration {
+        match self {
+            Live::Ctrmon(w) => common::w1_rounds(w, picks, first, count),
+            Live::Raw(w) => common::w1_rounds(w, picks, first, count),
+            Live::Mio(w) => common::w1_rounds(w, picks, first, count),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        match self {
+            Live::Ctrmon(w) => w.v.total(),
+            Live::Raw(w) => w.v.total(),
+            Live::Mio(w) => w.v.total(),
+        }
     }
 }
 
@@ -173,13 +200,32 @@ fn run_w1(cfg: &Config) -> io::Result<()> {
         let k = n.min(common::MAX_K);
         let rounds = (cfg.w1_events / k).max(1);
         let picks = Picks::new(n, rounds);
-        let warmup = (rounds / 10).max(1);
+        let warmup = (rounds / 5).max(1);
+        // All three at once when they fit: then the repetitions are short
+        // blocks, A B C rotated, on receivers set up once. Otherwise each
+        // variant is set up and torn down in its turn.
+        let together = 3 * n as u64 + 64 <= common::nofile_limit();
+        let mut live: Vec<Option<(Live, u64)>> = (0..3).map(|_| None).collect();
         let mut samples: [Vec<f64>; 3] = Default::default();
         for rep in 0..cfg.reps {
             for name in order(rep) {
-                samples[idx(name)].push(w1_one(name, n, &picks, warmup)?);
+                let i = idx(name);
+                if live[i].is_none() {
+                    let mut l = Live::new(name, n)?;
+                    l.rounds(&picks, 0, warmup);
+                    live[i] = Some((l, (warmup * k) as u64));
+                }
+                let (l, expected) = live[i].as_mut().expect("set up");
+                let t = l.rounds(&picks, rep * rounds, rounds);
+                *expected += (rounds * k) as u64;
+                assert_eq!(l.total(), *expected, "{name}: lost or extra counts");
+                samples[i].push(t.as_nanos() as f64 / (rounds * k) as f64);
+                if !together {
+                    live[i] = None;
+                }
             }
         }
+        drop(live);
         let r = row(&samples);
         let ratio = r.med[0] / r.med[1];
         println!(
@@ -369,10 +415,17 @@ fn run_w4(cfg: &Config, children: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Callgrind mode: one variant, W1 at `n`, exactly `rounds` rounds.
+/// Callgrind mode: one variant, W1 at `n`, exactly `rounds` rounds. The
+/// selection is precomputed for a fixed 1,000 rounds and replayed, so its
+/// cost does not grow with `rounds` and cancels in a two-length difference.
 fn only(name: &str, rounds: usize, n: usize) -> io::Result<()> {
-    let picks = Picks::new(n, rounds);
-    let ns = w1_one(name, n, &picks, 0)?;
+    let picks = Picks::new(n, 1000);
+    let ns = match name {
+        "ctrmon" => common::w1::<Ctrmon>(n, &picks, rounds)?,
+        "raw" => common::w1::<Raw>(n, &picks, rounds)?,
+        "mio" => common::w1::<Mio>(n, &picks, rounds)?,
+        _ => unreachable!(),
+    };
     println!(
         "only: W1 N={n} variant={name} rounds={rounds} events={} ns_per_event={ns:.1}",
         rounds * picks.k
