@@ -680,7 +680,35 @@ impl<T: Clone> Monitor<T> {
         };
         let link = watch.oom_link;
         let outcome = watch.source.on_ready(flags, clock);
-        if let (Some(link), Outcome::One(EventKind::Exited(mut exit))) = (link, &outcome) {
+        // The hot path (an eventfd count, a populated change): one event
+        // that does not end the watch, for the watch already in hand.
+        match outcome {
+            Outcome::One(kind) if !kind.is_final() => {
+                let receiver = watch.receiver.clone();
+                batch.push(Pending {
+                    key,
+                    kind,
+                    receiver,
+                });
+            }
+            Outcome::One(kind) => self.resolve_final(inner, key, link, kind, clock, batch),
+            other => self.push_outcome(inner, key, other, batch),
+        }
+    }
+
+    /// The end of a watch; for a process linked to its cgroup's OOM watch,
+    /// the cgroup's unreported OOM goes out first.
+    #[cold]
+    fn resolve_final(
+        &self,
+        inner: &mut Inner<T>,
+        key: Key,
+        link: Option<Key>,
+        kind: EventKind,
+        clock: &mut Clock,
+        batch: &mut ArrayVec<Pending<T>, BATCH>,
+    ) {
+        if let (Some(link), EventKind::Exited(mut exit)) = (link, &kind) {
             // OOM before exit: whatever the cgroup has not reported yet goes
             // out first, then the exit, marked if a kill is attributable.
             let now = clock.now();
@@ -693,7 +721,7 @@ impl<T: Clone> Monitor<T> {
             self.push(inner, key, EventKind::Exited(exit), batch);
             return;
         }
-        self.push_outcome(inner, key, outcome, batch);
+        self.push(inner, key, kind, batch);
     }
 
     /// Runs `look` on the source under `key` (if live) and queues what it
@@ -721,9 +749,9 @@ impl<T: Clone> Monitor<T> {
         match outcome {
             Outcome::Nothing => {}
             Outcome::One(kind) => self.push(inner, key, kind, batch),
-            Outcome::Two(first, then) => {
-                self.push(inner, key, first, batch);
-                self.push(inner, key, then, batch);
+            Outcome::OomThenRemoved(oom) => {
+                self.push(inner, key, EventKind::Memory(oom), batch);
+                self.push(inner, key, EventKind::Removed, batch);
             }
             Outcome::RecheckLater => {
                 if !inner.settling.contains(&key) {

@@ -105,7 +105,7 @@ mod tests {
             Outcome::Nothing => None,
             Outcome::RecheckLater => panic!("unexpected re-check"),
             Outcome::One(k) => panic!("unexpected {k:?}"),
-            Outcome::Two(a, b) => panic!("unexpected {a:?}, {b:?}"),
+            Outcome::OomThenRemoved(d) => panic!("unexpected removal after {d:?}"),
         }
     }
 

@@ -105,7 +105,7 @@ impl OomV1Watch {
                     oom: drained - 1,
                     ..MemoryEvents::default()
                 };
-                Outcome::Two(EventKind::Memory(Box::new(oom)), EventKind::Removed)
+                Outcome::OomThenRemoved(Box::new(oom))
             }
             // The removal's own notification may still be on its way (it
             // comes 12–40 ms after the rmdir); the directory is gone either way.
