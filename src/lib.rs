@@ -9,7 +9,13 @@
 //!
 //! - Process exits: pidfds, reaping our children with `waitid(P_PIDFD)`, and
 //!   the exit-FIFO hang-up of containerd 0.2's shims.
-//! - Eventfd counters, the mechanism under cgroup v1 OOM notification.
+//! - Out-of-memory: cgroup v1 (an eventfd through `cgroup.event_control`)
+//!   and v2 (`memory.events`), reported as counter increases, with a
+//!   process's OOM delivered before its exit
+//!   ([`Monitor::watch_pid_in`]).
+//! - Memory pressure (v1 levels, usage thresholds), v2 `populated`, and PSI
+//!   triggers.
+//! - Eventfd counters, for anything else that can signal one.
 //! - Cgroup discovery: [`cgroup`] finds a process's memory cgroup from
 //!   `/proc/<pid>/cgroup` and mountinfo, also inside nested containers.
 //!
@@ -67,5 +73,10 @@ mod source;
 pub use cgroup::parse::memory_events::MemoryEvents;
 pub use cgroup::parse::psi::{PsiKind, PsiTrigger};
 pub use error::{Error, Result, Subject};
+
+/// The README's example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub use monitor::{Event, EventKind, Exit, ExitStatus, Monitor, WatchId};
 pub use source::pressure_v1::{PressureLevel, PressureMode};
