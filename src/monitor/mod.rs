@@ -142,9 +142,10 @@ pub struct Monitor<T> {
     shut_down: AtomicBool,
 }
 
-/// The most events one readiness can produce: an OOM of the linked cgroup,
-/// then the exit; or an OOM, then the removal.
-const MAX_PER_READY: usize = 2;
+/// The most events one readiness can produce: a process's exit, preceded by
+/// its linked cgroup's OOM and, if the cgroup went away meanwhile, that
+/// cgroup's removal. A batch is delivered before it could overflow.
+const MAX_PER_READY: usize = 3;
 
 impl<T> Monitor<T> {
     /// Creates a monitor with its epoll instance and waker (two fds, both

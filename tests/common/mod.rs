@@ -256,3 +256,110 @@ impl Drop for TestCgroup {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers added for the reliability suite (tests/reliability_*.rs, soak.rs).
+
+/// Serializes the tests of one binary that count fds, fill the fd table or
+/// spawn thousands of processes: the fd table is process-wide and the tests
+/// of a binary run on parallel threads. Poison-tolerant, so one failing test
+/// does not fail the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Where a [`Kid`] is in its life, as its pidfd tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KidState {
+    Running,
+    /// Exited, not reaped yet.
+    Zombie,
+    /// Reaped (by us, or by the monitor).
+    Reaped,
+}
+
+impl Kid {
+    /// This child's pidfd (it names this process only, never a reused pid).
+    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Running, zombie or reaped, without changing anything.
+    pub fn state(&self) -> KidState {
+        match waitid(
+            WaitId::PidFd(self.pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(None) => KidState::Running,
+            Ok(Some(_)) => KidState::Zombie,
+            Err(rustix::io::Errno::CHILD) => KidState::Reaped,
+            Err(e) => panic!("waitid on the pidfd of {}: {e}", self.pid()),
+        }
+    }
+}
+
+/// A `/tmp/ctrmon-test-<name>-<pid>` directory, removed with its contents
+/// on drop (it never contains anything but what the test put there).
+pub struct TmpDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TmpDir {
+    pub fn new(name: &str) -> TmpDir {
+        let path =
+            std::env::temp_dir().join(format!("ctrmon-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TmpDir { path }
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The names in a directory, sorted.
+pub fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Collects events until `done` says so; panics after `limit`.
+pub fn wait_until<T: Clone + std::fmt::Debug>(
+    m: &ctrmon::Monitor<T>,
+    limit: std::time::Duration,
+    mut done: impl FnMut(&[ctrmon::Event<T>]) -> bool,
+) -> Vec<ctrmon::Event<T>> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    while !done(&got) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?}; events so far: {got:?}"
+        );
+        m.wait(Some(std::time::Duration::from_millis(100)), |e| got.push(e))
+            .unwrap();
+    }
+    got
+}
+
+/// Leftover `ctrmon-test-*` cgroups of this process under `root` (for
+/// assertions that a test cleaned up after itself).
+pub fn leftover_cgroups(root: &std::path::Path) -> Vec<String> {
+    let me = format!("-{}", std::process::id());
+    std::fs::read_dir(root)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ctrmon-test-") && n.contains(&me))
+                .collect()
+        })
+        .unwrap_or_default()
+}
