@@ -266,7 +266,8 @@ impl Drop for TestCgroup {
 /// does not fail the others.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where a [`Kid`] is in its life, as its pidfd tells.
@@ -307,8 +308,7 @@ pub struct TmpDir {
 
 impl TmpDir {
     pub fn new(name: &str) -> TmpDir {
-        let path =
-            std::env::temp_dir().join(format!("ctrmon-test-{name}-{}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("ctrmon-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         TmpDir { path }
