@@ -78,5 +78,7 @@ pub use error::{Error, Result, Subject};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+#[doc(hidden)]
+pub use monitor::table_slot_size;
 pub use monitor::{Event, EventKind, Exit, ExitStatus, Monitor, WatchId};
 pub use source::pressure_v1::{PressureLevel, PressureMode};

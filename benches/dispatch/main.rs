@@ -436,9 +436,10 @@ fn only(name: &str, rounds: usize, n: usize) -> io::Result<()> {
 fn sizes() {
     use std::mem::size_of;
     println!(
-        "\nsizes (bytes): Monitor<usize>={} Event<usize>={} EventKind={} WatchId={} \
-         (the table entry type is private; see benches/README.md)",
+        "\nsizes (bytes): Monitor<usize>={} table slot (T=usize)={} Event<usize>={} \
+         EventKind={} WatchId={}",
         size_of::<ctrmon::Monitor<usize>>(),
+        ctrmon::table_slot_size::<usize>(),
         size_of::<ctrmon::Event<usize>>(),
         size_of::<ctrmon::EventKind>(),
         size_of::<ctrmon::WatchId>(),

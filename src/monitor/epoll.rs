@@ -47,6 +47,16 @@ impl Epoll {
         epoll::add(&self.fd, source, EventData::new_u64(data), flags)
     }
 
+    /// Changes `source`'s registration; also makes epoll poll it again.
+    pub(crate) fn modify(
+        &self,
+        source: BorrowedFd<'_>,
+        data: u64,
+        flags: EventFlags,
+    ) -> Result<(), Errno> {
+        epoll::modify(&self.fd, source, EventData::new_u64(data), flags)
+    }
+
     /// Removes `source`. Must come before the source fd is closed: epoll
     /// registrations belong to the open file, not the fd number, so if the
     /// caller holds a dup of the fd the registration would outlive our close

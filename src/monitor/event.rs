@@ -113,12 +113,13 @@ pub enum EventKind {
     /// A v1 memory pressure notification at this level. Expect many per
     /// episode. The watch goes on.
     Pressure(PressureLevel),
-    /// A v1 usage threshold was crossed; `usage` was read right after, and
-    /// `above` tells which way it went. The watch goes on.
+    /// A v1 usage threshold was crossed. The watch goes on.
     Threshold {
-        /// `memory.usage_in_bytes` (or the memsw one) after the crossing.
+        /// `memory.usage_in_bytes` (or the memsw one) read right after the
+        /// crossing; near the threshold it may already be back across.
         usage: u64,
-        /// True if usage is now at or above the threshold.
+        /// Which side the crossing went to: true for upward. Tracked from
+        /// the kernel's count of crossings, which alternate.
         above: bool,
     },
     /// A PSI trigger fired: tasks stalled for longer than its threshold

@@ -56,7 +56,14 @@ struct Inner<T> {
     /// OOM watches waiting to see the kill of an OOM they were told of; each
     /// has a re-check time (`OomBook::recheck_at`). Rarely more than a few.
     settling: Vec<Key>,
+    /// When the kernfs watches are next re-armed (`rearm_kernfs_due`); set
+    /// while there are any.
+    next_rearm: Option<Instant>,
 }
+
+/// How often kernfs watches are re-armed; also the longest a removal that
+/// kernfs failed to signal goes unreported.
+const REARM_EVERY: Duration = Duration::from_secs(1);
 
 /// An event resolved under the table lock, waiting to be delivered after it.
 struct Pending<T> {
@@ -139,6 +146,8 @@ pub struct Monitor<T> {
     /// `Inner::settling.len()`, readable without the lock: a wait with no
     /// OOM settling (the usual case) takes the lock once, not twice.
     settling: AtomicUsize,
+    /// Live watches on kernfs files (`Source::is_kernfs`).
+    kernfs: AtomicUsize,
     shut_down: AtomicBool,
 }
 
@@ -164,10 +173,12 @@ impl<T> Monitor<T> {
             inner: Mutex::new(Inner {
                 table: Table::new(),
                 settling: Vec::new(),
+                next_rearm: None,
             }),
             removals: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             settling: AtomicUsize::new(0),
+            kernfs: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
         })
     }
@@ -401,6 +412,9 @@ impl<T> Monitor<T> {
             let _ = self.epoll.delete(source.as_fd());
             return Err(e);
         }
+        if source.is_kernfs() {
+            self.kernfs.fetch_add(1, Ordering::AcqRel);
+        }
         let inserted = table.insert(Watch {
             source,
             receiver,
@@ -440,6 +454,9 @@ impl<T> Monitor<T> {
         let watch = table.remove(key)?;
         // Cannot fail for an fd we registered and still hold open.
         let _ = self.epoll.delete(watch.source.as_fd());
+        if watch.source.is_kernfs() {
+            self.kernfs.fetch_sub(1, Ordering::AcqRel);
+        }
         self.removals.fetch_add(1, Ordering::Release);
         self.live.fetch_sub(1, Ordering::Relaxed);
         Some(watch)
@@ -564,16 +581,51 @@ impl<T: Clone> Monitor<T> {
     }
 
     /// The earliest re-check time of an OOM watch waiting for its kill.
+    /// Also the next re-arm of the kernfs watches, if there are any.
     fn next_recheck(&self) -> Option<Instant> {
-        if self.settling.load(Ordering::Acquire) == 0 {
+        let kernfs = self.kernfs.load(Ordering::Acquire) > 0;
+        if self.settling.load(Ordering::Acquire) == 0 && !kernfs {
             return None;
         }
         let mut inner = self.lock();
-        let Inner { table, settling } = &mut *inner;
+        let Inner {
+            table,
+            settling,
+            next_rearm,
+        } = &mut *inner;
+        let rearm = if kernfs {
+            Some(*next_rearm.get_or_insert_with(|| Instant::now() + REARM_EVERY))
+        } else {
+            *next_rearm = None;
+            None
+        };
         settling
             .iter()
             .filter_map(|k| table.get_mut(*k)?.source.oom_book()?.recheck_at())
+            .chain(rearm)
             .min()
+    }
+
+    /// Re-registers every kernfs watch with `EPOLL_CTL_MOD`, which makes
+    /// epoll look at the file again. kernfs can drop a wake-up: when a
+    /// cgroup is removed while its "changed" notification is still queued
+    /// (the usual case: its last process exits, then it is removed at once),
+    /// the file turns ready (`EPOLLERR`, reads `ENODEV`) without waking
+    /// anyone, and the watch would wait forever. Once a second, while such
+    /// watches exist, costs one syscall per watch.
+    fn rearm_kernfs_due(&self, inner: &mut Inner<T>, now: Instant) {
+        match inner.next_rearm {
+            Some(t) if t <= now => {}
+            _ => return,
+        }
+        inner.next_rearm = Some(now + REARM_EVERY);
+        for (key, watch) in inner.table.iter() {
+            if watch.source.is_kernfs() {
+                let _ =
+                    self.epoll
+                        .modify(watch.source.as_fd(), key.as_u64(), watch.source.interest());
+            }
+        }
     }
 
     /// Resolves due re-checks and ready events under the lock, a batch at a
@@ -598,7 +650,9 @@ impl<T: Clone> Monitor<T> {
                 let mut inner = self.lock();
                 if rechecks {
                     rechecks = false;
-                    self.recheck_due(&mut inner, clock.now(), &mut batch);
+                    let now = clock.now();
+                    self.recheck_due(&mut inner, now, &mut batch);
+                    self.rearm_kernfs_due(&mut inner, now);
                 }
                 while next < events.len() && batch.remaining_capacity() >= MAX_PER_READY {
                     let (data, flags) = key_and_flags(&events[next]);
@@ -788,6 +842,13 @@ impl<T: Clone> Monitor<T> {
             receiver,
         });
     }
+}
+
+/// The size of one receiver-table slot for receiver type `T`, for the
+/// benchmarks' size report. Not part of the API.
+#[doc(hidden)]
+pub fn table_slot_size<T>() -> usize {
+    table::Table::<Watch<T>>::slot_size()
 }
 
 impl<T> AsFd for Monitor<T> {

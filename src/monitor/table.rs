@@ -197,6 +197,19 @@ impl<V> Table<V> {
         }
     }
 
+    /// Every live key and value, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &V)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                Entry::Occupied { generation, value } => {
+                    Some((Key::new(i as u32, *generation), value))
+                }
+                Entry::Vacant { .. } => None,
+            })
+    }
+
     /// Removes every value, in slot order.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
         self.free_head = NIL;
@@ -206,6 +219,11 @@ impl<V> Table<V> {
             Entry::Occupied { value, .. } => Some(value),
             Entry::Vacant { .. } => None,
         })
+    }
+
+    /// The bytes one slot takes.
+    pub(crate) fn slot_size() -> usize {
+        std::mem::size_of::<Entry<V>>()
     }
 
     /// Slots currently allocated (occupied or vacant); for tests and sizing.

@@ -94,6 +94,12 @@ impl CgroupDir {
         })
     }
 
+    /// Reads `name` into `buf` and returns the filled part.
+    pub(crate) fn read_file<'b>(&self, name: &str, buf: &'b mut [u8]) -> Result<&'b [u8]> {
+        let fd = self.open_file(name, OFlags::RDONLY)?;
+        read_at_start(&fd, buf).map_err(|e| Error::path("read", &self.path.join(name), e.into()))
+    }
+
     /// Writes `data` to `name` in one `write`, as control files require.
     pub(crate) fn write_file(&self, name: &str, data: &[u8]) -> Result<()> {
         let fd = self.open_file(name, OFlags::WRONLY)?;
@@ -101,24 +107,52 @@ impl CgroupDir {
     }
 }
 
-/// A pressure file for a PSI trigger: a cgroup's `*.pressure` file or one of
-/// `/proc/pressure/*`, opened read-write and verified to be on cgroupfs or
-/// procfs.
+/// The pressure files of a cgroup, and of `/proc/pressure`.
+const CGROUP_PRESSURE_FILES: [&str; 4] = [
+    "cpu.pressure",
+    "memory.pressure",
+    "io.pressure",
+    "irq.pressure",
+];
+const PROC_PRESSURE_FILES: [&str; 4] = ["cpu", "memory", "io", "irq"];
+
+/// A pressure file for a PSI trigger, opened read-write: a cgroup's
+/// `cpu|memory|io|irq.pressure` on a cgroup filesystem, or
+/// `/proc/pressure/cpu|memory|io|irq` on procfs. The name is checked before
+/// anything is opened and the filesystem after, because a trigger written
+/// to any other control file would be taken as a value (a v1
+/// `memory.max_usage_in_bytes` resets, a `/proc/*/comm` renames a thread).
 pub(crate) fn open_pressure_file(path: &Path) -> Result<OwnedFd> {
     check_path(path)?;
+    let refuse = |why: &str| {
+        Error::path(
+            "watch pressure",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+        )
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let in_proc =
+        path.parent() == Some(Path::new("/proc/pressure")) && PROC_PRESSURE_FILES.contains(&name);
+    if !in_proc && !CGROUP_PRESSURE_FILES.contains(&name) {
+        return Err(refuse(
+            "not a pressure file (a cgroup's cpu|memory|io|irq.pressure, or /proc/pressure/*)",
+        ));
+    }
     let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let fd = rustix::fs::open(path, flags, Mode::empty())
         .map_err(|e| Error::path("open pressure file", path, explain_open(e, path)))?;
-    let on_cgroupfs = version_of(&fd).ok().flatten().is_some();
-    if !on_cgroupfs && !is_procfs(&fd) {
-        return Err(Error::path(
-            "watch pressure",
-            path,
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a pressure file on a cgroup filesystem or /proc/pressure",
-            ),
-        ));
+    let on_right_fs = if in_proc {
+        is_procfs(&fd)
+    } else {
+        version_of(&fd).ok().flatten().is_some()
+    };
+    if !on_right_fs {
+        return Err(refuse(if in_proc {
+            "not on procfs"
+        } else {
+            "not on a cgroup filesystem"
+        }));
     }
     Ok(fd)
 }

@@ -127,6 +127,12 @@ impl Source {
         }
     }
 
+    /// A watch on a pollable kernfs file (v2 `memory.events`,
+    /// `cgroup.events`), whose removal kernfs may fail to signal.
+    pub(crate) fn is_kernfs(&self) -> bool {
+        matches!(self, Source::MemoryEvents(_) | Source::Populated(_))
+    }
+
     /// The OOM bookkeeping, for the OOM watches.
     pub(crate) fn oom_book(&mut self) -> Option<&mut OomBook> {
         match self {

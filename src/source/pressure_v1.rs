@@ -71,7 +71,7 @@ impl PressureV1Watch {
     }
 
     pub(crate) fn on_ready(&mut self) -> Outcome {
-        on_v1_ready(&self.efd, &self.dir, &self.probe, |_| {
+        on_v1_ready(&self.efd, &self.dir, &self.probe, |_, _| {
             EventKind::Pressure(self.level)
         })
     }
@@ -83,7 +83,7 @@ pub(crate) fn on_v1_ready(
     efd: &OwnedFd,
     dir: &std::path::Path,
     probe: &std::path::Path,
-    report: impl FnOnce(&[u8]) -> EventKind,
+    report: impl FnOnce(&[u8], u64) -> EventKind,
 ) -> Outcome {
     let mut buf = [0u8; 64];
     let present = match v1_notify::read_if_present(probe, &mut buf) {
@@ -103,6 +103,6 @@ pub(crate) fn on_v1_ready(
     match (present, drained) {
         (None, _) => Outcome::One(EventKind::Removed),
         (Some(_), None) => Outcome::Nothing,
-        (Some(text), Some(_)) => Outcome::One(report(text)),
+        (Some(text), Some(count)) => Outcome::One(report(text, count)),
     }
 }

@@ -32,8 +32,13 @@ impl PsiWatch {
     pub(crate) fn arm(file: &Path, trigger: &PsiTrigger) -> Result<PsiWatch> {
         let fd = open_pressure_file(file)?;
         let text = trigger.to_kernel_string();
-        // The kernel wants the trigger NUL-terminated or whole in one write.
-        match rustix::io::write(&fd, text.as_bytes()) {
+        // One write, NUL-terminated: the kernel's handler for /proc/pressure
+        // overwrites the last byte written with a NUL, so without our own
+        // "some 150000 2000000" would arrive as a 200 ms window.
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(0);
+        match rustix::io::write(&fd, &bytes) {
             Ok(_) => {}
             Err(Errno::INVAL) => {
                 let why = if trigger.needs_privilege() {
