@@ -291,10 +291,10 @@ impl<T> Monitor<T> {
     pub fn watch_cgroup_oom(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         let dir = CgroupDir::open(dir.as_ref())?;
         let source = match dir.version() {
-            CgroupVersion::V1 => Source::OomV1(source::oom_v1::OomV1Watch::arm(&dir)?),
-            CgroupVersion::V2 => {
-                Source::MemoryEvents(source::memory_events::MemoryEventsWatch::open(&dir)?)
-            }
+            CgroupVersion::V1 => Source::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(&dir)?)),
+            CgroupVersion::V2 => Source::MemoryEvents(Box::new(
+                source::memory_events::MemoryEventsWatch::open(&dir)?,
+            )),
         };
         self.add(
             source,
@@ -319,7 +319,7 @@ impl<T> Monitor<T> {
         let dir = CgroupDir::open(dir.as_ref())?;
         let w = source::populated::PopulatedWatch::open(&dir)?;
         let subject = Subject::Path(dir.path().to_path_buf());
-        self.add(Source::Populated(w), receiver, subject, None)
+        self.add(Source::Populated(Box::new(w)), receiver, subject, None)
     }
 
     /// Watches a cgroup v1 memory directory for pressure at `level`
@@ -334,7 +334,7 @@ impl<T> Monitor<T> {
         let dir = CgroupDir::open(dir.as_ref())?;
         let w = source::pressure_v1::PressureV1Watch::arm(&dir, level, mode)?;
         let subject = Subject::Path(dir.path().to_path_buf());
-        self.add(Source::PressureV1(w), receiver, subject, None)
+        self.add(Source::PressureV1(Box::new(w)), receiver, subject, None)
     }
 
     /// Watches a cgroup v1 memory directory's usage crossing `bytes`, up or
@@ -350,7 +350,7 @@ impl<T> Monitor<T> {
         let dir = CgroupDir::open(dir.as_ref())?;
         let w = source::threshold_v1::ThresholdWatch::arm(&dir, bytes, with_swap)?;
         let subject = Subject::Path(dir.path().to_path_buf());
-        self.add(Source::Threshold(w), receiver, subject, None)
+        self.add(Source::Threshold(Box::new(w)), receiver, subject, None)
     }
 
     /// Arms a PSI trigger on `file` (a cgroup's `cpu|memory|io.pressure`, or
@@ -367,7 +367,7 @@ impl<T> Monitor<T> {
         let file = file.as_ref();
         let w = source::psi::PsiWatch::arm(file, trigger)?;
         self.add(
-            Source::Psi(w),
+            Source::Psi(Box::new(w)),
             receiver,
             Subject::Path(file.to_path_buf()),
             None,

@@ -67,15 +67,18 @@ impl From<Option<EventKind>> for Outcome {
 /// per dispatched event.
 #[repr(u8)]
 pub(crate) enum Source {
+    // The many and hot kinds inline; the cgroup watches, which carry paths
+    // and counters, boxed, so that a table slot stays small (one allocation
+    // per cgroup watch, none per event).
     Pid(pidfd::PidWatch),
     Hangup(hangup::HangupWatch),
     EventFd(eventfd::CounterWatch),
-    OomV1(oom_v1::OomV1Watch),
-    MemoryEvents(memory_events::MemoryEventsWatch),
-    Populated(populated::PopulatedWatch),
-    PressureV1(pressure_v1::PressureV1Watch),
-    Threshold(threshold_v1::ThresholdWatch),
-    Psi(psi::PsiWatch),
+    OomV1(Box<oom_v1::OomV1Watch>),
+    MemoryEvents(Box<memory_events::MemoryEventsWatch>),
+    Populated(Box<populated::PopulatedWatch>),
+    PressureV1(Box<pressure_v1::PressureV1Watch>),
+    Threshold(Box<threshold_v1::ThresholdWatch>),
+    Psi(Box<psi::PsiWatch>),
 }
 
 impl Source {
