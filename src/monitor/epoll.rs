@@ -93,7 +93,15 @@ impl AsFd for Epoll {
 const MAX_WAIT_MS: u64 = i32::MAX as u64;
 
 /// `d` rounded up to whole milliseconds, capped to what `epoll_wait` takes.
+#[inline]
 pub(crate) fn millis_timespec(d: Duration) -> Timespec {
+    if d.is_zero() {
+        // Polling is the hot case: skip the 128-bit division.
+        return Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+    }
     let nanos = d.as_nanos();
     let ms = nanos.div_ceil(1_000_000).min(u128::from(MAX_WAIT_MS)) as u64;
     Timespec {

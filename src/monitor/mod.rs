@@ -582,11 +582,17 @@ impl<T: Clone> Monitor<T> {
 
     /// The earliest re-check time of an OOM watch waiting for its kill.
     /// Also the next re-arm of the kernfs watches, if there are any.
+    #[inline]
     fn next_recheck(&self) -> Option<Instant> {
         let kernfs = self.kernfs.load(Ordering::Acquire) > 0;
         if self.settling.load(Ordering::Acquire) == 0 && !kernfs {
             return None;
         }
+        self.next_recheck_locked(kernfs)
+    }
+
+    #[cold]
+    fn next_recheck_locked(&self, kernfs: bool) -> Option<Instant> {
         let mut inner = self.lock();
         let Inner {
             table,
