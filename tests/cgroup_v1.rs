@@ -7,28 +7,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{memory_v1, TestCgroup};
+use common::{memory_v1, wait_until, TestCgroup};
 use ctrmon::{Event, EventKind, ExitStatus, Monitor, PressureLevel, PressureMode};
 
 const LIMIT: &str = "33554432"; // 32 MiB
-
-/// Collects events until `done` says so, or panics after 30 s.
-fn collect_until<T: Clone + std::fmt::Debug>(
-    m: &Monitor<T>,
-    mut done: impl FnMut(&[Event<T>]) -> bool,
-) -> Vec<Event<T>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut got = Vec::new();
-    while !done(&got) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out; events so far: {got:?}"
-        );
-        m.wait(Some(Duration::from_millis(200)), |e| got.push(e))
-            .unwrap();
-    }
-    got
-}
+const LONG: Duration = Duration::from_secs(30);
 
 fn oom_kills<T>(e: &Event<T>) -> Option<u64> {
     match &e.kind {
@@ -47,7 +30,7 @@ fn oom_kill_is_reported_once_then_the_exit_marked_oom_killed() {
     let hog = cg.memory_hog();
     let pw = m.watch_pid_in(hog.pid(), cgw, "hog").unwrap();
 
-    let got = collect_until(&m, |g| g.iter().any(|e| e.id == pw));
+    let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == pw));
     let ooms: Vec<&Event<&str>> = got.iter().filter(|e| oom_kills(e).is_some()).collect();
     assert_eq!(ooms.len(), 1, "exactly one OOM event: {got:?}");
     assert_eq!(ooms[0].id, cgw);
@@ -74,7 +57,7 @@ fn exit_without_oom_is_not_marked() {
     let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
     let kid = cg.sh("kill -9 $$");
     let pw = m.watch_pid_in(kid.pid(), cgw, 1).unwrap();
-    let got = collect_until(&m, |g| g.iter().any(|e| e.id == pw));
+    let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == pw));
     assert_eq!(got.len(), 1, "{got:?}");
     let EventKind::Exited(x) = got[0].kind else {
         panic!()
@@ -89,7 +72,7 @@ fn removal_of_an_empty_cgroup_is_a_removal_not_an_oom() {
     let m = Monitor::new().unwrap();
     let id = m.watch_cgroup_oom(&cg.path, ()).unwrap();
     cg.remove();
-    let got = collect_until(&m, |g| g.iter().any(|e| e.is_final()));
+    let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.is_final()));
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(matches!(got[0].kind, EventKind::Removed), "{got:?}");
     assert_eq!(got[0].id, id);
@@ -114,7 +97,7 @@ fn limit_on_parent_fires_parent_and_child_kill_counted_in_child() {
     let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
     let hog = child.memory_hog();
     let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
-    let got = collect_until(&m, |g| {
+    let got = wait_until(&m, LONG, |g| {
         g.iter().any(|e| e.id == hw) && g.iter().any(|e| e.id == pw)
     });
     let parent_ooms: Vec<_> = got.iter().filter(|e| e.id == pw).collect();
@@ -151,7 +134,7 @@ fn limit_on_child_fires_only_the_child() {
     let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
     let hog = child.memory_hog();
     let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
-    let mut got = collect_until(&m, |g| g.iter().any(|e| e.id == hw));
+    let mut got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == hw));
     // Give a late parent notification time to show up, if there were one.
     m.wait(Some(Duration::from_millis(100)), |e| got.push(e))
         .unwrap();
@@ -184,7 +167,7 @@ fn pressure_level_fires_under_reclaim() {
         "dd if=/dev/zero of='{}' bs=1M count=128 2>/dev/null",
         file.display()
     ));
-    let got = collect_until(&m, |g| !g.is_empty());
+    let got = wait_until(&m, LONG, |g| !g.is_empty());
     assert!(
         got.iter()
             .all(|e| e.id == id && matches!(e.kind, EventKind::Pressure(PressureLevel::Low))),
@@ -202,7 +185,7 @@ fn usage_threshold_fires_up_and_down() {
         .unwrap();
     // Hold 24 MiB of anonymous memory for a moment, then exit (freeing it).
     let _kid = cg.sh("head -c 25165824 /dev/zero | tail; sleep 0.3");
-    let got = collect_until(&m, |g| {
+    let got = wait_until(&m, LONG, |g| {
         g.iter()
             .any(|e| matches!(e.kind, EventKind::Threshold { above: true, .. }))
             && g.iter()
@@ -277,7 +260,7 @@ fn oom_watch_of_a_pid_finds_its_cgroup() {
     }
     m.watch_cgroup_oom_of(kid.pid(), ()).unwrap();
     let hog = cg.memory_hog();
-    let got = collect_until(&m, |g| g.iter().any(|e| oom_kills(e) == Some(1)));
+    let got = wait_until(&m, LONG, |g| g.iter().any(|e| oom_kills(e) == Some(1)));
     assert_eq!(got.iter().filter_map(oom_kills).sum::<u64>(), 1);
     drop(hog);
 }

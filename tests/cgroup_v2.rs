@@ -4,28 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{unified_v2, TestCgroup};
+use common::{unified_v2, wait_until, TestCgroup};
 use ctrmon::{Event, EventKind, Monitor, PsiTrigger};
-
-fn collect_until<T: Clone + std::fmt::Debug>(
-    m: &Monitor<T>,
-    limit: Duration,
-    mut done: impl FnMut(&[Event<T>]) -> bool,
-) -> Vec<Event<T>> {
-    let deadline = Instant::now() + limit;
-    let mut got = Vec::new();
-    while !done(&got) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out; events so far: {got:?}"
-        );
-        m.wait(Some(Duration::from_millis(200)), |e| got.push(e))
-            .unwrap();
-    }
-    got
-}
 
 #[test]
 fn populated_goes_up_and_down_and_removal_ends_the_watch() {
@@ -40,7 +22,7 @@ fn populated_goes_up_and_down_and_removal_ends_the_watch() {
         0
     );
     let kid = cg.sh("sleep 0.3");
-    let got = collect_until(&m, Duration::from_secs(20), |g| g.len() >= 2);
+    let got = wait_until(&m, Duration::from_secs(20), |g| g.len() >= 2);
     let seen: Vec<bool> = got
         .iter()
         .map(|e| match e.kind {
@@ -52,7 +34,7 @@ fn populated_goes_up_and_down_and_removal_ends_the_watch() {
     assert!(got.iter().all(|e| e.id == id));
     drop(kid);
     cg.remove();
-    let got = collect_until(&m, Duration::from_secs(20), |g| !g.is_empty());
+    let got = wait_until(&m, Duration::from_secs(20), |g| !g.is_empty());
     assert!(
         matches!(
             got[..],
@@ -76,7 +58,7 @@ fn psi_trigger_fires_under_cpu_contention() {
     let id = m.watch_psi(&file, &trigger, ()).unwrap();
     // Four busy loops on two cores: tasks in the cgroup wait for CPU.
     let busy: Vec<_> = (0..4).map(|_| cg.sh("while :; do :; done")).collect();
-    let got = collect_until(&m, Duration::from_secs(20), |g| !g.is_empty());
+    let got = wait_until(&m, Duration::from_secs(20), |g| !g.is_empty());
     assert!(
         got.iter()
             .all(|e| e.id == id && matches!(e.kind, EventKind::Psi)),
