@@ -269,3 +269,28 @@ fn failed_setup_leaves_no_cgroup_behind() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn run_under_a_cgroup_parent() {
+    let Some(root) = memory_v1() else { return };
+    let parent = TestCgroup::new(&root, "cli-parent");
+    let out = ctrmon()
+        .args(["run", "--memory", "64M", "--cgroup-parent"])
+        .arg(&parent.path)
+        .args(["--", "sh", "-c", "cat /proc/self/cgroup"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let ev = lines(&out.stderr);
+    let cg = created_cgroup(&ev);
+    assert!(
+        cg.starts_with(&format!("{}/ctrmon-", parent.path.display())),
+        "{cg}"
+    );
+    // The command ran inside it, from its first instruction.
+    let rel = cg.strip_prefix(&root.display().to_string()).unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(&format!(":memory:{rel}\n")), "{shown}");
+    assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
+}

@@ -85,3 +85,26 @@ pub(crate) fn read_if_present<'b>(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(errno: Errno) -> String {
+        let e = Error::path("write", Path::new("/cg/cgroup.event_control"), errno.into());
+        explain_refusal(e, Path::new("/cg"), "memory.oom_control").to_string()
+    }
+
+    #[test]
+    fn a_kernel_without_v1_notifications_is_named_as_such() {
+        let text = refused(Errno::OPNOTSUPP);
+        assert!(text.contains("/cg/memory.oom_control"), "{text}");
+        assert!(
+            text.contains("EOPNOTSUPP") && text.contains("PREEMPT_RT"),
+            "{text}"
+        );
+        assert!(refused(Errno::INVAL).contains("EINVAL"));
+        // Anything else passes through as it was.
+        assert!(refused(Errno::ACCESS).contains("cgroup.event_control"));
+    }
+}
