@@ -272,3 +272,107 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+#[test]
+fn an_oom_and_removal_in_one_batch_survive_an_unwatch_by_an_earlier_handler() {
+    let Some(root) = memory_v1() else { return };
+    let mut cg = TestCgroup::new(&root, "batch-oom-rm");
+    cg.set("memory.limit_in_bytes", LIMIT);
+    let m = Monitor::new().unwrap();
+    let (e, other) = (new_eventfd(), new_eventfd());
+    let writer = rustix::io::dup(&e).unwrap();
+    let eid = m.watch_eventfd(e, "signal").unwrap();
+    let other_id = m.watch_eventfd(other, "other").unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, "cgroup").unwrap();
+    // Ready in this order: the eventfd, then the cgroup (OOM and removal).
+    rustix::io::write(&writer, &1u64.to_ne_bytes()).unwrap();
+    let hog = cg.memory_hog();
+    assert!(hog.reap());
+    drop(hog);
+    cg.remove();
+    std::thread::sleep(Duration::from_millis(150)); // the removal's notification
+    let mut got = Vec::new();
+    m.wait(LONG_OPT, |ev| {
+        if ev.id == eid {
+            // What a runtime does on an event: drop some other watch.
+            m.unwatch(other_id).unwrap();
+        }
+        got.push((ev.id, format!("{:?}", ev.kind)));
+    })
+    .unwrap();
+    let cg_events: Vec<&String> = got
+        .iter()
+        .filter(|(id, _)| *id == cgw)
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(cg_events.len(), 2, "{got:?}");
+    assert!(
+        cg_events[0].starts_with("Memory") && cg_events[0].contains("oom: 1"),
+        "{got:?}"
+    );
+    assert_eq!(cg_events[1], "Removed", "{got:?}");
+}
+
+#[test]
+fn a_cgroup_recreated_under_the_same_name_still_ends_the_watch() {
+    let Some(root) = memory_v1() else { return };
+    let mut cg = TestCgroup::new(&root, "recreated");
+    let m = Monitor::new().unwrap();
+    let id = m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    cg.remove();
+    // A restarted container: same name, new cgroup, before the monitor looks.
+    let again = TestCgroup::new(&root, "recreated");
+    assert_eq!(again.path, cg.path);
+    let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.is_final()));
+    assert!(
+        matches!(
+            got[..],
+            [Event {
+                kind: EventKind::Removed,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+    assert_eq!(got[0].id, id);
+    assert!(m.is_empty());
+}
+
+#[test]
+fn nested_in_another_loop_an_oom_still_gets_its_kill() {
+    // Only zero-timeout waits when the monitor's fd is readable, as under
+    // mio or tokio: the re-check that waits for the kill must make the fd
+    // readable by itself (the monitor's timerfd).
+    let Some(root) = memory_v1() else { return };
+    let cg = TestCgroup::new(&root, "nested-loop");
+    cg.set("memory.limit_in_bytes", LIMIT);
+    let m = Monitor::new().unwrap();
+    m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    let _hog = cg.memory_hog();
+    let deadline = Instant::now() + LONG;
+    let mut kills = 0;
+    while kills == 0 {
+        assert!(Instant::now() < deadline, "no OOM with its kill");
+        let mut fds = [rustix::event::PollFd::new(&m, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 10,
+            tv_nsec: 0,
+        };
+        let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap();
+        assert_eq!(ready, 1, "the monitor's fd never became readable again");
+        m.wait(Some(Duration::ZERO), |e| {
+            if let EventKind::Memory(d) = &e.kind {
+                kills += d.oom_kill;
+            }
+        })
+        .unwrap();
+    }
+    assert_eq!(kills, 1);
+}
+
+const LONG_OPT: Option<Duration> = Some(Duration::from_secs(30));
+
+fn new_eventfd() -> std::os::fd::OwnedFd {
+    use rustix::event::{eventfd, EventfdFlags};
+    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap()
+}

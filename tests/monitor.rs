@@ -510,3 +510,21 @@ fn monitor_is_send_and_sync() {
     check::<Monitor<String>>();
     check::<Monitor<Arc<str>>>();
 }
+
+#[test]
+fn shutdown_reaches_every_waiting_thread() {
+    let m = Arc::new(Monitor::<()>::new().unwrap());
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let m = m.clone();
+            thread::spawn(move || m.wait(None, |_| {}).unwrap())
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    m.shutdown().unwrap();
+    for w in waiters {
+        assert_eq!(w.join().unwrap(), 0);
+    }
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}

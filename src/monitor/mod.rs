@@ -3,6 +3,7 @@
 mod epoll;
 mod event;
 pub(crate) mod table;
+mod timer;
 mod waker;
 
 use std::mem::MaybeUninit;
@@ -26,11 +27,14 @@ use crate::{Error, Result, Subject};
 use crate::{PressureLevel, PressureMode};
 use epoll::{key_and_flags, Epoll, EventBuf, BATCH};
 use table::{Key, Table};
+use timer::Timer;
 use waker::Waker;
 
-/// The epoll data of the waker. Slot index `u32::MAX` is never handed out
-/// by the table, so no watch can have this key.
+/// The epoll data of the waker and of the timer. Slot indices `u32::MAX` and
+/// `u32::MAX - 1` are never handed out by the table, so no watch can have
+/// these keys.
 const WAKER_KEY: u64 = u64::MAX;
+const TIMER_KEY: u64 = u64::MAX - 1;
 
 /// When a `wait` gives up.
 #[derive(Clone, Copy)]
@@ -59,6 +63,30 @@ struct Inner<T> {
     /// When the kernfs watches are next re-armed (`rearm_kernfs_due`); set
     /// while there are any.
     next_rearm: Option<Instant>,
+    /// Fires when the earliest of the above is due.
+    timer: Timer,
+    /// Something above changed since the timer was last set.
+    schedule_changed: bool,
+}
+
+impl<T> Inner<T> {
+    /// Sets the timer for the earliest re-check or re-arm.
+    fn reschedule(&mut self) {
+        self.schedule_changed = false;
+        let Inner {
+            table,
+            settling,
+            next_rearm,
+            timer,
+            ..
+        } = self;
+        let due = settling
+            .iter()
+            .filter_map(|k| table.get_mut(*k)?.source.oom_book()?.recheck_at())
+            .chain(*next_rearm)
+            .min();
+        timer.set(due);
+    }
 }
 
 /// How often kernfs watches are re-armed; also the longest a removal that
@@ -70,6 +98,10 @@ struct Pending<T> {
     key: Key,
     kind: EventKind,
     receiver: T,
+    /// The watch's final event follows in the same batch: this one was
+    /// resolved while the watch was live, and must not be taken for the
+    /// event of a watch removed since.
+    watch_ends_in_batch: bool,
 }
 
 /// Watches processes and file descriptors from one epoll loop, and hands each
@@ -110,9 +142,11 @@ struct Pending<T> {
 /// ```
 ///
 /// The monitor is itself a file descriptor that is readable whenever an event
-/// is pending, so it nests in another event loop (mio, tokio's `AsyncFd`):
-/// register [`as_fd`](AsFd::as_fd) for readability and call `wait` with a zero
-/// timeout when it fires.
+/// is pending (or timed work is due: its own timerfd is in the set), so it
+/// nests in another event loop (mio, tokio's `AsyncFd`): register
+/// [`as_fd`](AsFd::as_fd) for readability and, each time it fires, call
+/// `wait` with a zero timeout until it returns 0 (those loops are
+/// edge-triggered, and one `wait` delivers at most a batch of 128).
 ///
 /// ```
 /// use std::os::fd::{AsFd, AsRawFd};
@@ -131,7 +165,7 @@ struct Pending<T> {
 /// let mut exited = false;
 /// while !exited {
 ///     poll.poll(&mut events, Some(Duration::from_secs(10)))?;
-///     monitor.wait(Some(Duration::ZERO), |e| exited = e.is_final())?;
+///     while monitor.wait(Some(Duration::ZERO), |e| exited |= e.is_final())? > 0 {}
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -143,9 +177,6 @@ pub struct Monitor<T> {
     /// nothing was removed since the batch was resolved.
     removals: AtomicU64,
     live: AtomicUsize,
-    /// `Inner::settling.len()`, readable without the lock: a wait with no
-    /// OOM settling (the usual case) takes the lock once, not twice.
-    settling: AtomicUsize,
     /// Live watches on kernfs files (`Source::is_kernfs`).
     kernfs: AtomicUsize,
     shut_down: AtomicBool,
@@ -167,6 +198,10 @@ impl<T> Monitor<T> {
         epoll
             .add(waker.fd.as_fd(), WAKER_KEY, EventFlags::IN | EventFlags::ET)
             .map_err(|e| Error::os("register waker eventfd", Subject::None, e))?;
+        let timer = Timer::new().map_err(|e| Error::os("create timerfd", Subject::None, e))?;
+        epoll
+            .add(timer.fd.as_fd(), TIMER_KEY, EventFlags::IN)
+            .map_err(|e| Error::os("register timerfd", Subject::None, e))?;
         Ok(Monitor {
             epoll,
             waker,
@@ -174,10 +209,11 @@ impl<T> Monitor<T> {
                 table: Table::new(),
                 settling: Vec::new(),
                 next_rearm: None,
+                timer,
+                schedule_changed: false,
             }),
             removals: AtomicU64::new(0),
             live: AtomicUsize::new(0),
-            settling: AtomicUsize::new(0),
             kernfs: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
         })
@@ -382,9 +418,9 @@ impl<T> Monitor<T> {
         oom_link: Option<Key>,
     ) -> Result<WatchId> {
         let mut inner = self.lock();
-        let table = &mut inner.table;
         if let Some(link) = oom_link {
-            let is_oom_watch = table
+            let is_oom_watch = inner
+                .table
                 .get_mut(link)
                 .is_some_and(|w| w.source.oom_book().is_some());
             if !is_oom_watch {
@@ -395,7 +431,7 @@ impl<T> Monitor<T> {
                 ));
             }
         }
-        let key = table.next_key().ok_or_else(|| {
+        let key = inner.table.next_key().ok_or_else(|| {
             Error::new(
                 "watch",
                 subject.clone(),
@@ -412,14 +448,19 @@ impl<T> Monitor<T> {
             let _ = self.epoll.delete(source.as_fd());
             return Err(e);
         }
-        if source.is_kernfs() {
-            self.kernfs.fetch_add(1, Ordering::AcqRel);
-        }
-        let inserted = table.insert(Watch {
+        let kernfs = source.is_kernfs();
+        let inserted = inner.table.insert(Watch {
             source,
             receiver,
             oom_link,
         });
+        if kernfs {
+            self.kernfs.fetch_add(1, Ordering::AcqRel);
+            if inner.next_rearm.is_none() {
+                inner.next_rearm = Some(Instant::now() + REARM_EVERY);
+                inner.reschedule();
+            }
+        }
         debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
         self.live.fetch_add(1, Ordering::Relaxed);
         Ok(WatchId(key))
@@ -497,6 +538,12 @@ impl<T> Monitor<T> {
         self.shut_down.load(Ordering::SeqCst)
     }
 
+    /// The waker wakes one waiting thread at a time: each that leaves
+    /// because of a shutdown wakes the next, so that all of them see it.
+    fn pass_on_shutdown(&self) {
+        let _ = self.waker.wake();
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // No caller code runs under this lock, so a poisoned table is still
         // consistent; a panic elsewhere must not take the monitor down.
@@ -541,18 +588,13 @@ impl<T: Clone> Monitor<T> {
         let mut buf: EventBuf = [MaybeUninit::uninit(); BATCH];
         loop {
             if self.is_shut_down() {
+                self.pass_on_shutdown();
                 return Ok(0);
             }
-            // An OOM waiting for its kill shortens the sleep to its re-check.
-            let recheck = self.next_recheck();
-            let sleep = match (deadline, recheck) {
-                (Deadline::Poll, _) => Some(Duration::ZERO),
-                (Deadline::Never, None) => None,
-                (Deadline::Never, Some(r)) => Some(r.saturating_duration_since(Instant::now())),
-                (Deadline::At(d), r) => {
-                    let until = r.map_or(d, |r| r.min(d));
-                    Some(until.saturating_duration_since(Instant::now()))
-                }
+            let sleep = match deadline {
+                Deadline::Poll => Some(Duration::ZERO),
+                Deadline::Never => None,
+                Deadline::At(d) => Some(d.saturating_duration_since(Instant::now())),
             };
             let events = match self.epoll.wait_once(&mut buf, sleep) {
                 Ok(events) => events,
@@ -566,8 +608,11 @@ impl<T: Clone> Monitor<T> {
                     ))
                 }
             };
-            let (delivered, woken) = self.dispatch(events, recheck.is_some(), &mut handler);
+            let (delivered, woken) = self.dispatch(events, &mut handler);
             if delivered > 0 || woken {
+                if woken && self.is_shut_down() {
+                    self.pass_on_shutdown();
+                }
                 return Ok(delivered);
             }
             // Nothing to deliver (a timeout, stale or empty readiness, or a
@@ -580,38 +625,6 @@ impl<T: Clone> Monitor<T> {
         }
     }
 
-    /// The earliest re-check time of an OOM watch waiting for its kill.
-    /// Also the next re-arm of the kernfs watches, if there are any.
-    #[inline]
-    fn next_recheck(&self) -> Option<Instant> {
-        let kernfs = self.kernfs.load(Ordering::Acquire) > 0;
-        if self.settling.load(Ordering::Acquire) == 0 && !kernfs {
-            return None;
-        }
-        self.next_recheck_locked(kernfs)
-    }
-
-    #[cold]
-    fn next_recheck_locked(&self, kernfs: bool) -> Option<Instant> {
-        let mut inner = self.lock();
-        let Inner {
-            table,
-            settling,
-            next_rearm,
-        } = &mut *inner;
-        let rearm = if kernfs {
-            Some(*next_rearm.get_or_insert_with(|| Instant::now() + REARM_EVERY))
-        } else {
-            *next_rearm = None;
-            None
-        };
-        settling
-            .iter()
-            .filter_map(|k| table.get_mut(*k)?.source.oom_book()?.recheck_at())
-            .chain(rearm)
-            .min()
-    }
-
     /// Re-registers every kernfs watch with `EPOLL_CTL_MOD`, which makes
     /// epoll look at the file again. kernfs can drop a wake-up: when a
     /// cgroup is removed while its "changed" notification is still queued
@@ -620,6 +633,10 @@ impl<T: Clone> Monitor<T> {
     /// anyone, and the watch would wait forever. Once a second, while such
     /// watches exist, costs one syscall per watch.
     fn rearm_kernfs_due(&self, inner: &mut Inner<T>, now: Instant) {
+        if self.kernfs.load(Ordering::Acquire) == 0 {
+            inner.next_rearm = None;
+            return;
+        }
         match inner.next_rearm {
             Some(t) if t <= now => {}
             _ => return,
@@ -636,12 +653,7 @@ impl<T: Clone> Monitor<T> {
 
     /// Resolves due re-checks and ready events under the lock, a batch at a
     /// time, and delivers each batch after releasing it.
-    fn dispatch<F>(
-        &self,
-        events: &[rustix::event::epoll::Event],
-        rechecks: bool,
-        handler: &mut F,
-    ) -> (usize, bool)
+    fn dispatch<F>(&self, events: &[rustix::event::epoll::Event], handler: &mut F) -> (usize, bool)
     where
         F: FnMut(Event<T>),
     {
@@ -649,16 +661,18 @@ impl<T: Clone> Monitor<T> {
         let mut woken = false;
         let mut delivered = 0;
         let mut next = 0;
-        let mut rechecks = rechecks;
+        let mut housekeeping = false;
         let mut clock = Clock::default();
-        while next < events.len() || rechecks {
+        while next < events.len() || housekeeping {
             let epoch = {
                 let mut inner = self.lock();
-                if rechecks {
-                    rechecks = false;
+                if housekeeping {
+                    housekeeping = false;
                     let now = clock.now();
+                    inner.timer.acknowledge();
                     self.recheck_due(&mut inner, now, &mut batch);
                     self.rearm_kernfs_due(&mut inner, now);
+                    inner.reschedule();
                 }
                 while next < events.len() && batch.remaining_capacity() >= MAX_PER_READY {
                     let (data, flags) = key_and_flags(&events[next]);
@@ -668,16 +682,26 @@ impl<T: Clone> Monitor<T> {
                         woken = true;
                         continue;
                     }
+                    if data == TIMER_KEY {
+                        // Done once the batch's events are resolved, on the
+                        // next pass of this loop.
+                        housekeeping = true;
+                        continue;
+                    }
                     let key = Key::from_u64(data);
                     self.resolve(&mut inner, key, flags, &mut clock, &mut batch);
                 }
-                self.settling.store(inner.settling.len(), Ordering::Release);
+                if inner.schedule_changed {
+                    inner.reschedule();
+                }
                 self.removals.load(Ordering::Acquire)
             };
             for p in batch.drain(..) {
                 // A handler earlier in this batch (or another thread) may have
-                // removed this watch; a final event already owns its receiver.
+                // removed this watch; a final event already owns its receiver,
+                // and so does an event followed by its watch's final one.
                 if !p.kind.is_final()
+                    && !p.watch_ends_in_batch
                     && self.removals.load(Ordering::Acquire) != epoch
                     && !self.lock().table.contains(p.key)
                 {
@@ -750,6 +774,7 @@ impl<T: Clone> Monitor<T> {
                     key,
                     kind,
                     receiver,
+                    watch_ends_in_batch: false,
                 });
             }
             Outcome::One(kind) => self.resolve_final(inner, key, link, kind, clock, batch),
@@ -771,13 +796,16 @@ impl<T: Clone> Monitor<T> {
     ) {
         if let (Some(link), EventKind::Exited(mut exit)) = (link, &kind) {
             // OOM before exit: whatever the cgroup has not reported yet goes
-            // out first, then the exit, marked if a kill is attributable.
+            // out first, then the exit, marked if a recent kill is its own.
+            // Both from one look, before a removal found by that look can
+            // take the cgroup's watch (and its count of kills) away.
             let now = clock.now();
-            self.apply(inner, link, |s| s.recheck(now, true), batch);
-            if exit.status == ExitStatus::Signal(9) {
-                if let Some(book) = inner.table.get_mut(link).and_then(|w| w.source.oom_book()) {
-                    exit.oom_killed = book.claim_kill();
+            if let Some(w) = inner.table.get_mut(link) {
+                let outcome = w.source.recheck(now, true);
+                if exit.status == ExitStatus::Signal(9) {
+                    exit.oom_killed = w.source.oom_book().is_some_and(|b| b.claim_kill(now));
                 }
+                self.push_outcome(inner, link, outcome, batch);
             }
             self.push(inner, key, EventKind::Exited(exit), batch);
             return;
@@ -818,6 +846,7 @@ impl<T: Clone> Monitor<T> {
                 if !inner.settling.contains(&key) {
                     inner.settling.push(key);
                 }
+                inner.schedule_changed = true;
             }
         }
     }
@@ -832,10 +861,14 @@ impl<T: Clone> Monitor<T> {
         batch: &mut ArrayVec<Pending<T>, BATCH>,
     ) {
         let receiver = if kind.is_final() {
-            match self.remove(&mut inner.table, key) {
-                Some(w) => w.receiver,
-                None => return,
+            let Some(w) = self.remove(&mut inner.table, key) else {
+                return;
+            };
+            // Rare (an exit, a removal): a scan of the batch is fine.
+            for p in batch.iter_mut().filter(|p| p.key == key) {
+                p.watch_ends_in_batch = true;
             }
+            w.receiver
         } else {
             match inner.table.get(key) {
                 Some(w) => w.receiver.clone(),
@@ -846,6 +879,7 @@ impl<T: Clone> Monitor<T> {
             key,
             kind,
             receiver,
+            watch_ends_in_batch: false,
         });
     }
 }

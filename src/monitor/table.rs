@@ -86,9 +86,10 @@ impl<V> Table<V> {
         let index = if self.free_head != NIL {
             self.free_head
         } else {
+            // The top two indices are the monitor's waker and timer keys.
             u32::try_from(self.entries.len())
                 .ok()
-                .filter(|&i| i != NIL)?
+                .filter(|&i| i < NIL - 1)?
         };
         Some(Key::new(index, self.next_generation))
     }

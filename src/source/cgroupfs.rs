@@ -80,6 +80,14 @@ impl CgroupDir {
         &self.path
     }
 
+    /// The directory's inode number: a cgroup's identity, which a new
+    /// cgroup of the same name does not share.
+    pub(crate) fn inode(&self) -> Result<u64> {
+        rustix::fs::fstat(&self.fd)
+            .map(|st| st.st_ino)
+            .map_err(|e| Error::path("fstat", &self.path, e.into()))
+    }
+
     /// Opens `name` (one path component) inside the directory.
     pub(crate) fn open_file(&self, name: &str, flags: OFlags) -> Result<OwnedFd> {
         openat(

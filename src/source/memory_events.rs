@@ -79,7 +79,16 @@ fn outcome(
 ) -> Outcome {
     match read {
         Err(e) => Outcome::One(EventKind::Failed(e)),
-        Ok(None) => Outcome::One(EventKind::Removed),
+        // Gone: an OOM held back for its kill goes out first.
+        Ok(None) => {
+            let last = book.last_seen();
+            let unreported = book.unreported(last, now);
+            if unreported.is_zero() {
+                Outcome::One(EventKind::Removed)
+            } else {
+                Outcome::OomThenRemoved(Box::new(unreported))
+            }
+        }
         Ok(Some(c)) => match book.observe(c, force, now) {
             Observation::Nothing => Outcome::Nothing,
             Observation::Report(d) => Outcome::One(EventKind::Memory(Box::new(d))),
@@ -138,7 +147,7 @@ mod tests {
         let d = delta(outcome(&mut book, parsed(NEWER_KERNEL), t, false)).unwrap();
         assert_eq!(d.oom_group_kill, 1);
         assert_eq!(d.oom_kill, 0);
-        assert!(book.claim_kill());
+        assert!(book.claim_kill(t));
     }
 
     #[test]
@@ -154,7 +163,7 @@ mod tests {
         .unwrap();
         assert_eq!((d.high, d.max), (2, 5));
         assert!(!d.any_oom());
-        assert!(!book.claim_kill());
+        assert!(!book.claim_kill(t));
     }
 
     #[test]

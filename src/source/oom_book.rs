@@ -29,11 +29,21 @@ pub(crate) enum Observation {
     RecheckAt(Instant),
 }
 
+/// How long after a kill was counted an exit can still be attributed to it.
+/// An OOM-killed process exits within milliseconds (design notes: ~8 ms);
+/// a kill that nobody claimed for this long belonged to a process that was
+/// not watched, and must not mark a later, unrelated SIGKILL as an OOM kill.
+const CLAIM_WINDOW: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Default)]
 pub(crate) struct OomBook {
     reported: MemoryEvents,
-    /// Kills reported but not yet attributed to an exit.
+    /// The counters as last read (ahead of `reported` while settling).
+    last_seen: MemoryEvents,
+    /// Kills reported but not yet attributed to an exit, and when the last
+    /// of them was reported.
     unclaimed_kills: u64,
+    last_kill_at: Option<Instant>,
     settling: Option<(Instant, u8)>,
 }
 
@@ -42,6 +52,7 @@ impl OomBook {
     pub(crate) fn with_baseline(baseline: MemoryEvents) -> OomBook {
         OomBook {
             reported: baseline,
+            last_seen: baseline,
             ..OomBook::default()
         }
     }
@@ -50,6 +61,7 @@ impl OomBook {
     /// at once even if its kill is not counted yet (the victim's exit has
     /// been seen, or the cgroup is going away).
     pub(crate) fn observe(&mut self, now: MemoryEvents, force: bool, at: Instant) -> Observation {
+        self.last_seen = now;
         let delta = now.delta(&self.reported);
         if delta.is_zero() {
             self.settling = None;
@@ -68,10 +80,33 @@ impl OomBook {
                 return Observation::RecheckAt(next);
             }
         }
+        Observation::Report(self.report(now, at))
+    }
+
+    /// Takes `now` as reported and returns the increase. Kills become
+    /// claimable by exits; `oom_kill` already counts every process of a group
+    /// kill, so `oom_group_kill` adds none.
+    fn report(&mut self, now: MemoryEvents, at: Instant) -> MemoryEvents {
+        let delta = now.delta(&self.reported);
         self.settling = None;
         self.reported = now;
-        self.unclaimed_kills += delta.oom_kill + delta.oom_group_kill;
-        Observation::Report(delta)
+        self.last_seen = now;
+        if delta.oom_kill > 0 {
+            self.unclaimed_kills += delta.oom_kill;
+            self.last_kill_at = Some(at);
+        }
+        delta
+    }
+
+    /// The counters as last read.
+    pub(crate) fn last_seen(&self) -> MemoryEvents {
+        self.last_seen
+    }
+
+    /// Whatever `now` shows that was not reported yet, taken as reported:
+    /// for a cgroup that is going away, whose held-back OOM must not be lost.
+    pub(crate) fn unreported(&mut self, now: MemoryEvents, at: Instant) -> MemoryEvents {
+        self.report(now, at)
     }
 
     /// When a re-check is due, if one is.
@@ -79,8 +114,15 @@ impl OomBook {
         self.settling.map(|(t, _)| t)
     }
 
-    /// Attributes one reported kill to a process that died of `SIGKILL`.
-    pub(crate) fn claim_kill(&mut self) -> bool {
+    /// Attributes one reported kill to a process that died of `SIGKILL` at
+    /// `at`, if one was reported recently enough.
+    pub(crate) fn claim_kill(&mut self, at: Instant) -> bool {
+        let recent = self
+            .last_kill_at
+            .is_some_and(|k| at.saturating_duration_since(k) <= CLAIM_WINDOW);
+        if !recent {
+            self.unclaimed_kills = 0;
+        }
         if self.unclaimed_kills > 0 {
             self.unclaimed_kills -= 1;
             true
@@ -114,8 +156,8 @@ mod tests {
         );
         // A duplicate notification with nothing new reports nothing.
         assert_eq!(b.observe(ev(4, 4, 12), false, t), Observation::Nothing);
-        assert!(b.claim_kill());
-        assert!(!b.claim_kill());
+        assert!(b.claim_kill(t));
+        assert!(!b.claim_kill(t));
     }
 
     #[test]
@@ -162,6 +204,54 @@ mod tests {
         }
         assert_eq!(rechecks, SETTLE_ATTEMPTS);
         assert!(at - t <= Duration::from_millis(70));
+    }
+
+    #[test]
+    fn stale_kills_are_not_claimed() {
+        let t = Instant::now();
+        let mut b = OomBook::default();
+        assert!(matches!(
+            b.observe(ev(1, 2, 0), false, t),
+            Observation::Report(_)
+        ));
+        // A worker's kill, unclaimed; much later an unrelated SIGKILL.
+        assert!(!b.claim_kill(t + CLAIM_WINDOW + Duration::from_millis(1)));
+        // A fresh kill is claimable, once per kill.
+        let t2 = t + Duration::from_secs(10);
+        assert!(matches!(
+            b.observe(ev(2, 3, 0), false, t2),
+            Observation::Report(_)
+        ));
+        assert!(b.claim_kill(t2 + Duration::from_millis(8)));
+        assert!(!b.claim_kill(t2 + Duration::from_millis(9)));
+    }
+
+    #[test]
+    fn group_kills_are_counted_once() {
+        let t = Instant::now();
+        let mut b = OomBook::default();
+        let group = MemoryEvents {
+            oom: 1,
+            oom_kill: 3,
+            oom_group_kill: 1,
+            ..MemoryEvents::default()
+        };
+        assert!(matches!(b.observe(group, false, t), Observation::Report(_)));
+        assert!(b.claim_kill(t) && b.claim_kill(t) && b.claim_kill(t));
+        assert!(!b.claim_kill(t), "3 processes killed, 3 claims");
+    }
+
+    #[test]
+    fn a_held_back_oom_is_not_lost_when_the_cgroup_goes() {
+        let t = Instant::now();
+        let mut b = OomBook::default();
+        assert!(matches!(
+            b.observe(ev(1, 0, 1), false, t),
+            Observation::RecheckAt(_)
+        ));
+        let last = b.last_seen();
+        assert_eq!(b.unreported(last, t), ev(1, 0, 1));
+        assert!(b.unreported(last, t).is_zero());
     }
 
     #[test]

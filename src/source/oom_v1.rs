@@ -22,7 +22,7 @@ const FILE: &str = "memory.oom_control";
 
 pub(crate) struct OomV1Watch {
     pub(crate) efd: OwnedFd,
-    pub(crate) dir: PathBuf,
+    identity: v1_notify::Identity,
     file: PathBuf,
     /// Notifications drained so far: v1's stand-in for v2's `oom` counter.
     notifications: u64,
@@ -34,7 +34,7 @@ impl OomV1Watch {
         let efd = v1_notify::register(dir, FILE, "")?;
         let mut w = OomV1Watch {
             efd,
-            dir: dir.path().to_path_buf(),
+            identity: v1_notify::Identity::of(dir)?,
             file: dir.path().join(FILE),
             notifications: 0,
             book: OomBook::default(),
@@ -44,7 +44,7 @@ impl OomV1Watch {
         let base = w.read_counters()?.ok_or_else(|| {
             Error::path(
                 "watch",
-                &w.dir,
+                &w.identity.dir,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "the cgroup was removed"),
             )
         })?;
@@ -76,8 +76,8 @@ impl OomV1Watch {
     /// `force`) because a process in it exited and its OOM must come first.
     pub(crate) fn check(&mut self, now: Instant, force: bool) -> Outcome {
         // Existence first, then the eventfd: see the module docs.
-        let counters = match self.read_counters() {
-            Ok(c) => c,
+        let present = match self.identity.is_present() {
+            Ok(p) => p,
             Err(e) => return Outcome::One(EventKind::Failed(e)),
         };
         let drained = match drain(&self.efd) {
@@ -85,31 +85,40 @@ impl OomV1Watch {
             Err(e) => {
                 return Outcome::One(EventKind::Failed(Error::os(
                     "read eventfd of",
-                    Subject::Path(self.dir.clone()),
+                    Subject::Path(self.identity.dir.clone()),
                     e,
                 )))
             }
         };
-        match counters {
-            Some(mut c) => {
-                self.notifications += drained;
-                c.oom = self.notifications;
-                match self.book.observe(c, force, now) {
-                    Observation::Nothing => Outcome::Nothing,
-                    Observation::Report(d) => Outcome::One(EventKind::Memory(Box::new(d))),
-                    Observation::RecheckAt(_) => Outcome::RecheckLater,
-                }
-            }
-            None if drained >= 2 => {
-                let oom = MemoryEvents {
-                    oom: drained - 1,
-                    ..MemoryEvents::default()
-                };
-                Outcome::OomThenRemoved(Box::new(oom))
-            }
-            // The removal's own notification may still be on its way (it
-            // comes 12–40 ms after the rmdir); the directory is gone either way.
-            None => Outcome::One(EventKind::Removed),
+        if !present {
+            // One notification is the removal's own (it may also still be on
+            // its way: it comes 12–40 ms after the rmdir); any more were OOMs.
+            return self.removed(drained.saturating_sub(1));
+        }
+        self.notifications += drained;
+        match self.read_counters() {
+            Ok(Some(c)) => match self.book.observe(c, force, now) {
+                Observation::Nothing => Outcome::Nothing,
+                Observation::Report(d) => Outcome::One(EventKind::Memory(Box::new(d))),
+                Observation::RecheckAt(_) => Outcome::RecheckLater,
+            },
+            // Removed just after the check: what was drained came before.
+            Ok(None) => self.removed(0),
+            Err(e) => Outcome::One(EventKind::Failed(e)),
+        }
+    }
+
+    /// The end of the watch, preceded by any OOM not yet reported: `ooms`
+    /// notifications just drained, and what the book was holding back.
+    fn removed(&mut self, ooms: u64) -> Outcome {
+        self.notifications += ooms;
+        let mut last = self.book.last_seen();
+        last.oom = self.notifications;
+        let unreported = self.book.unreported(last, Instant::now());
+        if unreported.is_zero() {
+            Outcome::One(EventKind::Removed)
+        } else {
+            Outcome::OomThenRemoved(Box::new(unreported))
         }
     }
 

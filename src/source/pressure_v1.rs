@@ -49,7 +49,7 @@ pub enum PressureMode {
 
 pub(crate) struct PressureV1Watch {
     pub(crate) efd: OwnedFd,
-    pub(crate) dir: PathBuf,
+    identity: v1_notify::Identity,
     probe: PathBuf,
     level: PressureLevel,
 }
@@ -64,45 +64,53 @@ impl PressureV1Watch {
         let efd = v1_notify::register(dir, "memory.pressure_level", &args)?;
         Ok(PressureV1Watch {
             efd,
-            dir: dir.path().to_path_buf(),
+            identity: v1_notify::Identity::of(dir)?,
             probe: dir.path().join("memory.usage_in_bytes"),
             level,
         })
     }
 
     pub(crate) fn on_ready(&mut self) -> Outcome {
-        on_v1_ready(&self.efd, &self.dir, &self.probe, |_, _| {
+        on_v1_ready(&self.efd, &self.identity, &self.probe, |_, _| {
             EventKind::Pressure(self.level)
         })
     }
 }
 
 /// The shared shape of a non-OOM v1 notification: existence first (the
-/// eventfd also fires on rmdir), then drain, then report.
+/// eventfd also fires on rmdir), then drain, then report with `probe`'s
+/// contents read after.
 pub(crate) fn on_v1_ready(
     efd: &OwnedFd,
-    dir: &std::path::Path,
+    identity: &v1_notify::Identity,
     probe: &std::path::Path,
     report: impl FnOnce(&[u8], u64) -> EventKind,
 ) -> Outcome {
-    let mut buf = [0u8; 64];
-    let present = match v1_notify::read_if_present(probe, &mut buf) {
+    let present = match identity.is_present() {
         Ok(p) => p,
-        Err(e) => return Outcome::One(EventKind::Failed(Error::path("read", probe, e.into()))),
+        Err(e) => return Outcome::One(EventKind::Failed(e)),
     };
     let drained = match drain(efd) {
         Ok(n) => n,
         Err(e) => {
             return Outcome::One(EventKind::Failed(Error::os(
                 "read eventfd of",
-                Subject::Path(dir.to_path_buf()),
+                Subject::Path(identity.dir.clone()),
                 e,
             )))
         }
     };
-    match (present, drained) {
-        (None, _) => Outcome::One(EventKind::Removed),
-        (Some(_), None) => Outcome::Nothing,
-        (Some(text), Some(count)) => Outcome::One(report(text, count)),
+    let Some(count) = drained.filter(|_| present) else {
+        return if present {
+            Outcome::Nothing
+        } else {
+            Outcome::One(EventKind::Removed)
+        };
+    };
+    let mut buf = [0u8; 64];
+    match v1_notify::read_if_present(probe, &mut buf) {
+        Ok(Some(text)) => Outcome::One(report(text, count)),
+        Ok(None) => Outcome::One(EventKind::Removed),
+        Err(e) => Outcome::One(EventKind::Failed(Error::path("read", probe, e.into()))),
     }
 }

@@ -21,7 +21,7 @@ use crate::Result;
 
 pub(crate) struct ThresholdWatch {
     pub(crate) efd: OwnedFd,
-    pub(crate) dir: PathBuf,
+    identity: v1_notify::Identity,
     file: PathBuf,
     /// Which side of the threshold usage is on, as the kernel counts it.
     above: bool,
@@ -38,7 +38,7 @@ impl ThresholdWatch {
         })?;
         Ok(ThresholdWatch {
             efd,
-            dir: dir.path().to_path_buf(),
+            identity: v1_notify::Identity::of(dir)?,
             file: dir.path().join(name),
             above: usage >= bytes,
         })
@@ -46,7 +46,7 @@ impl ThresholdWatch {
 
     pub(crate) fn on_ready(&mut self) -> Outcome {
         let above = &mut self.above;
-        on_v1_ready(&self.efd, &self.dir, &self.file, |text, crossings| {
+        on_v1_ready(&self.efd, &self.identity, &self.file, |text, crossings| {
             if crossings % 2 == 1 {
                 *above = !*above;
             }

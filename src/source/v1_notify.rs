@@ -16,7 +16,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::{Mode, OFlags};
@@ -64,6 +64,35 @@ fn explain_refusal(e: Error, dir: &Path, control_file: &str) -> Error {
         &dir.join(control_file),
         io::Error::new(e.kind(), why),
     )
+}
+
+/// Which cgroup a v1 watch was armed on: the directory's path and inode.
+///
+/// The eventfd belongs to that cgroup. If it is removed and a cgroup of the
+/// same name is created (a restarted container) before the removal's
+/// notification is handled, the path finds the new one; the inode tells
+/// them apart, so the watch still ends with its cgroup.
+pub(crate) struct Identity {
+    pub(crate) dir: PathBuf,
+    inode: u64,
+}
+
+impl Identity {
+    pub(crate) fn of(dir: &CgroupDir) -> Result<Identity> {
+        Ok(Identity {
+            dir: dir.path().to_path_buf(),
+            inode: dir.inode()?,
+        })
+    }
+
+    /// Whether the cgroup the watch was armed on still exists.
+    pub(crate) fn is_present(&self) -> Result<bool> {
+        match rustix::fs::stat(&self.dir) {
+            Ok(st) => Ok(st.st_ino == self.inode),
+            Err(e) if is_removed(e) => Ok(false),
+            Err(e) => Err(Error::path("stat", &self.dir, e.into())),
+        }
+    }
 }
 
 /// Reads the file at `path` into `buf`; `Ok(None)` when its cgroup is gone.

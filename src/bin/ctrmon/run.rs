@@ -19,11 +19,10 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     let sigfd = signals::block_and_open().or_else(|e| fail("block SIGINT/SIGTERM", e))?;
     let mut out = events_out(opts.events.as_deref(), Box::new(std::io::stderr()))?;
 
-    let home = memory_cgroup_of(None)?;
-    let parent = opts
-        .cgroup_parent
-        .clone()
-        .unwrap_or_else(|| home.mount_point.clone());
+    let parent = match &opts.cgroup_parent {
+        Some(p) => p.clone(),
+        None => memory_cgroup_of(None)?.mount_point,
+    };
     let version = cgroup_version(&parent)?;
     let cg = CreatedCgroup::new(&parent)?;
     if let Some(bytes) = opts.memory {
@@ -35,10 +34,18 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     }
 
     let monitor: Monitor<u32> = Monitor::new()?;
-    let targets = [Target::Cgroup(cg.path.display().to_string())];
     let cg_watch = monitor.watch_cgroup_oom(&cg.path, 0)?;
 
-    let child = spawn_inside(&cg, &home.path, &opts.command)?;
+    let mut cmd = Command::new(&opts.command[0]);
+    cmd.args(&opts.command[1..]);
+    signals::start_in_cgroup(&mut cmd, &cg.path.join("cgroup.procs"))
+        .or_else(|e| fail(format_args!("prepare {}", cg.path.display()), e))?;
+    let child = cmd.spawn().or_else(|e| {
+        fail(
+            format_args!("start {:?} in {}", opts.command[0], cg.path.display()),
+            e,
+        )
+    })?;
     let pid = child.id() as i32;
     // Our own handle on the child for forwarding signals: unlike its pid, it
     // can never name another process, even after the child is reaped.
@@ -46,7 +53,10 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
             .or_else(|e| fail(format_args!("open pidfd for pid {pid}"), e))?,
     );
-    let targets = [targets.into_iter().next().unwrap(), Target::Pid(pid)];
+    let targets = [
+        Target::Cgroup(cg.path.display().to_string()),
+        Target::Pid(pid),
+    ];
     monitor.watch_pid_in(pid, cg_watch, 1)?;
     forward_signals(sigfd, pidfd);
 
@@ -63,8 +73,13 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
             if let Err(e) = report::write(&mut out, &targets, &event) {
                 write_err.get_or_insert(e);
             }
-            if let EventKind::Exited(x) = event.kind {
-                status = Some(x.status.shell_code().unwrap_or(1));
+            // The command's watch ends with its exit, or, if reaping it
+            // failed, with an error: either way the run is over.
+            if event.receiver == 1 && event.is_final() {
+                status = Some(match event.kind {
+                    EventKind::Exited(x) => x.status.shell_code().unwrap_or(1),
+                    _ => 1,
+                });
             }
         })?;
         if let Some(e) = write_err {
@@ -78,37 +93,16 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     Ok(status.unwrap_or(1).clamp(0, 255) as u8)
 }
 
-/// Starts `command` inside `cg`. The command must be in the cgroup from its
-/// first instruction, and the standard library gives no safe hook between
-/// fork and exec, so ctrmon moves itself into the cgroup for the moment of
-/// the spawn (the child inherits it) and then moves itself back.
-fn spawn_inside(
-    cg: &CreatedCgroup,
-    home: &Path,
-    command: &[std::ffi::OsString],
-) -> Result<std::process::Child, Failure> {
-    let me = std::process::id().to_string();
-    cg.write("cgroup.procs", &me)?;
-    let mut cmd = Command::new(&command[0]);
-    cmd.args(&command[1..]);
-    signals::unblock_in_child(&mut cmd);
-    let spawned = cmd.spawn();
-    let back = std::fs::write(home.join("cgroup.procs"), &me);
-    let child = spawned.or_else(|e| fail(format_args!("run {:?}", command[0]), e))?;
-    if let Err(e) = back {
-        // The child is running, but we are stuck in its cgroup: stop it.
-        let _ = pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
-            .map(|fd| pidfd_send_signal(&fd, Signal::KILL));
-        return fail(format_args!("move ctrmon back to {}", home.display()), e);
-    }
-    Ok(child)
-}
-
 /// Forwards SIGINT and SIGTERM to the child, from a thread of its own.
 fn forward_signals(sigfd: OwnedFd, child: Arc<OwnedFd>) {
     std::thread::spawn(move || {
-        while let Ok(sig) = signals::next(&sigfd) {
-            if let Some(sig) = Signal::from_named_raw(sig) {
+        while let Ok(received) = signals::next(&sigfd) {
+            // A terminal's signal reached the child already (same process
+            // group); forwarding it would deliver it twice.
+            if received.from_kernel {
+                continue;
+            }
+            if let Some(sig) = Signal::from_named_raw(received.signo) {
                 // ESRCH once the child is gone: nothing to forward to.
                 let _ = pidfd_send_signal(&*child, sig);
             }
@@ -177,9 +171,12 @@ impl Drop for CreatedCgroup {
 /// removes it, retrying while the dying processes leave.
 fn remove(path: &Path) -> std::io::Result<()> {
     let mut result = Ok(());
+    let me = std::process::id() as i32;
     for _ in 0..500 {
         let procs = std::fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let pids = procs.lines().filter_map(|l| l.trim().parse::<i32>().ok());
+        // ctrmon itself never joins the cgroup; never kill it all the same.
+        for pid in pids.filter(|&p| p != me) {
             if let Some(fd) =
                 Pid::from_raw(pid).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
             {

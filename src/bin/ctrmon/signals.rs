@@ -1,14 +1,17 @@
-//! SIGINT and SIGTERM as a file descriptor (`signalfd`).
+//! SIGINT and SIGTERM as a file descriptor (`signalfd`), and what the child
+//! does between `fork` and `exec`.
 //!
 //! The only `unsafe` in the project lives here, in the command line tool,
-//! not the library (which is `#![forbid(unsafe_code)]`): rustix has no
-//! safe `sigprocmask`/`signalfd`, so they are called through `libc`. The
-//! signals are blocked in the calling thread before any other thread
-//! starts (threads inherit the mask), so they are only ever delivered
-//! through the fd. Children do not inherit the block: the standard
-//! library resets the signal mask in a spawned child before `exec`.
+//! not the library (which is `#![forbid(unsafe_code)]`): rustix has no safe
+//! `sigprocmask`/`signalfd`, and the standard library's only hook between
+//! fork and exec (`pre_exec`) is unsafe. The signals are blocked in the
+//! calling thread before any other thread starts (threads inherit the mask),
+//! so they are only ever delivered through the fd. The block is inherited
+//! by a spawned child too (checked: the standard library leaves the mask as
+//! it is), so the child unblocks them before `exec`.
 
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
 
 /// Blocks SIGINT and SIGTERM and returns a blocking, close-on-exec
 /// signalfd that reads them.
@@ -34,13 +37,28 @@ pub fn block_and_open() -> std::io::Result<OwnedFd> {
     }
 }
 
-/// Blocks until a signal arrives on `fd` and returns its number.
-pub fn next(fd: &OwnedFd) -> std::io::Result<i32> {
-    // struct signalfd_siginfo is 128 bytes; ssi_signo is its first u32.
+/// A signal read from the signalfd.
+pub struct Received {
+    pub signo: i32,
+    /// Sent by the kernel (`SI_KERNEL`): a terminal's Ctrl-C or Ctrl-\,
+    /// which the terminal also sends to the child in the same process group.
+    pub from_kernel: bool,
+}
+
+/// Blocks until a signal arrives on `fd` and returns it.
+pub fn next(fd: &OwnedFd) -> std::io::Result<Received> {
+    // struct signalfd_siginfo is 128 bytes: ssi_signo (u32), ssi_errno
+    // (i32), ssi_code (i32), ...
     let mut buf = [0u8; 128];
+    let word = |b: &[u8], at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
     loop {
         match rustix::io::read(fd, &mut buf) {
-            Ok(128) => return Ok(u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as i32),
+            Ok(128) => {
+                return Ok(Received {
+                    signo: u32::from_ne_bytes(word(&buf, 0)) as i32,
+                    from_kernel: i32::from_ne_bytes(word(&buf, 8)) == libc::SI_KERNEL,
+                })
+            }
             Ok(n) => {
                 return Err(std::io::Error::other(format!(
                     "short read of {n} bytes from signalfd"
@@ -52,17 +70,46 @@ pub fn next(fd: &OwnedFd) -> std::io::Result<i32> {
     }
 }
 
-/// Makes `cmd`'s child start with SIGINT and SIGTERM unblocked: the block
-/// set by [`block_and_open`] is inherited across `fork` and `exec`, and the
-/// standard library leaves the mask as it is.
-pub fn unblock_in_child(cmd: &mut std::process::Command) {
+/// Makes `cmd`'s child join the cgroup whose `cgroup.procs` is `procs`
+/// and unblock SIGINT and SIGTERM, between fork and exec: the command is in
+/// its cgroup from its first instruction, and ctrmon itself never is.
+pub fn start_in_cgroup(cmd: &mut std::process::Command, procs: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
+    // Built before the fork: the child may not allocate.
+    let path = std::ffi::CString::new(procs.as_os_str().as_bytes())?;
     // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: it builds the set on the
-    // stack and calls `sigemptyset`, `sigaddset` and `pthread_sigmask`, all
-    // async-signal-safe, allocating nothing and taking no lock.
+    // only async-signal-safe calls are allowed. It calls `getpid`, `open`,
+    // `write`, `close`, `sigemptyset`, `sigaddset` and `pthread_sigmask`,
+    // all async-signal-safe; it formats the pid into a stack buffer, takes
+    // no lock and allocates nothing (`path` was allocated before the fork;
+    // the error values are built from a raw errno, which does not allocate).
+    // Every pointer passed is to a live local or to `path`, which the
+    // closure owns.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            let mut digits = [0u8; 12];
+            let mut n = libc::getpid() as u32;
+            let mut at = digits.len();
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let len = digits.len() - at;
+            let written = libc::write(fd, digits[at..].as_ptr().cast(), len);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != len as isize {
+                return Err(err);
+            }
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGINT);
@@ -73,4 +120,5 @@ pub fn unblock_in_child(cmd: &mut std::process::Command) {
             }
         });
     }
+    Ok(())
 }

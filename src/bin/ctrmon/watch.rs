@@ -22,6 +22,8 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     for &pid in &opts.pids {
         let id = targets.len() as u32;
         targets.push(Target::Pid(pid));
+        // A pid that is not there (never was, or already exited and was
+        // reaped) is a usage error: its exit cannot be reported.
         monitor.watch_pid(pid, id)?;
         live_pids += 1;
     }
@@ -44,6 +46,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
 
     let m = monitor.clone();
     std::thread::spawn(move || {
+        // Any SIGINT or SIGTERM ends the watch, wherever it came from.
         if signals::next(&sigfd).is_ok() {
             let _ = m.shutdown();
         }
