@@ -375,7 +375,10 @@ impl<T> Monitor<T> {
 
     /// Watches a cgroup v1 memory directory's usage crossing `bytes`, up or
     /// down (`memory.usage_in_bytes`, or `memory.memsw.usage_in_bytes` with
-    /// `with_swap`): [`EventKind::Threshold`].
+    /// `with_swap`): [`EventKind::Threshold`]. The side is tracked from the
+    /// kernel's count of crossings, which alternate, starting from the usage
+    /// read right after registering; a crossing in that instant would
+    /// invert every side reported after it.
     pub fn watch_usage_threshold(
         &self,
         dir: impl AsRef<Path>,
