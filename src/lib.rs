@@ -5,7 +5,7 @@
 //! for container runtimes, shims and init systems: one `epoll` instance, a
 //! fixed 128-event stack buffer, a slab-indexed receiver table whose keys
 //! (slot and generation) travel in the epoll data, and sources that each wrap
-//! one kernel mechanism through direct syscalls (`rustix`, no `unsafe`).
+//! one kernel mechanism through direct syscalls (`rustix`, safe code only).
 //!
 //! - Process exits: pidfds, reaping our children with `waitid(P_PIDFD)`, and
 //!   the exit-FIFO hang-up of containerd 0.2's shims.
