@@ -1,0 +1,268 @@
+//! Adding watches: one method per kind of source, and the common path that
+//! registers a source with epoll and stores it in the table.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::housekeeping::REARM_EVERY;
+use super::table::Key;
+use super::{Monitor, Watch, WatchId};
+use crate::cgroup::parse::psi::PsiTrigger;
+use crate::cgroup::CgroupVersion;
+use crate::source::cgroupfs::CgroupDir;
+use crate::source::{self, Source};
+use crate::{Error, PressureLevel, PressureMode, Result, Subject};
+
+impl<T> Monitor<T> {
+    /// Watches process `pid` for exit, reaping it if it is our child.
+    ///
+    /// The event is [`EventKind::Exited`]: with the exit code or signal for
+    /// our child; with [`ExitStatus::Unknown`] for a process that is not (the
+    /// kernel tells only its parent how it ended). A process that has already
+    /// exited but is not yet reaped (a zombie) is reported on the next wait.
+    ///
+    /// # Errors
+    ///
+    /// A process that no longer exists at all fails with an error for which
+    /// [`Error::is_process_gone`] is true: its exit happened before the watch
+    /// and its status is lost to us. Watch a child right after spawning it,
+    /// before anything can reap it, and that cannot happen.
+    pub fn watch_pid(&self, pid: i32, receiver: T) -> Result<WatchId> {
+        let w = source::pidfd::PidWatch::open(pid, true)?;
+        self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
+    }
+
+    /// Like [`watch_pid`](Self::watch_pid), and when the process exits, the
+    /// OOM watch `cgroup` (from [`watch_cgroup_oom`](Self::watch_cgroup_oom)
+    /// on the process's memory cgroup) is read first: an OOM it has not yet
+    /// reported is delivered *before* the exit, and the exit says whether
+    /// the process was OOM-killed ([`Exit::oom_killed`]). The exit of an
+    /// OOM-killed process often reaches user space before the OOM does
+    /// (containerd #8180); this is the ordering that fixes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`watch_pid`](Self::watch_pid), and `cgroup` must be a live OOM
+    /// watch.
+    pub fn watch_pid_in(&self, pid: i32, cgroup: WatchId, receiver: T) -> Result<WatchId> {
+        let w = source::pidfd::PidWatch::open(pid, true)?;
+        self.add(Source::Pid(w), receiver, Subject::Pid(pid), Some(cgroup.0))
+    }
+
+    /// Like [`watch_pid`](Self::watch_pid), but leaves our child a zombie for
+    /// the caller to reap (its status is read with `WNOWAIT`). Use this when
+    /// something else owns reaping, such as `std::process::Child::wait`.
+    pub fn watch_pid_without_reaping(&self, pid: i32, receiver: T) -> Result<WatchId> {
+        let w = source::pidfd::PidWatch::open(pid, false)?;
+        self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
+    }
+
+    /// Watches `fd` for a hang-up (`EPOLLHUP` or `EPOLLERR`): the read end of
+    /// an exit FIFO whose writer is the watched process, as in containerd 0.2,
+    /// or any fd whose peer closing means the end. The event is
+    /// [`EventKind::HungUp`]. The monitor takes ownership of `fd` and closes
+    /// it when the watch ends; it is made close-on-exec.
+    ///
+    /// # The FIFO race
+    ///
+    /// A FIFO reader sees a hang-up only when the last writer closes *after*
+    /// the reader was opened and a writer had connected. A reader opened after
+    /// the writer already exited never sees one, and the watch would wait
+    /// forever. Do not rely on the FIFO alone: watch the process with
+    /// [`watch_pid`](Self::watch_pid) as well.
+    pub fn watch_hangup(&self, fd: OwnedFd, receiver: T) -> Result<WatchId> {
+        let raw = fd.as_raw_fd();
+        source::adopt_fd(fd.as_fd(), false)
+            .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
+        self.add(
+            Source::Hangup(source::hangup::HangupWatch { fd }),
+            receiver,
+            Subject::Fd(raw),
+            None,
+        )
+    }
+
+    /// Watches an eventfd: each time it becomes readable the monitor drains
+    /// it and reports [`EventKind::Signaled`] with the count. The watch lasts
+    /// until [`unwatch`](Self::unwatch). The monitor takes ownership of `fd`
+    /// and makes it close-on-exec and non-blocking.
+    pub fn watch_eventfd(&self, fd: OwnedFd, receiver: T) -> Result<WatchId> {
+        let raw = fd.as_raw_fd();
+        source::adopt_fd(fd.as_fd(), true)
+            .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
+        self.add(
+            Source::EventFd(source::eventfd::CounterWatch { fd }),
+            receiver,
+            Subject::Fd(raw),
+            None,
+        )
+    }
+
+    /// Watches a memory cgroup for OOM, whatever its version: the directory's
+    /// filesystem type (`fstatfs`) decides, and anything that is not a
+    /// cgroup filesystem is refused before anything is written.
+    ///
+    /// - v1: an eventfd registered on `memory.oom_control` through
+    ///   `cgroup.event_control` (one fd per watch). A notification is
+    ///   believed only if the cgroup still exists; the event reports the
+    ///   rise of `oom_kill`, waiting a few milliseconds for the kill to be
+    ///   counted (the notification precedes it).
+    /// - v2: `memory.events`, polled in the same epoll; the event reports
+    ///   the increase of each counter (`oom`, `oom_kill`, `oom_group_kill`,
+    ///   `max`, `high`, `low`) since the last report.
+    ///
+    /// Events: [`EventKind::Memory`], then [`EventKind::Removed`] when the
+    /// cgroup is removed (which ends the watch).
+    ///
+    /// # Errors
+    ///
+    /// A path that does not exist, is a symlink, is not a cgroup directory,
+    /// or lacks the memory controller; a kernel that refuses v1
+    /// notifications (`EOPNOTSUPP`). Each names the path.
+    pub fn watch_cgroup_oom(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let source = match dir.version() {
+            CgroupVersion::V1 => Source::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(&dir)?)),
+            CgroupVersion::V2 => Source::MemoryEvents(Box::new(
+                source::memory_events::MemoryEventsWatch::open(&dir)?,
+            )),
+        };
+        self.add(
+            source,
+            receiver,
+            Subject::Path(dir.path().to_path_buf()),
+            None,
+        )
+    }
+
+    /// [`watch_cgroup_oom`](Self::watch_cgroup_oom) on the memory cgroup of
+    /// process `pid`, found with
+    /// [`cgroup::memory_cgroup_of`](crate::cgroup::memory_cgroup_of).
+    pub fn watch_cgroup_oom_of(&self, pid: i32, receiver: T) -> Result<WatchId> {
+        let cg = crate::cgroup::memory_cgroup_of(Some(pid))?;
+        self.watch_cgroup_oom(&cg.path, receiver)
+    }
+
+    /// Watches a cgroup v2 directory's `populated` flag (`cgroup.events`):
+    /// [`EventKind::Populated`] on each change, [`EventKind::Removed`] when
+    /// it is removed.
+    pub fn watch_populated(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let w = source::populated::PopulatedWatch::open(&dir)?;
+        let subject = Subject::Path(dir.path().to_path_buf());
+        self.add(Source::Populated(Box::new(w)), receiver, subject, None)
+    }
+
+    /// Watches a cgroup v1 memory directory for pressure at `level`
+    /// (`memory.pressure_level`): [`EventKind::Pressure`], many per episode.
+    pub fn watch_pressure_level(
+        &self,
+        dir: impl AsRef<Path>,
+        level: PressureLevel,
+        mode: PressureMode,
+        receiver: T,
+    ) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let w = source::pressure_v1::PressureV1Watch::arm(&dir, level, mode)?;
+        let subject = Subject::Path(dir.path().to_path_buf());
+        self.add(Source::PressureV1(Box::new(w)), receiver, subject, None)
+    }
+
+    /// Watches a cgroup v1 memory directory's usage crossing `bytes`, up or
+    /// down (`memory.usage_in_bytes`, or `memory.memsw.usage_in_bytes` with
+    /// `with_swap`): [`EventKind::Threshold`]. The side is tracked from the
+    /// kernel's count of crossings, which alternate, starting from the usage
+    /// read right after registering; a crossing in that instant would
+    /// invert every side reported after it.
+    pub fn watch_usage_threshold(
+        &self,
+        dir: impl AsRef<Path>,
+        bytes: u64,
+        with_swap: bool,
+        receiver: T,
+    ) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir.as_ref())?;
+        let w = source::threshold_v1::ThresholdWatch::arm(&dir, bytes, with_swap)?;
+        let subject = Subject::Path(dir.path().to_path_buf());
+        self.add(Source::Threshold(Box::new(w)), receiver, subject, None)
+    }
+
+    /// Arms a PSI trigger on `file` (a cgroup's `cpu|memory|io.pressure`, or
+    /// `/proc/pressure/*`): [`EventKind::Psi`] each time it fires,
+    /// [`EventKind::Removed`] if its cgroup is removed. Without
+    /// `CAP_SYS_RESOURCE` the kernel wants a window that is a multiple of 2 s;
+    /// its refusal is an error that says so.
+    pub fn watch_psi(
+        &self,
+        file: impl AsRef<Path>,
+        trigger: &PsiTrigger,
+        receiver: T,
+    ) -> Result<WatchId> {
+        let file = file.as_ref();
+        let w = source::psi::PsiWatch::arm(file, trigger)?;
+        self.add(
+            Source::Psi(Box::new(w)),
+            receiver,
+            Subject::Path(file.to_path_buf()),
+            None,
+        )
+    }
+
+    fn add(
+        &self,
+        mut source: Source,
+        receiver: T,
+        subject: Subject,
+        oom_link: Option<Key>,
+    ) -> Result<WatchId> {
+        let mut inner = self.lock();
+        if let Some(link) = oom_link {
+            let is_oom_watch = inner
+                .table
+                .get_mut(link)
+                .is_some_and(|w| w.source.oom_book().is_some());
+            if !is_oom_watch {
+                return Err(Error::invalid(
+                    "watch",
+                    subject,
+                    format!("{} is not a live cgroup OOM watch", WatchId(link)),
+                ));
+            }
+        }
+        let key = inner.table.next_key().ok_or_else(|| {
+            Error::new(
+                "watch",
+                subject.clone(),
+                std::io::Error::other("the receiver table is full"),
+            )
+        })?;
+        // Register before inserting: if epoll refuses, nothing was stored.
+        self.epoll
+            .add(source.as_fd(), key.as_u64(), source.interest())
+            .map_err(|e| Error::os("register with epoll", subject, e))?;
+        // Baselines of polled files are read after registration, so that no
+        // change falls between the two.
+        if let Err(e) = source.arm() {
+            let _ = self.epoll.delete(source.as_fd());
+            return Err(e);
+        }
+        let kernfs = source.is_kernfs();
+        let inserted = inner.table.insert(Watch {
+            source,
+            receiver,
+            oom_link,
+        });
+        if kernfs {
+            self.kernfs.fetch_add(1, Ordering::AcqRel);
+            if inner.next_rearm.is_none() {
+                inner.next_rearm = Some(Instant::now() + REARM_EVERY);
+                inner.reschedule();
+            }
+        }
+        debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Ok(WatchId(key))
+    }
+}
