@@ -62,7 +62,7 @@ impl<T: Clone> Monitor<T> {
     ///
     /// Only `epoll_wait` failing (other than `EINTR`) returns an error, and
     /// nothing is lost when it does. A source that fails is reported as an
-    /// [`EventKind::Failed`] event instead.
+    /// [`EventKind::Failed`](crate::EventKind::Failed) event instead.
     pub fn wait<F>(&self, timeout: Option<Duration>, mut handler: F) -> Result<usize>
     where
         F: FnMut(Event<T>),

@@ -18,15 +18,15 @@ use crate::{Error, PressureLevel, PressureMode, Result, Subject};
 impl<T> Monitor<T> {
     /// Watches process `pid` for exit, reaping it if it is our child.
     ///
-    /// The event is [`EventKind::Exited`]: with the exit code or signal for
-    /// our child; with [`ExitStatus::Unknown`] for a process that is not (the
+    /// The event is [`EventKind::Exited`](crate::EventKind::Exited): with the exit code or signal for
+    /// our child; with [`ExitStatus::Unknown`](crate::ExitStatus::Unknown) for a process that is not (the
     /// kernel tells only its parent how it ended). A process that has already
     /// exited but is not yet reaped (a zombie) is reported on the next wait.
     ///
     /// # Errors
     ///
     /// A process that no longer exists at all fails with an error for which
-    /// [`Error::is_process_gone`] is true: its exit happened before the watch
+    /// [`Error::is_process_gone`](crate::Error::is_process_gone) is true: its exit happened before the watch
     /// and its status is lost to us. Watch a child right after spawning it,
     /// before anything can reap it, and that cannot happen.
     pub fn watch_pid(&self, pid: i32, receiver: T) -> Result<WatchId> {
@@ -38,7 +38,7 @@ impl<T> Monitor<T> {
     /// OOM watch `cgroup` (from [`watch_cgroup_oom`](Self::watch_cgroup_oom)
     /// on the process's memory cgroup) is read first: an OOM it has not yet
     /// reported is delivered *before* the exit, and the exit says whether
-    /// the process was OOM-killed ([`Exit::oom_killed`]). The exit of an
+    /// the process was OOM-killed ([`Exit::oom_killed`](crate::Exit::oom_killed)). The exit of an
     /// OOM-killed process often reaches user space before the OOM does
     /// (containerd #8180); this is the ordering that fixes it.
     ///
@@ -62,7 +62,7 @@ impl<T> Monitor<T> {
     /// Watches `fd` for a hang-up (`EPOLLHUP` or `EPOLLERR`): the read end of
     /// an exit FIFO whose writer is the watched process, as in containerd 0.2,
     /// or any fd whose peer closing means the end. The event is
-    /// [`EventKind::HungUp`]. The monitor takes ownership of `fd` and closes
+    /// [`EventKind::HungUp`](crate::EventKind::HungUp). The monitor takes ownership of `fd` and closes
     /// it when the watch ends; it is made close-on-exec.
     ///
     /// # The FIFO race
@@ -85,7 +85,7 @@ impl<T> Monitor<T> {
     }
 
     /// Watches an eventfd: each time it becomes readable the monitor drains
-    /// it and reports [`EventKind::Signaled`] with the count. The watch lasts
+    /// it and reports [`EventKind::Signaled`](crate::EventKind::Signaled) with the count. The watch lasts
     /// until [`unwatch`](Self::unwatch). The monitor takes ownership of `fd`
     /// and makes it close-on-exec and non-blocking.
     pub fn watch_eventfd(&self, fd: OwnedFd, receiver: T) -> Result<WatchId> {
@@ -113,7 +113,7 @@ impl<T> Monitor<T> {
     ///   the increase of each counter (`oom`, `oom_kill`, `oom_group_kill`,
     ///   `max`, `high`, `low`) since the last report.
     ///
-    /// Events: [`EventKind::Memory`], then [`EventKind::Removed`] when the
+    /// Events: [`EventKind::Memory`](crate::EventKind::Memory), then [`EventKind::Removed`](crate::EventKind::Removed) when the
     /// cgroup is removed (which ends the watch).
     ///
     /// # Errors
@@ -146,7 +146,7 @@ impl<T> Monitor<T> {
     }
 
     /// Watches a cgroup v2 directory's `populated` flag (`cgroup.events`):
-    /// [`EventKind::Populated`] on each change, [`EventKind::Removed`] when
+    /// [`EventKind::Populated`](crate::EventKind::Populated) on each change, [`EventKind::Removed`](crate::EventKind::Removed) when
     /// it is removed.
     pub fn watch_populated(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         let dir = CgroupDir::open(dir.as_ref())?;
@@ -156,7 +156,7 @@ impl<T> Monitor<T> {
     }
 
     /// Watches a cgroup v1 memory directory for pressure at `level`
-    /// (`memory.pressure_level`): [`EventKind::Pressure`], many per episode.
+    /// (`memory.pressure_level`): [`EventKind::Pressure`](crate::EventKind::Pressure), many per episode.
     pub fn watch_pressure_level(
         &self,
         dir: impl AsRef<Path>,
@@ -172,7 +172,7 @@ impl<T> Monitor<T> {
 
     /// Watches a cgroup v1 memory directory's usage crossing `bytes`, up or
     /// down (`memory.usage_in_bytes`, or `memory.memsw.usage_in_bytes` with
-    /// `with_swap`): [`EventKind::Threshold`]. The side is tracked from the
+    /// `with_swap`): [`EventKind::Threshold`](crate::EventKind::Threshold). The side is tracked from the
     /// kernel's count of crossings, which alternate, starting from the usage
     /// read right after registering; a crossing in that instant would
     /// invert every side reported after it.
@@ -190,8 +190,8 @@ impl<T> Monitor<T> {
     }
 
     /// Arms a PSI trigger on `file` (a cgroup's `cpu|memory|io.pressure`, or
-    /// `/proc/pressure/*`): [`EventKind::Psi`] each time it fires,
-    /// [`EventKind::Removed`] if its cgroup is removed. Without
+    /// `/proc/pressure/*`): [`EventKind::Psi`](crate::EventKind::Psi) each time it fires,
+    /// [`EventKind::Removed`](crate::EventKind::Removed) if its cgroup is removed. Without
     /// `CAP_SYS_RESOURCE` the kernel wants a window that is a multiple of 2 s;
     /// its refusal is an error that says so.
     pub fn watch_psi(
