@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{memory_v1, Kid, TestCgroup};
+use common::{memory_v1, Kid, TestCgroup, TmpDir};
 
 fn ctrmon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ctrmon"))
@@ -108,9 +108,8 @@ fn sigterm_to_ctrmon_reaches_the_command() {
     if memory_v1().is_none() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("ctrmon-test-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let events = dir.join("events");
+    let dir = TmpDir::new("cli"); // removed on drop, even if this fails
+    let events = dir.path.join("events");
     let mut kid = Kid::spawn(
         ctrmon()
             .args(["run", "--events"])
@@ -134,7 +133,6 @@ fn sigterm_to_ctrmon_reaches_the_command() {
     .unwrap();
     let status = kid.child.wait().unwrap();
     let ev = lines(std::fs::read(&events).unwrap().as_slice());
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(status.code(), Some(128 + 15), "{ev:?}");
     assert_eq!(field(ev.last().unwrap(), "signal"), Some("15"), "{ev:?}");
     assert!(!std::path::Path::new(&created_cgroup(&ev)).exists());
