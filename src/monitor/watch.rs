@@ -122,19 +122,14 @@ impl<T> Monitor<T> {
     /// or lacks the memory controller; a kernel that refuses v1
     /// notifications (`EOPNOTSUPP`). Each names the path.
     pub fn watch_cgroup_oom(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
-        let dir = CgroupDir::open(dir.as_ref())?;
-        let source = match dir.version() {
-            CgroupVersion::V1 => Source::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(&dir)?)),
-            CgroupVersion::V2 => Source::MemoryEvents(Box::new(
-                source::memory_events::MemoryEventsWatch::open(&dir)?,
-            )),
-        };
-        self.add(
-            source,
-            receiver,
-            Subject::Path(dir.path().to_path_buf()),
-            None,
-        )
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            Ok(match dir.version() {
+                CgroupVersion::V1 => Source::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(dir)?)),
+                CgroupVersion::V2 => Source::MemoryEvents(Box::new(
+                    source::memory_events::MemoryEventsWatch::open(dir)?,
+                )),
+            })
+        })
     }
 
     /// [`watch_cgroup_oom`](Self::watch_cgroup_oom) on the memory cgroup of
@@ -149,10 +144,10 @@ impl<T> Monitor<T> {
     /// [`EventKind::Populated`](crate::EventKind::Populated) on each change, [`EventKind::Removed`](crate::EventKind::Removed) when
     /// it is removed.
     pub fn watch_populated(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
-        let dir = CgroupDir::open(dir.as_ref())?;
-        let w = source::populated::PopulatedWatch::open(&dir)?;
-        let subject = Subject::Path(dir.path().to_path_buf());
-        self.add(Source::Populated(Box::new(w)), receiver, subject, None)
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            let w = source::populated::PopulatedWatch::open(dir)?;
+            Ok(Source::Populated(Box::new(w)))
+        })
     }
 
     /// Watches a cgroup v1 memory directory for pressure at `level`
@@ -164,10 +159,10 @@ impl<T> Monitor<T> {
         mode: PressureMode,
         receiver: T,
     ) -> Result<WatchId> {
-        let dir = CgroupDir::open(dir.as_ref())?;
-        let w = source::pressure_v1::PressureV1Watch::arm(&dir, level, mode)?;
-        let subject = Subject::Path(dir.path().to_path_buf());
-        self.add(Source::PressureV1(Box::new(w)), receiver, subject, None)
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            let w = source::pressure_v1::PressureV1Watch::arm(dir, level, mode)?;
+            Ok(Source::PressureV1(Box::new(w)))
+        })
     }
 
     /// Watches a cgroup v1 memory directory's usage crossing `bytes`, up or
@@ -183,10 +178,10 @@ impl<T> Monitor<T> {
         with_swap: bool,
         receiver: T,
     ) -> Result<WatchId> {
-        let dir = CgroupDir::open(dir.as_ref())?;
-        let w = source::threshold_v1::ThresholdWatch::arm(&dir, bytes, with_swap)?;
-        let subject = Subject::Path(dir.path().to_path_buf());
-        self.add(Source::Threshold(Box::new(w)), receiver, subject, None)
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            let w = source::threshold_v1::ThresholdWatch::arm(dir, bytes, with_swap)?;
+            Ok(Source::Threshold(Box::new(w)))
+        })
     }
 
     /// Arms a PSI trigger on `file` (a cgroup's `cpu|memory|io.pressure`, or
@@ -264,5 +259,23 @@ impl<T> Monitor<T> {
         debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
         self.live.fetch_add(1, Ordering::Relaxed);
         Ok(WatchId(key))
+    }
+
+    /// Opens `dir` as a verified cgroup directory (before anything is
+    /// written there), arms a source in it, and adds the watch.
+    fn add_in_cgroup(
+        &self,
+        dir: &Path,
+        receiver: T,
+        arm: impl FnOnce(&CgroupDir) -> Result<Source>,
+    ) -> Result<WatchId> {
+        let dir = CgroupDir::open(dir)?;
+        let source = arm(&dir)?;
+        self.add(
+            source,
+            receiver,
+            Subject::Path(dir.path().to_path_buf()),
+            None,
+        )
     }
 }
