@@ -73,3 +73,139 @@ fn oom_on_own_limit_one_event_then_the_exit_marked_then_removal() {
     );
     assert!(m.is_empty());
 }
+
+/// The sum of the `oom_kill` increases reported for watch `id`.
+fn reported_kills<T>(got: &[Event<T>], id: ctrmon::WatchId) -> u64 {
+    got.iter()
+        .filter(|e| e.id == id)
+        .filter_map(|e| match &e.kind {
+            EventKind::Memory(d) => Some(d.oom_kill),
+            _ => None,
+        })
+        .sum()
+}
+
+/// The sum of the `oom` increases reported for watch `id`.
+fn reported_ooms<T>(got: &[Event<T>], id: ctrmon::WatchId) -> u64 {
+    got.iter()
+        .filter(|e| e.id == id)
+        .filter_map(|e| match &e.kind {
+            EventKind::Memory(d) => Some(d.oom),
+            _ => None,
+        })
+        .sum()
+}
+
+// containerd #6323: the limit sits on the parent and the victim in the
+// child, whose `oom` never rises; counting `oom` alone misses the kill.
+#[test]
+fn limit_on_parent_kill_reported_in_the_child_whose_oom_never_rises() {
+    let Some(root) = memory_v2() else { return };
+    let parent = limited(&root, "v2-parent");
+    parent.set("cgroup.subtree_control", "+memory");
+    let child = parent.child("leaf");
+    let m = Monitor::new().unwrap();
+    let pw = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
+    let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
+    let hog = child.memory_hog();
+    let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
+    // The parent's notification may trail the child's exit.
+    let got = wait_until(&m, LONG, |g| {
+        g.iter().any(|e| e.id == hw) && g.iter().any(|e| e.id == pw && oom_kills(e).is_some())
+    });
+
+    assert_eq!(child.counter("memory.events", "oom"), 0);
+    assert_eq!(child.counter("memory.events", "oom_kill"), 1);
+    assert_eq!(reported_kills(&got, cw), 1, "{got:?}");
+    assert_eq!(reported_ooms(&got, cw), 0, "{got:?}");
+    let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+    // memory.events is hierarchical: the parent counts its own OOM and its
+    // child's kill.
+    assert_eq!(parent.counter("memory.events", "oom"), 1);
+    assert_eq!(parent.counter("memory.events", "oom_kill"), 1);
+    assert_eq!(reported_ooms(&got, pw), 1, "{got:?}");
+}
+
+#[test]
+fn oom_group_kills_every_process_and_every_kill_is_accounted() {
+    let Some(root) = memory_v2() else { return };
+    let cg = limited(&root, "v2-group");
+    cg.set("memory.oom.group", "1");
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let mut kids = Vec::new();
+    let mut watches = Vec::new();
+    for i in 1..=3 {
+        let kid = cg.sh("exec sleep 600");
+        watches.push(m.watch_pid_in(kid.pid(), cgw, i).unwrap());
+        kids.push(kid);
+    }
+    // Every sleeper is in the cgroup before the hog starts.
+    common::wait_for(LONG, || cg.read("cgroup.procs").lines().count() == 3);
+    let hog = cg.memory_hog();
+    watches.push(m.watch_pid_in(hog.pid(), cgw, 4).unwrap());
+    kids.push(hog);
+
+    let got = wait_until(&m, LONG, |g| {
+        watches.iter().all(|w| g.iter().any(|e| e.id == *w))
+    });
+    let kernel_kills = cg.counter("memory.events", "oom_kill");
+    // Each of the four processes is counted; 6.1 counts the victim chosen
+    // first a second time when it kills the rest of the group.
+    assert!(
+        (4..=5).contains(&kernel_kills),
+        "{}",
+        cg.read("memory.events")
+    );
+    assert_eq!(cg.counter("memory.events", "oom_group_kill"), 1);
+    assert_eq!(reported_kills(&got, cgw), kernel_kills, "{got:?}");
+    let group: u64 = got
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Memory(d) => Some(d.oom_group_kill),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(group, 1, "{got:?}");
+    for w in &watches {
+        let at = got.iter().position(|e| e.id == *w).unwrap();
+        let EventKind::Exited(x) = got[at].kind else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (x.status, x.oom_killed),
+            (ExitStatus::Signal(9), true),
+            "{got:?}"
+        );
+        let first_oom = got.iter().position(|e| oom_kills(e).is_some()).unwrap();
+        assert!(
+            first_oom < at,
+            "the OOM must come before each exit: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn several_kills_over_time_reported_sum_equals_the_kernels_every_time() {
+    let Some(root) = memory_v2() else { return };
+    let cg = limited(&root, "v2-several");
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let mut all = Vec::new();
+    for round in 1..=4u64 {
+        let hog = cg.memory_hog();
+        let hw = m.watch_pid_in(hog.pid(), cgw, round as i32).unwrap();
+        let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == hw));
+        let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+        all.extend(got);
+        let kernel = cg.counter("memory.events", "oom_kill");
+        assert_eq!(kernel, round, "{}", cg.read("memory.events"));
+        assert_eq!(reported_kills(&all, cgw), kernel, "round {round}: {all:?}");
+    }
+}

@@ -397,3 +397,15 @@ pub fn memory_v2() -> Option<std::path::PathBuf> {
     eprintln!("skipping: {msg}");
     None
 }
+
+/// Polls `cond` every 10 ms; panics after `limit`.
+pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
