@@ -209,3 +209,80 @@ fn several_kills_over_time_reported_sum_equals_the_kernels_every_time() {
         assert_eq!(reported_kills(&all, cgw), kernel, "round {round}: {all:?}");
     }
 }
+
+/// The sums of the (`oom`, `oom_kill`) increases reported for watch `id`.
+fn reported<T>(got: &[Event<T>], id: ctrmon::WatchId) -> (u64, u64) {
+    (reported_ooms(got, id), reported_kills(got, id))
+}
+
+/// Parent and child, the limit on one of them, the hog in the child; both
+/// watched through `memory.events.local` and the parent also through
+/// `memory.events`; checks what each watch reports against the kernel.
+fn local_case(root: &std::path::Path, name: &str, limit_on_parent: bool) {
+    let parent = TestCgroup::new(root, name);
+    parent.set("cgroup.subtree_control", "+memory");
+    let child = parent.child("leaf");
+    let limited = if limit_on_parent { &parent } else { &child };
+    limited.set("memory.max", LIMIT);
+    limited.set("memory.swap.max", "0");
+    let m = Monitor::new().unwrap();
+    let pl = m
+        .watch_cgroup_oom_local(&parent.path, "parent local")
+        .unwrap();
+    let cl = m
+        .watch_cgroup_oom_local(&child.path, "child local")
+        .unwrap();
+    let ph = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
+    let hog = child.memory_hog();
+    let hw = m.watch_pid_in(hog.pid(), cl, "hog").unwrap();
+    let got = wait_until(&m, LONG, |g| {
+        g.iter().any(|e| e.id == hw)
+            && reported(g, cl).1 == 1
+            && reported(g, ph) == (1, 1)
+            && (!limit_on_parent || reported(g, pl).0 == 1)
+    });
+    // A late report for the parent's local file would show here.
+    let mut got = got;
+    m.wait(Some(Duration::from_millis(300)), |e| got.push(e))
+        .unwrap();
+
+    let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+    let local = |cg: &TestCgroup| {
+        (
+            cg.counter("memory.events.local", "oom"),
+            cg.counter("memory.events.local", "oom_kill"),
+        )
+    };
+    if limit_on_parent {
+        // The ancestor's limit: the OOM is the parent's own, the kill the
+        // child's own.
+        assert_eq!(local(&parent), (1, 0));
+        assert_eq!(local(&child), (0, 1));
+        assert_eq!(reported(&got, pl), (1, 0), "{got:?}");
+        assert_eq!(reported(&got, cl), (0, 1), "{got:?}");
+    } else {
+        // The child's own limit: OOM and kill are both the child's.
+        assert_eq!(local(&parent), (0, 0));
+        assert_eq!(local(&child), (1, 1));
+        assert_eq!(reported(&got, pl), (0, 0), "{got:?}");
+        assert_eq!(reported(&got, cl), (1, 1), "{got:?}");
+        assert!(got.iter().all(|e| e.id != pl), "{got:?}");
+    }
+    // The hierarchical file cannot tell the two apart.
+    assert_eq!(reported(&got, ph), (1, 1), "{got:?}");
+}
+
+#[test]
+fn local_events_own_limit_oom_and_kill_in_the_child_nothing_in_the_parent() {
+    let Some(root) = memory_v2() else { return };
+    local_case(&root, "v2-local-own", false);
+}
+
+#[test]
+fn local_events_ancestors_limit_oom_in_the_parent_kill_in_the_child() {
+    let Some(root) = memory_v2() else { return };
+    local_case(&root, "v2-local-parent", true);
+}
