@@ -172,6 +172,35 @@ impl<T> Monitor<T> {
         })
     }
 
+    /// Watches a v2 memory cgroup's swap counters (`memory.swap.events`:
+    /// `high`, `max`, `fail`), polled in the same epoll as `memory.events`:
+    /// [`EventKind::Swap`](crate::EventKind::Swap) with the increase of each
+    /// counter since the last report, then
+    /// [`EventKind::Removed`](crate::EventKind::Removed) when the cgroup is
+    /// removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`watch_cgroup_oom`](Self::watch_cgroup_oom); a v1 cgroup, or a
+    /// kernel without swap accounting, is refused with an error naming the
+    /// path.
+    pub fn watch_cgroup_swap(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            if dir.version() != CgroupVersion::V2 {
+                return Err(Error::path(
+                    "watch",
+                    dir.path(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "memory.swap.events exists only on cgroup v2",
+                    ),
+                ));
+            }
+            let w = source::swap_events::SwapEventsWatch::open(dir)?;
+            Ok(Source::Swap(Box::new(w)))
+        })
+    }
+
     /// [`watch_cgroup_oom`](Self::watch_cgroup_oom) on the memory cgroup of
     /// process `pid`, found with
     /// [`cgroup::memory_cgroup_of`](crate::cgroup::memory_cgroup_of).

@@ -123,9 +123,14 @@ done
 # Kernel modules the set-up hooks load (insmod, in dependency order).
 if [ -d "$kdir/modules" ]; then
     mkdir -p "$ramfs/guest/modules"
-    for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+    for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
         f="$(find "$kdir/modules" -name "$m.ko*" | head -n 1)"
-        [ -n "$f" ] && cp "$f" "$ramfs/guest/modules/"
+        case "$f" in
+        "") ;;
+        *.xz) xz -dc "$f" >"$ramfs/guest/modules/$m.ko" ;;
+        *.zst) zstd -qdc "$f" >"$ramfs/guest/modules/$m.ko" ;;
+        *) cp "$f" "$ramfs/guest/modules/$m.ko" ;;
+        esac
     done
 fi
 for hook in tests/guest/setup.d/*.sh; do
@@ -135,6 +140,9 @@ done
 say "initramfs $(du -h "$work/initramfs.gz" | cut -f1), kernel $kver, ${#tests[@]} test binaries: $(cut -d' ' -f1 "$ramfs/guest/tests" | tr '\n' ' ')"
 
 # --- boot --------------------------------------------------------------------
+# A blank disk for the swap tests (tests/guest/setup.d/swap.sh); sparse.
+rm -f "$work/swap.img"
+truncate -s 64M "$work/swap.img"
 console="$work/console.log"
 limit="${CTRMON_GUEST_TIMEOUT:-900}"
 t0="$(date +%s.%N)"
@@ -142,6 +150,7 @@ set +e
 timeout --kill-after=10 "$limit" qemu-system-x86_64 \
     -accel tcg -m 1024 -smp 2 -nographic -no-reboot -nic none \
     -kernel "$vmlinuz" -initrd "$work/initramfs.gz" \
+    -drive "file=$work/swap.img,format=raw,if=virtio,cache=unsafe" \
     -append "console=ttyS0 quiet cgroup_no_v1=all panic=-1" \
     </dev/null 2>&1 | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g; s/\r//g' | tee "$console"
 qemu_rc="${PIPESTATUS[0]}"
