@@ -37,7 +37,7 @@ pub(crate) struct MemoryEventsWatch {
 impl MemoryEventsWatch {
     /// Opens `file` ([`FILE`] or [`FILE_LOCAL`]) in `dir`.
     pub(crate) fn open(dir: &CgroupDir, file: &'static str) -> Result<MemoryEventsWatch> {
-        let fd = kernfs::open(dir, file)?;
+        let fd = kernfs::open(dir, file).map_err(|e| explain_missing(dir, file, e))?;
         Ok(MemoryEventsWatch {
             fd,
             dir: dir.path().to_path_buf(),
@@ -80,6 +80,29 @@ impl MemoryEventsWatch {
     pub(crate) fn book(&mut self) -> &mut OomBook {
         &mut self.book
     }
+}
+
+/// A v2 cgroup without the memory files has no memory controller: its
+/// parent does not enable `memory` for its children (a hybrid machine binds
+/// memory to v1 altogether). Say so, instead of a bare ENOENT.
+fn explain_missing(dir: &CgroupDir, file: &str, e: Error) -> Error {
+    if e.kind() != std::io::ErrorKind::NotFound || !dir.path().is_dir() {
+        return e;
+    }
+    let why = match dir.path().parent() {
+        Some(parent) if parent.join("cgroup.controllers").exists() => format!(
+            "no {file}: the memory controller is not enabled for this cgroup \
+             (memory is not in {})",
+            parent.join("cgroup.subtree_control").display()
+        ),
+        // The kernel gives a hierarchy's root cgroup no memory files.
+        _ => format!("no {file}: the root cgroup of a hierarchy has none; watch a child cgroup"),
+    };
+    Error::path(
+        "watch",
+        dir.path(),
+        std::io::Error::new(std::io::ErrorKind::NotFound, why),
+    )
 }
 
 /// What a read of `memory.events` (or its failure) means for the watch.
