@@ -17,7 +17,7 @@ use crate::{events_out, fail, signals, Failure};
 pub fn run(opts: Run) -> Result<u8, Failure> {
     // Before any thread exists, so that every thread inherits the block.
     let sigfd = signals::block_and_open().or_else(|e| fail("block SIGINT/SIGTERM", e))?;
-    let mut out = events_out(opts.events.as_deref(), Box::new(std::io::stderr()))?;
+    let mut out = events_out(&opts.events, Box::new(std::io::stderr()))?;
 
     let parent = match &opts.cgroup_parent {
         Some(p) => p.clone(),

@@ -11,7 +11,7 @@ use crate::{events_out, fail, signals, Failure};
 
 pub fn watch(opts: Watch) -> Result<u8, Failure> {
     let sigfd = signals::block_and_open().or_else(|e| fail("block SIGINT/SIGTERM", e))?;
-    let mut out = events_out(opts.events.as_deref(), Box::new(std::io::stdout()))?;
+    let mut out = events_out(&opts.events, Box::new(std::io::stdout()))?;
     let monitor: Arc<Monitor<u32>> = Arc::new(Monitor::new()?);
 
     // Set everything up before reporting anything: a bad argument fails the
