@@ -94,3 +94,46 @@ fn option_equals_value_and_events_dash_mean_what_users_expect() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("too small"));
 }
+
+/// `ls /proc/self/fd` of a command run by ctrmon, which was started with fd
+/// 7 open and not close-on-exec (as a shell's `exec 7>FILE` leaves it).
+fn fds_of_command(extra: &[&str]) -> (Option<i32>, Vec<u32>) {
+    let dir = TmpDir::new(&format!("cli-fds{}", extra.len()));
+    let script = format!(
+        "exec 7>'{}/x'; exec '{}' run {} -- ls /proc/self/fd",
+        dir.path.display(),
+        env!("CARGO_BIN_EXE_ctrmon"),
+        extra.join(" ")
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let fds = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (out.status.code(), fds)
+}
+
+#[test]
+fn inherited_fds_are_closed_at_the_commands_exec_unless_kept() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let (code, fds) = fds_of_command(&[]);
+    assert_eq!(code, Some(0));
+    // 0, 1, 2, and the directory `ls` itself opened.
+    assert!(
+        !fds.contains(&7),
+        "inherited fd 7 reached the command: {fds:?}"
+    );
+    assert!(
+        fds.contains(&0) && fds.contains(&1) && fds.contains(&2),
+        "{fds:?}"
+    );
+    let (code, fds) = fds_of_command(&["--keep-fds"]);
+    assert_eq!(code, Some(0));
+    assert!(fds.contains(&7), "--keep-fds did not pass fd 7 on: {fds:?}");
+}
