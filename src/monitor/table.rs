@@ -94,6 +94,15 @@ impl<V> Table<V> {
         Some(Key::new(index, self.next_generation))
     }
 
+    /// Makes the key that [`next_key`](Self::next_key) returned unusable:
+    /// the next insert gets a new generation. A caller that registered the
+    /// predicted key with epoll and then gave up must call this, because the
+    /// kernel may already have reported the fd under that key to a waiter,
+    /// which would otherwise resolve it against the next insert.
+    pub(crate) fn burn_key(&mut self) {
+        self.next_generation = self.next_generation.wrapping_add(1);
+    }
+
     /// Stores `value` and returns its key, or gives the value back when the
     /// table already holds 2^32 - 1 entries.
     pub(crate) fn insert(&mut self, value: V) -> Result<Key, V> {
@@ -263,6 +272,19 @@ mod tests {
         let predicted = t.next_key().unwrap();
         assert_ne!(predicted, k);
         assert_eq!(t.insert(99).unwrap(), predicted);
+    }
+
+    #[test]
+    fn a_burnt_key_is_never_handed_out() {
+        let mut t = Table::new();
+        let a = t.insert("a").unwrap();
+        t.remove(a);
+        let predicted = t.next_key().unwrap();
+        t.burn_key();
+        let b = t.insert("b").unwrap();
+        assert_ne!(b, predicted);
+        assert_eq!(t.get(predicted), None);
+        assert_eq!(t.get(b), Some(&"b"));
     }
 
     #[test]

@@ -310,6 +310,11 @@ impl<T> Monitor<T> {
         // change falls between the two.
         if let Err(e) = source.arm() {
             let _ = self.epoll.delete(source.as_fd());
+            // The kernel may already have handed this fd's readiness, under
+            // `key`, to a waiter in another thread; the next watch must not
+            // get the same key, or that waiter resolves it against the wrong
+            // watch (a false final event for an unrelated fd).
+            inner.table.burn_key();
             return Err(e);
         }
         let kernfs = source.is_kernfs();

@@ -1,129 +1,239 @@
-//! Command-line parsing, by hand: a handful of options do not need a crate.
+//! Command-line parsing with `lexopt`: `--opt value` and `--opt=value`,
+//! `--` to end the options, `-` as a value, and `--help` on every command.
 //! Pure functions from arguments to a command, so they are easy to test.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use ctrmon::PsiTrigger;
+use lexopt::prelude::*;
 
 pub const USAGE: &str = "\
 ctrmon: watch container processes for exit and cgroups for OOM from one epoll loop
 
 Usage:
-  ctrmon run [--memory SIZE] [--cgroup-parent DIR] [--events FILE] -- COMMAND [ARG...]
-      Run COMMAND in a fresh memory cgroup (limited to SIZE: bytes, or with K, M, G),
-      report its OOMs and exit as JSON lines on stderr (or FILE), remove the cgroup,
-      and exit with COMMAND's status (128 + signal if it was killed).
+  ctrmon run [OPTIONS] [--] COMMAND [ARG...]
+      Run COMMAND in a fresh memory cgroup and report its OOMs and exit.
   ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]... [--events FILE]
-      Watch processes for exit, cgroups for OOM and removal (and, on v2, emptiness),
-      and PSI triggers (\"some|full <stall us> <window us>\"); JSON lines on stdout.
-      Ends when every pid has exited and every cgroup is gone, or on SIGINT/SIGTERM.
+      Watch processes for exit, cgroups for OOM and removal, and PSI triggers.
+  ctrmon gc [--cgroup-parent DIR]
+      Remove the cgroups of ctrmon runs that were killed before they could.
   ctrmon locate [PID]
       Print the memory cgroup directory of PID (default: ctrmon itself).
   ctrmon --help | --version
+  ctrmon COMMAND --help
+
+Exit status: as each command's --help says; 2 for a usage error.
+";
+
+pub const RUN_HELP: &str = "\
+Usage: ctrmon run [OPTIONS] [--] COMMAND [ARG...]
+
+Run COMMAND in a fresh memory cgroup (ctrmon-<pid>-<n>), report its OOMs and
+its exit as JSON lines, kill whatever it left in the cgroup, remove the
+cgroup (with any sub-cgroups), and exit with COMMAND's status. SIGINT, SIGTERM,
+SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH and SIGCONT are passed on
+to COMMAND. If ctrmon itself is killed, COMMAND is killed too (parent-death
+signal), and the next `ctrmon run` or `ctrmon gc` removes the cgroup.
+
+Options:
+  --memory SIZE         limit the cgroup's memory to SIZE (bytes, or with K, M, G;
+                        at least one page)
+  --cgroup-parent DIR   create the cgroup in DIR (default: the root of the
+                        memory hierarchy)
+  --events FILE         write the JSON lines to FILE (`-`: standard output)
+                        instead of standard error
+  --keep-fds            pass ctrmon's inherited file descriptors above 2 on to
+                        COMMAND (by default they are closed at its exec)
+  -h, --help            show this help
+
+Exit status:
+  COMMAND's exit code, or 128 + N if it was killed by signal N (137 after an
+  OOM kill); 2 if ctrmon could not start it. Events that could not be written
+  do not change the status: ctrmon keeps supervising and says on standard error
+  how many were lost.
+";
+
+pub const WATCH_HELP: &str = "\
+Usage: ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]... [--events FILE]
+
+Watch processes for exit, cgroups for OOM and removal (and, on v2, emptiness),
+and PSI triggers (FILE=\"some|full <stall us> <window us>\"), and print JSON
+lines on standard output. Ends when every pid has exited and every cgroup (of
+--cgroup, or of a --psi file in a cgroup) is gone, or on SIGINT or SIGTERM.
+
+Options:
+  --pid PID             a process (any process, not only ctrmon's children)
+  --cgroup DIR          a memory cgroup directory (v1 or v2)
+  --psi FILE=TRIGGER    a PSI trigger on a pressure file
+  --events FILE         write the JSON lines to FILE (`-`: standard output)
+  -h, --help            show this help
+
+Exit status:
+  0   everything watched has ended, or SIGINT/SIGTERM
+  2   a bad argument, or a failure (named on standard error)
+  141 the output was closed (its reader went away) or could not be written:
+      128 + SIGPIPE, as a shell pipeline reports it
+";
+
+pub const GC_HELP: &str = "\
+Usage: ctrmon gc [--cgroup-parent DIR]
+
+Remove the cgroups named ctrmon-<pid>-<n> in DIR (default: the root of the
+memory hierarchy) whose creating pid no longer runs ctrmon, after killing
+whatever is left in them. `ctrmon run` does this itself before it starts.
+
+Options:
+  --cgroup-parent DIR   where to look (as given to `ctrmon run`)
+  -h, --help            show this help
+
+Exit status:
+  0   every stale cgroup was removed (or there was none)
+  2   one could not be removed (named on standard error)
+";
+
+pub const LOCATE_HELP: &str = "\
+Usage: ctrmon locate [PID]
+
+Print the memory cgroup directory of PID (default: ctrmon itself).
+
+Exit status:
+  0   printed
+  2   PID does not exist, or has no memory cgroup
 ";
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Run),
     Watch(Watch),
+    Gc(Gc),
     Locate(Option<i32>),
-    Help,
+    /// Print this text on standard output and exit 0.
+    Help(&'static str),
     Version,
 }
 
-#[derive(Debug, PartialEq, Default)]
+/// Where the JSON lines go.
+#[derive(Debug, PartialEq, Clone)]
+pub enum Events {
+    /// The command's default stream (stderr for `run`, stdout for `watch`).
+    Default,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, PartialEq)]
 pub struct Run {
     pub memory: Option<u64>,
     pub cgroup_parent: Option<PathBuf>,
-    pub events: Option<PathBuf>,
+    pub events: Events,
+    pub keep_fds: bool,
     pub command: Vec<OsString>,
 }
 
-#[derive(Debug, PartialEq, Default)]
+#[derive(Debug, PartialEq)]
 pub struct Watch {
     pub pids: Vec<i32>,
     pub cgroups: Vec<PathBuf>,
     pub psi: Vec<(PathBuf, PsiTrigger)>,
-    pub events: Option<PathBuf>,
+    pub events: Events,
+}
+
+#[derive(Debug, PartialEq, Default)]
+pub struct Gc {
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 /// A usage error: what was wrong, naming the offending value.
 #[derive(Debug, PartialEq)]
 pub struct UsageError(pub String);
 
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> UsageError {
+        UsageError(e.to_string())
+    }
+}
+
 fn err<T>(msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(msg.into()))
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut args = args.into_iter();
-    let Some(sub) = args.next() else {
-        return err("missing command (run, watch or locate); see --help");
+    let mut p = lexopt::Parser::from_args(args);
+    let sub = match p.next()? {
+        None => return err("missing command (run, watch, gc or locate); see --help"),
+        Some(Short('h') | Long("help")) => return Ok(Command::Help(USAGE)),
+        Some(Short('V') | Long("version")) => return Ok(Command::Version),
+        Some(Value(v)) => v,
+        Some(other) => return Err(other.unexpected().into()),
     };
     match sub.to_str() {
-        Some("run") => parse_run(args).map(Command::Run),
-        Some("watch") => parse_watch(args).map(Command::Watch),
-        Some("locate") => parse_locate(args),
-        Some("-h" | "--help" | "help") => Ok(Command::Help),
-        Some("-V" | "--version") => Ok(Command::Version),
+        Some("run") => parse_run(&mut p),
+        Some("watch") => parse_watch(&mut p),
+        Some("gc") => parse_gc(&mut p),
+        Some("locate") => parse_locate(&mut p),
+        Some("help") => Ok(Command::Help(USAGE)),
         _ => err(format!("unknown command {sub:?}; see --help")),
     }
 }
 
-/// The value of option `name`, which must follow it.
-fn value(name: &str, args: &mut impl Iterator<Item = OsString>) -> Result<OsString, UsageError> {
-    args.next()
-        .ok_or_else(|| UsageError(format!("{name} needs a value")))
+fn events(v: OsString) -> Events {
+    if v == "-" {
+        Events::Stdout
+    } else {
+        Events::File(v.into())
+    }
 }
 
-fn text(name: &str, v: &OsString) -> Result<String, UsageError> {
-    v.to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| UsageError(format!("{name} value {v:?} is not valid UTF-8")))
-}
-
-fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Run, UsageError> {
-    let mut run = Run::default();
-    while let Some(a) = args.next() {
-        match a.to_str() {
-            Some("--memory") => {
-                let v = value("--memory", &mut args)?;
-                run.memory = Some(parse_size(&text("--memory", &v)?)?);
+fn parse_run(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut run = Run {
+        memory: None,
+        cgroup_parent: None,
+        events: Events::Default,
+        keep_fds: false,
+        command: Vec::new(),
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("memory") => {
+                let v = p.value()?;
+                run.memory = Some(parse_memory(&text("--memory", &v)?)?);
             }
-            Some("--cgroup-parent") => {
-                run.cgroup_parent = Some(value("--cgroup-parent", &mut args)?.into())
-            }
-            Some("--events") => run.events = Some(value("--events", &mut args)?.into()),
-            Some("--") => {
-                run.command = args.collect();
+            Long("cgroup-parent") => run.cgroup_parent = Some(p.value()?.into()),
+            Long("events") => run.events = events(p.value()?),
+            Long("keep-fds") => run.keep_fds = true,
+            Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
+            // The command, after `--` or not: everything from here is its own.
+            Value(first) => {
+                run.command.push(first);
+                run.command.extend(p.raw_args()?);
                 break;
             }
-            Some(s) if s.starts_with('-') => return err(format!("unknown option {s:?} for run")),
-            // The command may also start without `--`.
-            _ => {
-                run.command = std::iter::once(a).chain(args).collect();
-                break;
-            }
+            other => return Err(other.unexpected().into()),
         }
     }
     if run.command.is_empty() {
         return err("run needs a command: ctrmon run [OPTIONS] -- COMMAND [ARG...]");
     }
-    Ok(run)
+    Ok(Command::Run(run))
 }
 
-fn parse_watch(mut args: impl Iterator<Item = OsString>) -> Result<Watch, UsageError> {
-    let mut w = Watch::default();
-    while let Some(a) = args.next() {
-        match a.to_str() {
-            Some("--pid") => {
-                let v = value("--pid", &mut args)?;
+fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut w = Watch {
+        pids: Vec::new(),
+        cgroups: Vec::new(),
+        psi: Vec::new(),
+        events: Events::Default,
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("pid") => {
+                let v = p.value()?;
                 w.pids.push(parse_pid(&text("--pid", &v)?)?);
             }
-            Some("--cgroup") => w.cgroups.push(value("--cgroup", &mut args)?.into()),
-            Some("--psi") => {
-                let v = text("--psi", &value("--psi", &mut args)?)?;
+            Long("cgroup") => w.cgroups.push(p.value()?.into()),
+            Long("psi") => {
+                let v = text("--psi", &p.value()?)?;
                 let Some((file, trigger)) = v.split_once('=') else {
                     return err(format!("--psi {v:?} must be FILE=TRIGGER"));
                 };
@@ -132,25 +242,45 @@ fn parse_watch(mut args: impl Iterator<Item = OsString>) -> Result<Watch, UsageE
                     .map_err(|e| UsageError(format!("--psi trigger {trigger:?}: {e}")))?;
                 w.psi.push((file.into(), trigger));
             }
-            Some("--events") => w.events = Some(value("--events", &mut args)?.into()),
-            _ => return err(format!("unknown argument {a:?} for watch")),
+            Long("events") => w.events = events(p.value()?),
+            Short('h') | Long("help") => return Ok(Command::Help(WATCH_HELP)),
+            other => return Err(other.unexpected().into()),
         }
     }
     if w.pids.is_empty() && w.cgroups.is_empty() && w.psi.is_empty() {
         return err("watch needs at least one --pid, --cgroup or --psi");
     }
-    Ok(w)
+    Ok(Command::Watch(w))
 }
 
-fn parse_locate(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
-    let pid = match args.next() {
-        None => None,
-        Some(v) => Some(parse_pid(&text("locate", &v)?)?),
-    };
-    if let Some(extra) = args.next() {
-        return err(format!("unexpected argument {extra:?} for locate"));
+fn parse_gc(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut gc = Gc::default();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("cgroup-parent") => gc.cgroup_parent = Some(p.value()?.into()),
+            Short('h') | Long("help") => return Ok(Command::Help(GC_HELP)),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(Command::Gc(gc))
+}
+
+fn parse_locate(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut pid = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(LOCATE_HELP)),
+            Value(v) if pid.is_none() => pid = Some(parse_pid(&text("locate", &v)?)?),
+            other => return Err(other.unexpected().into()),
+        }
     }
     Ok(Command::Locate(pid))
+}
+
+fn text(name: &str, v: &OsString) -> Result<String, UsageError> {
+    v.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| UsageError(format!("{name} value {v:?} is not valid UTF-8")))
 }
 
 pub fn parse_pid(s: &str) -> Result<i32, UsageError> {
@@ -158,6 +288,18 @@ pub fn parse_pid(s: &str) -> Result<i32, UsageError> {
         Ok(p) if p > 0 => Ok(p),
         _ => err(format!("invalid pid {s:?}: expected a positive number")),
     }
+}
+
+/// A memory limit: a size of at least one page. `0` would have the kernel
+/// kill the command at its first allocation, which nobody means.
+pub fn parse_memory(s: &str) -> Result<u64, UsageError> {
+    let bytes = parse_size(s)?;
+    if bytes < 4096 {
+        return err(format!(
+            "--memory {s:?} is too small: the limit must be at least 4096 bytes (one page)"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Bytes, or a number with `K`, `M` or `G` (powers of 1024; `KiB`-style and
@@ -194,6 +336,13 @@ mod tests {
         parse(args.iter().map(OsString::from))
     }
 
+    fn run(args: &[&str]) -> Run {
+        match p(args) {
+            Ok(Command::Run(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("4096"), Ok(4096));
@@ -205,21 +354,32 @@ mod tests {
             assert!(e.0.contains(&format!("{bad:?}")), "{e:?}");
         }
         assert!(parse_size("18446744073709551615G").is_err());
+        assert!(parse_memory("0").unwrap_err().0.contains("too small"));
+        assert!(parse_memory("4095").is_err());
+        assert_eq!(parse_memory("4K"), Ok(4096));
     }
 
     #[test]
     fn run_parses_options_and_command() {
-        let Command::Run(r) = p(&["run", "--memory", "32M", "--", "sh", "-c", "exit 7"]).unwrap()
-        else {
-            panic!()
-        };
+        let r = run(&["run", "--memory", "32M", "--", "sh", "-c", "exit 7"]);
         assert_eq!(r.memory, Some(32 << 20));
         assert_eq!(r.command, ["sh", "-c", "exit 7"].map(OsString::from));
-        // Options after `--` belong to the command.
-        let Command::Run(r) = p(&["run", "--", "ls", "--memory"]).unwrap() else {
-            panic!()
-        };
+        assert_eq!(r.events, Events::Default);
+        assert!(!r.keep_fds);
+        // `--opt=value`, `-` meaning standard output.
+        let r = run(&["run", "--memory=32M", "--events=-", "--keep-fds", "true"]);
+        assert_eq!(r.memory, Some(32 << 20));
+        assert_eq!(r.events, Events::Stdout);
+        assert!(r.keep_fds);
+        let r = run(&["run", "--events", "/tmp/e", "true"]);
+        assert_eq!(r.events, Events::File("/tmp/e".into()));
+        // Options after `--`, or after the command's name, are the command's.
+        let r = run(&["run", "--", "ls", "--memory"]);
         assert_eq!(r.command, ["ls", "--memory"].map(OsString::from));
+        let r = run(&["run", "ls", "--help", "--", "-x"]);
+        assert_eq!(r.command, ["ls", "--help", "--", "-x"].map(OsString::from));
+        let r = run(&["run", "--", "--weird-name"]);
+        assert_eq!(r.command, ["--weird-name"].map(OsString::from));
         assert!(p(&["run", "--memory", "32M"])
             .unwrap_err()
             .0
@@ -228,24 +388,43 @@ mod tests {
             .unwrap_err()
             .0
             .contains("12Q"));
-        assert!(p(&["run", "--memory"])
+        assert!(p(&["run", "--memory=0", "true"]).is_err());
+        assert!(p(&["run", "--memory"]).unwrap_err().0.contains("--memory"));
+        assert!(p(&["run", "--bogus", "true"])
             .unwrap_err()
             .0
-            .contains("--memory needs a value"));
+            .contains("--bogus"));
     }
 
     #[test]
-    fn watch_and_locate() {
+    fn every_command_has_help() {
+        assert_eq!(p(&["run", "--help"]).unwrap(), Command::Help(RUN_HELP));
+        assert_eq!(p(&["run", "-h"]).unwrap(), Command::Help(RUN_HELP));
+        assert_eq!(p(&["watch", "--help"]).unwrap(), Command::Help(WATCH_HELP));
+        assert_eq!(p(&["gc", "--help"]).unwrap(), Command::Help(GC_HELP));
+        assert_eq!(
+            p(&["locate", "--help"]).unwrap(),
+            Command::Help(LOCATE_HELP)
+        );
+        assert_eq!(p(&["--help"]).unwrap(), Command::Help(USAGE));
+        for help in [RUN_HELP, WATCH_HELP, GC_HELP, LOCATE_HELP] {
+            assert!(help.contains("Exit status"), "{help}");
+        }
+    }
+
+    #[test]
+    fn watch_gc_and_locate() {
         let Command::Watch(w) = p(&[
             "watch",
             "--pid",
             "1",
-            "--pid",
-            "22",
+            "--pid=22",
             "--cgroup",
             "/sys/fs/cgroup/x",
             "--psi",
             "/proc/pressure/cpu=some 150000 2000000",
+            "--events",
+            "-",
         ])
         .unwrap() else {
             panic!()
@@ -253,14 +432,24 @@ mod tests {
         assert_eq!(w.pids, [1, 22]);
         assert_eq!(w.cgroups, [PathBuf::from("/sys/fs/cgroup/x")]);
         assert_eq!(w.psi[0].1.to_kernel_string(), "some 150000 2000000");
+        assert_eq!(w.events, Events::Stdout);
         assert!(p(&["watch", "--pid", "0"]).unwrap_err().0.contains("\"0\""));
         assert!(p(&["watch", "--pid", "abc"]).unwrap_err().0.contains("abc"));
         assert!(p(&["watch"]).is_err());
         assert!(p(&["watch", "--psi", "/proc/pressure/cpu"]).is_err());
         assert!(p(&["watch", "--psi", "f=some 0 1"]).is_err());
+        assert!(p(&["watch", "--pid", "1", "stray"]).is_err());
+        assert_eq!(p(&["gc"]).unwrap(), Command::Gc(Gc::default()));
+        assert_eq!(
+            p(&["gc", "--cgroup-parent=/x"]).unwrap(),
+            Command::Gc(Gc {
+                cgroup_parent: Some("/x".into())
+            })
+        );
         assert_eq!(p(&["locate"]).unwrap(), Command::Locate(None));
         assert_eq!(p(&["locate", "42"]).unwrap(), Command::Locate(Some(42)));
         assert!(p(&["locate", "-3"]).is_err());
+        assert!(p(&["locate", "1", "2"]).is_err());
         assert_eq!(p(&["--version"]).unwrap(), Command::Version);
         assert!(p(&[]).is_err());
         assert!(p(&["frobnicate"]).unwrap_err().0.contains("frobnicate"));

@@ -12,10 +12,9 @@ mod watch;
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
-use args::Command;
+use args::{Command, Events};
 
 /// A failure that ends the command with status 2 and a `ctrmon: ` line.
 pub struct Failure(String);
@@ -31,11 +30,13 @@ pub fn fail<T>(what: impl fmt::Display, e: impl fmt::Display) -> Result<T, Failu
     Err(Failure(format!("{what}: {e}")))
 }
 
-/// Where JSON lines go: `--events FILE`, or the command's default stream.
-pub fn events_out(file: Option<&Path>, default: Box<dyn Write>) -> Result<Box<dyn Write>, Failure> {
-    match file {
-        None => Ok(default),
-        Some(p) => match File::create(p) {
+/// Where JSON lines go: `--events FILE`, `--events -` (standard output), or
+/// the command's default stream.
+pub fn events_out(events: &Events, default: Box<dyn Write>) -> Result<Box<dyn Write>, Failure> {
+    match events {
+        Events::Default => Ok(default),
+        Events::Stdout => Ok(Box::new(std::io::stdout())),
+        Events::File(p) => match File::create(p) {
             Ok(f) => Ok(Box::new(f)),
             Err(e) => fail(format_args!("open events file {}", p.display()), e),
         },
@@ -51,8 +52,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cmd {
-        Command::Help => {
-            print!("{}", args::USAGE);
+        Command::Help(text) => {
+            print!("{text}");
             Ok(0)
         }
         Command::Version => {
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         Command::Locate(pid) => locate(pid),
         Command::Run(r) => run::run(r),
         Command::Watch(w) => watch::watch(w),
+        Command::Gc(_) => Err(Failure("gc is not built yet".into())),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -7,6 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ctrmon::cgroup::CgroupVersion;
+use ctrmon::signal::SignalFd;
+use ctrmon::spawn::ChildSetup;
 use ctrmon::{EventKind, Monitor};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
@@ -16,8 +18,8 @@ use crate::{events_out, fail, signals, Failure};
 
 pub fn run(opts: Run) -> Result<u8, Failure> {
     // Before any thread exists, so that every thread inherits the block.
-    let sigfd = signals::block_and_open().or_else(|e| fail("block SIGINT/SIGTERM", e))?;
-    let mut out = events_out(opts.events.as_deref(), Box::new(std::io::stderr()))?;
+    let (sigset, sigfd) = signals::block(&signals::FORWARDED)?;
+    let mut out = events_out(&opts.events, Box::new(std::io::stderr()))?;
 
     let placement = crate::placement::place(opts.cgroup_parent.as_deref())?;
     let version = placement.version;
@@ -35,8 +37,14 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
 
     let mut cmd = Command::new(&opts.command[0]);
     cmd.args(&opts.command[1..]);
-    signals::start_in_cgroup(&mut cmd, &cg.path.join("cgroup.procs"))
-        .or_else(|e| fail(format_args!("prepare {}", cg.path.display()), e))?;
+    let mut setup = ChildSetup::new()
+        .join_cgroup(&cg.path)?
+        .die_with_parent()
+        .unblock(&sigset);
+    if !opts.keep_fds {
+        setup = setup.close_inherited_fds();
+    }
+    setup.apply(&mut cmd);
     let child = cmd.spawn().or_else(|e| {
         fail(
             format_args!("start {:?} in {}", opts.command[0], cg.path.display()),
@@ -90,16 +98,17 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     Ok(status.unwrap_or(1).clamp(0, 255) as u8)
 }
 
-/// Forwards SIGINT and SIGTERM to the child, from a thread of its own.
-fn forward_signals(sigfd: OwnedFd, child: Arc<OwnedFd>) {
+/// Forwards the signals of `signals::FORWARDED` to the child, from a
+/// thread of its own.
+fn forward_signals(sigfd: SignalFd, child: Arc<OwnedFd>) {
     std::thread::spawn(move || {
-        while let Ok(received) = signals::next(&sigfd) {
+        while let Ok(Some(received)) = sigfd.read() {
             // A terminal's signal reached the child already (same process
             // group); forwarding it would deliver it twice.
-            if received.from_kernel {
+            if received.from_kernel() {
                 continue;
             }
-            if let Some(sig) = Signal::from_named_raw(received.signo) {
+            if let Some(sig) = received.signal() {
                 // ESRCH once the child is gone: nothing to forward to.
                 let _ = pidfd_send_signal(&*child, sig);
             }

@@ -10,8 +10,8 @@ use crate::report::{self, Target};
 use crate::{events_out, fail, signals, Failure};
 
 pub fn watch(opts: Watch) -> Result<u8, Failure> {
-    let sigfd = signals::block_and_open().or_else(|e| fail("block SIGINT/SIGTERM", e))?;
-    let mut out = events_out(opts.events.as_deref(), Box::new(std::io::stdout()))?;
+    let (_, sigfd) = signals::block(&signals::ENDING)?;
+    let mut out = events_out(&opts.events, Box::new(std::io::stdout()))?;
     let monitor: Arc<Monitor<u32>> = Arc::new(Monitor::new()?);
 
     // Set everything up before reporting anything: a bad argument fails the
@@ -47,7 +47,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     let m = monitor.clone();
     std::thread::spawn(move || {
         // Any SIGINT or SIGTERM ends the watch, wherever it came from.
-        if signals::next(&sigfd).is_ok() {
+        if sigfd.read().is_ok() {
             let _ = m.shutdown();
         }
     });
