@@ -1,0 +1,265 @@
+//! A pid linked to the OOM watch of the cgroup that holds it, on the real
+//! kernel: `cgroup::nearest_containing` against real cgroups and processes,
+//! and `ctrmon watch --pid P --cgroup C` for a P that is not ctrmon's child,
+//! OOM-killed in C: the OOM before the exit, the exit marked, every time.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ctrmon::cgroup::nearest_containing;
+
+use common::{memory_hierarchy, Kid, TestCgroup, TmpDir};
+
+/// A `sleep` that has moved itself into `cg`.
+fn sleeper_in(cg: &TestCgroup) -> Kid {
+    let kid = cg.sh("exec sleep 600");
+    cg.wait_holds(kid.pid());
+    kid
+}
+
+/// `dir` relative to the working directory (`../../sys/fs/cgroup/…`).
+fn relative_to_cwd(dir: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let up = cwd
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
+    let mut rel: PathBuf = std::iter::repeat("..").take(up).collect();
+    rel.push(dir.strip_prefix("/").unwrap());
+    rel
+}
+
+/// The hierarchies to try the matching on: the memory one, and the v2
+/// mount of a hybrid machine (no memory needed to hold processes).
+fn hierarchies() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = memory_hierarchy().into_iter().collect();
+    let unified = PathBuf::from("/sys/fs/cgroup/unified");
+    if !roots.is_empty() && unified.join("cgroup.procs").exists() && !roots.contains(&unified) {
+        roots.push(unified);
+    }
+    roots
+}
+
+#[test]
+fn finds_the_nearest_watched_cgroup_that_holds_a_process() {
+    for root in hierarchies() {
+        let outer = TestCgroup::new(&root, "containing-outer");
+        let inner = outer.child("inner");
+        let other = TestCgroup::new(&root, "containing-other");
+        // A string prefix of `outer` that is not a path prefix of it.
+        let prefix = PathBuf::from(format!("{}x", outer.path.display()));
+        let in_outer = sleeper_in(&outer);
+        let in_inner = sleeper_in(&inner);
+        let in_other = sleeper_in(&other);
+        let find = |pid: i32, dirs: &[&Path]| {
+            nearest_containing(pid, dirs).unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        };
+        let (o, i) = (outer.path.as_path(), inner.path.as_path());
+        let at = root.display();
+
+        // In C itself, in a child of C, in no watched cgroup.
+        assert_eq!(find(in_outer.pid(), &[o]), Some(0), "{at}");
+        assert_eq!(find(in_inner.pid(), &[o]), Some(0), "{at}");
+        assert_eq!(find(in_other.pid(), &[o, i]), None, "{at}");
+        assert_eq!(find(in_outer.pid(), &[i]), None, "{at}");
+        // The nearest of nested ones, whatever the order.
+        assert_eq!(find(in_inner.pid(), &[o, i]), Some(1), "{at}");
+        assert_eq!(find(in_inner.pid(), &[i, o]), Some(0), "{at}");
+        assert_eq!(find(in_outer.pid(), &[i, o]), Some(1), "{at}");
+        // A process in the hierarchy's root cgroup (this test's own).
+        assert_eq!(find(std::process::id() as i32, &[o, i]), None, "{at}");
+        // Not the hierarchy's cgroups at all, or gone.
+        let gone = root.join("ctrmon-test-containing-never-made");
+        assert_eq!(
+            find(in_outer.pid(), &[Path::new("/tmp"), &gone, &prefix]),
+            None,
+            "{at}"
+        );
+
+        // Other spellings of the same directories.
+        let tmp = TmpDir::new("containing-link");
+        let link = tmp.path.join("outer");
+        std::os::unix::fs::symlink(&outer.path, &link).unwrap();
+        assert_eq!(find(in_inner.pid(), &[&link]), Some(0), "{at}");
+        assert_eq!(
+            find(in_inner.pid(), &[&link.join("ctrmon-test-inner")]),
+            Some(0)
+        );
+        let rel = relative_to_cwd(i);
+        assert!(rel.is_relative() && rel.is_dir(), "{}", rel.display());
+        assert_eq!(find(in_inner.pid(), &[&link, &rel]), Some(1), "{at}");
+        let dotted = outer.path.join("ctrmon-test-inner/../ctrmon-test-inner");
+        assert_eq!(find(in_inner.pid(), &[o, &dotted]), Some(1), "{at}");
+    }
+}
+
+#[test]
+fn a_gone_process_is_reported_as_gone() {
+    let kid = Kid::sh("exit 0");
+    let pid = kid.pid();
+    assert!(kid.reap());
+    let e = nearest_containing(pid, &["/sys/fs/cgroup"]).unwrap_err();
+    assert!(e.is_process_gone(), "{e}");
+    assert!(e.to_string().contains(&pid.to_string()), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// `ctrmon watch --pid P --cgroup C`.
+
+/// The JSON lines of `ctrmon`'s output.
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of `"key":` in a JSON line (numbers, booleans, strings without
+/// escapes).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    if let Some(s) = rest.strip_prefix('"') {
+        return s.split('"').next();
+    }
+    Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
+}
+
+fn event(line: &str) -> &str {
+    field(line, "event").unwrap_or("")
+}
+
+/// Waits until `ctrmon` (pid `watcher`) holds a pidfd: its cgroup watches
+/// are armed (they come first) and so is its pid watch.
+fn wait_armed(watcher: &mut Kid) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fd_dir = format!("/proc/{}/fd", watcher.pid());
+    loop {
+        let pidfd_open = std::fs::read_dir(&fd_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .any(|target| target.to_string_lossy().contains("pidfd"));
+        if pidfd_open {
+            return;
+        }
+        if let Ok(Some(status)) = watcher.child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = watcher.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("ctrmon watch ended before arming ({status}): {err}");
+        }
+        assert!(Instant::now() < deadline, "ctrmon watch never armed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads `kid`'s whole stdout, or panics after `limit` (the kid is then
+/// killed by its guard, which ends the read).
+fn output_within(kid: &mut Kid, limit: Duration) -> Vec<u8> {
+    let mut stdout = kid.child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("ctrmon watch did not end within {limit:?}"))
+}
+
+/// One OOM of a process that ctrmon did not start, watched with `--pid`
+/// and `--cgroup`; returns ctrmon's lines and the kernel's kill count.
+fn one_oom(root: &Path, run: usize) -> (Vec<String>, i32, u64) {
+    let mut cg = TestCgroup::new(root, &format!("watch-link-{run}"));
+    cg.limit_memory(32 << 20);
+    // The hog moves itself into the cgroup, then waits for the go.
+    let script = format!(
+        "echo $$ > '{}/cgroup.procs' && read go && exec tail /dev/zero",
+        cg.path.display()
+    );
+    let mut hog = Kid::spawn(
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null()),
+    );
+    let pid = hog.pid();
+    cg.wait_holds(pid);
+    let mut watcher = Kid::spawn(
+        Command::new(env!("CARGO_BIN_EXE_ctrmon"))
+            .args(["watch", "--pid", &pid.to_string(), "--cgroup"])
+            .arg(&cg.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    wait_armed(&mut watcher);
+    let mut go = hog.child.stdin.take().unwrap();
+    go.write_all(b"go\n").unwrap();
+    drop(go);
+    // We are the hog's parent and reap it at once, as a shell would.
+    assert!(hog.reap());
+    let kills = cg.oom_kills();
+    cg.remove();
+    let out = output_within(&mut watcher, Duration::from_secs(60));
+    let status = watcher.child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "run {run}: {}",
+        String::from_utf8_lossy(&out)
+    );
+    (lines(&out), pid, kills)
+}
+
+#[test]
+fn watch_reports_the_oom_before_the_exit_of_a_pid_it_did_not_start() {
+    let Some(root) = memory_hierarchy() else {
+        return;
+    };
+    const RUNS: usize = 20;
+    let started = Instant::now();
+    for run in 0..RUNS {
+        let (ev, pid, kills) = one_oom(&root, run);
+        let ctx = format!("run {run} of {RUNS}: {ev:#?}");
+        assert!(kills >= 1, "the kernel killed nothing: {ctx}");
+        let exits: Vec<usize> = (0..ev.len()).filter(|&i| event(&ev[i]) == "exit").collect();
+        assert_eq!(exits.len(), 1, "{ctx}");
+        let exit = &ev[exits[0]];
+        assert_eq!(field(exit, "pid"), Some(pid.to_string().as_str()), "{ctx}");
+        assert_eq!(field(exit, "oom_killed"), Some("true"), "{ctx}");
+        // Not ctrmon's child: the kernel does not tell it the status.
+        assert_eq!(
+            (field(exit, "code"), field(exit, "signal")),
+            (None, None),
+            "{ctx}"
+        );
+        // Every kill the kernel counted was reported, all before the exit.
+        let reported = |range: &[String]| -> u64 {
+            range
+                .iter()
+                .filter(|l| event(l) == "oom")
+                .map(|l| field(l, "oom_kill").map_or(0, |n| n.parse().unwrap()))
+                .sum()
+        };
+        assert_eq!(reported(&ev[..exits[0]]), kills, "{ctx}");
+        assert_eq!(reported(&ev[exits[0]..]), 0, "{ctx}");
+        // The removal may come before the exit: a cgroup found removed when
+        // the exit re-reads it reports everything it has first.
+        let removed = ev.iter().filter(|l| event(l) == "removed").count();
+        assert_eq!(removed, 1, "{ctx}");
+    }
+    eprintln!(
+        "{RUNS} of {RUNS} OOMs in {}: oom before exit, exit marked oom_killed ({:.1} s)",
+        root.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
