@@ -175,11 +175,34 @@ fn output_within(kid: &mut Kid, limit: Duration) -> Vec<u8> {
         .unwrap_or_else(|_| panic!("ctrmon watch did not end within {limit:?}"))
 }
 
+/// What one OOM run saw: ctrmon's lines, the victim's pid, the cgroup it
+/// ran in and the kernel's count of kills there.
+struct Seen {
+    lines: Vec<String>,
+    pid: i32,
+    victim_cgroup: String,
+    kills: u64,
+}
+
 /// One OOM of a process that ctrmon did not start, watched with `--pid`
-/// and `--cgroup`; returns ctrmon's lines and the kernel's kill count.
-fn one_oom(root: &Path, run: usize) -> (Vec<String>, i32, u64) {
-    let mut cg = TestCgroup::new(root, &format!("watch-link-{run}"));
-    cg.limit_memory(32 << 20);
+/// and `--cgroup`. `nested`: the process runs in a child of the limited
+/// cgroup, and both are watched (the child must be the one linked).
+fn one_oom(root: &Path, run: usize, nested: bool) -> Seen {
+    // Both tests of this file run at once, in one process: distinct names.
+    let name = if nested {
+        "watch-link-nested"
+    } else {
+        "watch-link"
+    };
+    let mut outer = TestCgroup::new(root, &format!("{name}-{run}"));
+    outer.limit_memory(32 << 20);
+    let mut inner = nested.then(|| {
+        if outer.path.join("cgroup.subtree_control").exists() {
+            outer.set("cgroup.subtree_control", "+memory");
+        }
+        outer.child("inner")
+    });
+    let cg = inner.as_ref().unwrap_or(&outer);
     // The hog moves itself into the cgroup, then waits for the go.
     let script = format!(
         "echo $$ > '{}/cgroup.procs' && read go && exec tail /dev/zero",
@@ -193,11 +216,14 @@ fn one_oom(root: &Path, run: usize) -> (Vec<String>, i32, u64) {
     );
     let pid = hog.pid();
     cg.wait_holds(pid);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctrmon"));
+    cmd.args(["watch", "--pid", &pid.to_string(), "--cgroup"])
+        .arg(&outer.path);
+    if let Some(inner) = &inner {
+        cmd.arg("--cgroup").arg(&inner.path);
+    }
     let mut watcher = Kid::spawn(
-        Command::new(env!("CARGO_BIN_EXE_ctrmon"))
-            .args(["watch", "--pid", &pid.to_string(), "--cgroup"])
-            .arg(&cg.path)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
@@ -208,7 +234,11 @@ fn one_oom(root: &Path, run: usize) -> (Vec<String>, i32, u64) {
     // We are the hog's parent and reap it at once, as a shell would.
     assert!(hog.reap());
     let kills = cg.oom_kills();
-    cg.remove();
+    let victim_cgroup = cg.path.display().to_string();
+    if let Some(inner) = &mut inner {
+        inner.remove();
+    }
+    outer.remove();
     let out = output_within(&mut watcher, Duration::from_secs(60));
     let status = watcher.child.wait().unwrap();
     assert_eq!(
@@ -217,7 +247,50 @@ fn one_oom(root: &Path, run: usize) -> (Vec<String>, i32, u64) {
         "run {run}: {}",
         String::from_utf8_lossy(&out)
     );
-    (lines(&out), pid, kills)
+    Seen {
+        lines: lines(&out),
+        pid,
+        victim_cgroup,
+        kills,
+    }
+}
+
+/// The sum of `oom_kill` over the `oom` lines about `cgroup`.
+fn kills_reported(lines: &[String], cgroup: &str) -> u64 {
+    lines
+        .iter()
+        .filter(|l| event(l) == "oom" && field(l, "cgroup") == Some(cgroup))
+        .map(|l| field(l, "oom_kill").map_or(0, |n| n.parse().unwrap()))
+        .sum()
+}
+
+/// Checks one run: every kill the kernel counted in the victim's cgroup
+/// reported before the exit, none after; the exit marked `oom_killed` and
+/// without a status (ctrmon is not the process's parent).
+fn check(seen: &Seen, ctx: &str) {
+    let ev = &seen.lines;
+    assert!(seen.kills >= 1, "the kernel killed nothing: {ctx}");
+    let exits: Vec<usize> = (0..ev.len()).filter(|&i| event(&ev[i]) == "exit").collect();
+    assert_eq!(exits.len(), 1, "{ctx}");
+    let exit = &ev[exits[0]];
+    assert_eq!(
+        field(exit, "pid"),
+        Some(seen.pid.to_string().as_str()),
+        "{ctx}"
+    );
+    assert_eq!(field(exit, "oom_killed"), Some("true"), "{ctx}");
+    assert_eq!(
+        (field(exit, "code"), field(exit, "signal")),
+        (None, None),
+        "{ctx}"
+    );
+    let (before, after) = ev.split_at(exits[0]);
+    assert_eq!(
+        kills_reported(before, &seen.victim_cgroup),
+        seen.kills,
+        "{ctx}"
+    );
+    assert_eq!(kills_reported(after, &seen.victim_cgroup), 0, "{ctx}");
 }
 
 #[test]
@@ -228,38 +301,33 @@ fn watch_reports_the_oom_before_the_exit_of_a_pid_it_did_not_start() {
     const RUNS: usize = 20;
     let started = Instant::now();
     for run in 0..RUNS {
-        let (ev, pid, kills) = one_oom(&root, run);
-        let ctx = format!("run {run} of {RUNS}: {ev:#?}");
-        assert!(kills >= 1, "the kernel killed nothing: {ctx}");
-        let exits: Vec<usize> = (0..ev.len()).filter(|&i| event(&ev[i]) == "exit").collect();
-        assert_eq!(exits.len(), 1, "{ctx}");
-        let exit = &ev[exits[0]];
-        assert_eq!(field(exit, "pid"), Some(pid.to_string().as_str()), "{ctx}");
-        assert_eq!(field(exit, "oom_killed"), Some("true"), "{ctx}");
-        // Not ctrmon's child: the kernel does not tell it the status.
-        assert_eq!(
-            (field(exit, "code"), field(exit, "signal")),
-            (None, None),
-            "{ctx}"
-        );
-        // Every kill the kernel counted was reported, all before the exit.
-        let reported = |range: &[String]| -> u64 {
-            range
-                .iter()
-                .filter(|l| event(l) == "oom")
-                .map(|l| field(l, "oom_kill").map_or(0, |n| n.parse().unwrap()))
-                .sum()
-        };
-        assert_eq!(reported(&ev[..exits[0]]), kills, "{ctx}");
-        assert_eq!(reported(&ev[exits[0]..]), 0, "{ctx}");
+        let seen = one_oom(&root, run, false);
+        let ctx = format!("run {run} of {RUNS}: {:#?}", seen.lines);
+        check(&seen, &ctx);
         // The removal may come before the exit: a cgroup found removed when
         // the exit re-reads it reports everything it has first.
-        let removed = ev.iter().filter(|l| event(l) == "removed").count();
-        assert_eq!(removed, 1, "{ctx}");
+        let removed = seen.lines.iter().filter(|l| event(l) == "removed");
+        assert_eq!(removed.count(), 1, "{ctx}");
     }
     eprintln!(
         "{RUNS} of {RUNS} OOMs in {}: oom before exit, exit marked oom_killed ({:.1} s)",
         root.display(),
         started.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn watch_links_a_pid_to_the_nearest_of_nested_cgroups() {
+    let Some(root) = memory_hierarchy() else {
+        return;
+    };
+    // The limit is on the outer cgroup, the process in the inner one. On v1
+    // only the victim's own cgroup counts the kill, so a link to the outer
+    // one would leave the exit unmarked: the inner one must be chosen.
+    for run in 0..3 {
+        let seen = one_oom(&root, run, true);
+        check(&seen, &format!("nested run {run}: {:#?}", seen.lines));
+        let removed = seen.lines.iter().filter(|l| event(l) == "removed");
+        assert_eq!(removed.count(), 2, "{:#?}", seen.lines);
+    }
 }

@@ -57,7 +57,8 @@ impl<T> Monitor<T> {
     /// cgroup. On v2 an ancestor's `memory.events` counts its descendants'
     /// kills, so the exit is marked as for the process's own cgroup; on v1
     /// `oom_kill` counts only the cgroup's own victims, so the ancestor's
-    /// OOM still comes first but the exit is not marked. The link is made
+    /// OOM (when its own limit was hit) still comes first, but the exit is
+    /// not marked. The link is made
     /// now: a process that moves to another cgroup later stays linked to
     /// `cgroup`.
     ///

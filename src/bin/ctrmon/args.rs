@@ -18,6 +18,9 @@ Usage:
       Watch processes for exit, cgroups for OOM and removal (and, on v2, emptiness),
       and PSI triggers (\"some|full <stall us> <window us>\"); JSON lines on stdout.
       Ends when every pid has exited and every cgroup is gone, or on SIGINT/SIGTERM.
+      A PID in a --cgroup DIR (or below one; the nearest) has DIR's OOM reported
+      before its exit, and the exit marked oom_killed. Which cgroup holds a PID is
+      read once, at start: a process that moves to another cgroup is not followed.
   ctrmon locate [PID]
       Print the memory cgroup directory of PID (default: ctrmon itself).
   ctrmon --help | --version
