@@ -52,7 +52,9 @@ const OP: &str = "find the cgroup of";
 /// ```
 ///
 /// This is a snapshot: a process that moves to another cgroup afterwards
-/// stays linked to the answer given here.
+/// stays linked to the answer given here. A process that has already
+/// exited (a zombie) is shown by cgroup v1 in the root cgroup, so there it
+/// is found only in a watched root.
 ///
 /// The directories are resolved first (symlinks followed, relative paths
 /// taken from the working directory), so any spelling of a directory
