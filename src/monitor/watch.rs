@@ -58,9 +58,10 @@ impl<T> Monitor<T> {
     /// kills, so the exit is marked as for the process's own cgroup; on v1
     /// `oom_kill` counts only the cgroup's own victims, so the ancestor's
     /// OOM (when its own limit was hit) still comes first, but the exit is
-    /// not marked. The link is made
-    /// now: a process that moves to another cgroup later stays linked to
-    /// `cgroup`.
+    /// not marked. The link is made now: a process that moves to another
+    /// cgroup later stays linked to `cgroup`. A cgroup removed before its
+    /// process's exit is handled here takes its counters along, and the exit
+    /// is then not marked.
     ///
     /// # Errors
     ///
