@@ -9,6 +9,9 @@ use crate::args::Watch;
 use crate::report::{self, Target};
 use crate::{events_out, fail, signals, Failure};
 
+mod link;
+use link::OomWatches;
+
 pub fn watch(opts: Watch) -> Result<u8, Failure> {
     let (_, sigfd) = signals::block(&signals::ENDING)?;
     let mut out = events_out(&opts.events, Box::new(std::io::stdout()))?;
@@ -19,24 +22,29 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     let mut targets = Vec::new();
     let mut live_pids = 0usize;
     let mut live_cgroups = 0usize;
-    for &pid in &opts.pids {
-        let id = targets.len() as u32;
-        targets.push(Target::Pid(pid));
-        // A pid that is not there (never was, or already exited and was
-        // reaped) is a usage error: its exit cannot be reported.
-        monitor.watch_pid(pid, id)?;
-        live_pids += 1;
-    }
+    // The cgroups first: a pid inside one is linked to its OOM watch.
+    let mut oom_watches = OomWatches::default();
     for dir in &opts.cgroups {
         let id = targets.len() as u32;
         targets.push(Target::Cgroup(dir.display().to_string()));
-        monitor.watch_cgroup_oom(dir, id)?;
+        oom_watches.push(dir.clone(), monitor.watch_cgroup_oom(dir, id)?);
         if cgroup_version(dir)? == CgroupVersion::V2 {
             let pid = targets.len() as u32;
             targets.push(Target::Populated(dir.display().to_string()));
             monitor.watch_populated(dir, pid)?;
         }
         live_cgroups += 1;
+    }
+    for &pid in &opts.pids {
+        let id = targets.len() as u32;
+        targets.push(Target::Pid(pid));
+        // A pid that is not there (never was, or already exited and was
+        // reaped) is a usage error: its exit cannot be reported.
+        match oom_watches.for_pid(pid)? {
+            Some(cgroup) => monitor.watch_pid_in(pid, cgroup, id)?,
+            None => monitor.watch_pid(pid, id)?,
+        };
+        live_pids += 1;
     }
     for (file, trigger) in &opts.psi {
         let id = targets.len() as u32;
