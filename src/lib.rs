@@ -79,6 +79,7 @@ mod sys;
 
 pub use cgroup::parse::memory_events::MemoryEvents;
 pub use cgroup::parse::psi::{PsiKind, PsiTrigger};
+pub use cgroup::parse::swap_events::SwapEvents;
 pub use error::{Error, Result, Subject};
 
 /// The README's example, compiled as a doctest so that it stays true.

@@ -12,6 +12,7 @@ use ctrmon::cgroup::parse::escape::{escape, unescape};
 use ctrmon::cgroup::parse::psi::PsiTrigger;
 use ctrmon::cgroup::parse::{
     cgroup_events, controllers, memory_events, mountinfo, number, oom_control, proc_cgroup, psi,
+    swap_events,
 };
 use ctrmon::cgroup::{locate_in, nearest_containing_in};
 
@@ -36,6 +37,11 @@ fn replay(name: &str, data: &[u8]) -> bool {
         "oom_control" => drop(oom_control::parse(data)),
         "memory_events" => {
             if let Ok(ev) = memory_events::parse(data) {
+                assert!(ev.delta(&ev).is_zero());
+            }
+        }
+        "swap_events" => {
+            if let Ok(ev) = swap_events::parse(data) {
                 assert!(ev.delta(&ev).is_zero());
             }
         }

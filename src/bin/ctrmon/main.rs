@@ -3,6 +3,7 @@
 
 mod args;
 mod json;
+mod placement;
 mod report;
 mod run;
 mod signals;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use ctrmon::cgroup::{cgroup_version, memory_cgroup_of, CgroupVersion};
+use ctrmon::cgroup::CgroupVersion;
 use ctrmon::signal::SignalFd;
 use ctrmon::spawn::ChildSetup;
 use ctrmon::{EventKind, Monitor};
@@ -21,12 +21,9 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     let (sigset, sigfd) = signals::block(&signals::FORWARDED)?;
     let mut out = events_out(&opts.events, Box::new(std::io::stderr()))?;
 
-    let parent = match &opts.cgroup_parent {
-        Some(p) => p.clone(),
-        None => memory_cgroup_of(None)?.mount_point,
-    };
-    let version = cgroup_version(&parent)?;
-    let cg = CreatedCgroup::new(&parent)?;
+    let placement = crate::placement::place(opts.cgroup_parent.as_deref())?;
+    let version = placement.version;
+    let cg = CreatedCgroup::new(&placement.parent)?;
     if let Some(bytes) = opts.memory {
         let file = match version {
             CgroupVersion::V1 => "memory.limit_in_bytes",

@@ -22,6 +22,7 @@ pub mod number;
 pub mod oom_control;
 pub mod proc_cgroup;
 pub mod psi;
+pub mod swap_events;
 
 /// Why a cgroup or proc file could not be parsed.
 ///
