@@ -137,3 +137,237 @@ fn inherited_fds_are_closed_at_the_commands_exec_unless_kept() {
     assert_eq!(code, Some(0));
     assert!(fds.contains(&7), "--keep-fds did not pass fd 7 on: {fds:?}");
 }
+
+// ---------------------------------------------------------------------------
+// When ctrmon is killed, or gets a signal.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Kid, TestCgroup};
+use rustix::process::{pidfd_open, Pid, PidfdFlags, Signal};
+
+/// Polls `f` every 10 ms until it returns `Some`, failing after `limit`.
+fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A pidfd on any process (not only our child), to tell when it has exited
+/// without ever naming a reused pid.
+fn pidfd(pid: i32) -> OwnedFd {
+    pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()).expect("pidfd_open")
+}
+
+/// True once the process behind `fd` has exited (readable pidfd).
+fn exited_within(fd: &OwnedFd, limit: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let t = Timespec {
+        tv_sec: limit.as_secs() as i64,
+        tv_nsec: limit.subsec_nanos() as i64,
+    };
+    poll(&mut fds, Some(&t)).unwrap() == 1
+}
+
+fn send(pid: i32, sig: Signal) {
+    rustix::process::pidfd_send_signal(pidfd(pid), sig).unwrap();
+}
+
+/// `ctrmon run --events FILE ARGS`, started, with its `start` line read:
+/// (ctrmon, the command's pid, its cgroup).
+fn start_run(events: &Path, args: &[&str]) -> (Kid, i32, PathBuf) {
+    // A start line left from an earlier run must not be taken for this one.
+    let _ = std::fs::remove_file(events);
+    let kid = Kid::spawn(
+        ctrmon()
+            .arg("run")
+            .arg("--events")
+            .arg(events)
+            .args(args)
+            .stdin(Stdio::null()),
+    );
+    let start = eventually(Duration::from_secs(20), "the start line", || {
+        let text = std::fs::read_to_string(events).ok()?;
+        let first = text.lines().next()?.to_owned();
+        (event(&first) == "start").then_some(first)
+    });
+    let pid = field(&start, "pid").unwrap().parse().unwrap();
+    let cg = PathBuf::from(field(&start, "cgroup").unwrap());
+    (kid, pid, cg)
+}
+
+fn procs(cg: &Path) -> Vec<i32> {
+    std::fs::read_to_string(cg.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_sigkilled_ctrmon_takes_its_command_along_and_gc_removes_the_rest() {
+    let Some(root) = memory_v1() else { return };
+    // Our own parent, so that no other test's `run` collects this garbage.
+    let parent = TestCgroup::new(&root, "gc");
+    let dir = TmpDir::new("cli-gc");
+    let events = dir.path.join("events");
+    let p = parent.path.to_str().unwrap();
+    // The command leaves a grandchild, which no parent-death signal reaches.
+    let (ctrmon_kid, pid, cg) = start_run(
+        &events,
+        &[
+            "--cgroup-parent",
+            p,
+            "--",
+            "sh",
+            "-c",
+            "sleep 600 & exec sleep 600",
+        ],
+    );
+    let grandchild = eventually(Duration::from_secs(10), "the grandchild", || {
+        procs(&cg).into_iter().find(|&p| p != pid)
+    });
+    let (command, grandchild) = (pidfd(pid), pidfd(grandchild));
+    ctrmon_kid.kill();
+    assert!(ctrmon_kid.reap());
+    // PR_SET_PDEATHSIG: the command does not outlive ctrmon.
+    assert!(
+        exited_within(&command, Duration::from_secs(10)),
+        "the command outlived ctrmon"
+    );
+    assert!(
+        cg.exists(),
+        "nothing was left to collect: the test proves nothing"
+    );
+    assert!(!exited_within(&grandchild, Duration::ZERO));
+    let out = run(&["gc", "--cgroup-parent", p]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cg.exists(), "gc left {}", cg.display());
+    assert!(
+        exited_within(&grandchild, Duration::from_secs(10)),
+        "gc left a process"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&cg.display().to_string()));
+
+    // The same, collected by the next `run` instead of `gc`.
+    let (ctrmon_kid, _, cg) = start_run(&events, &["--cgroup-parent", p, "--", "sleep", "600"]);
+    ctrmon_kid.kill();
+    assert!(ctrmon_kid.reap());
+    assert!(cg.exists());
+    let out = run(&["run", "--cgroup-parent", p, "--", "true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cg.exists(), "the next run left {}", cg.display());
+    // gc never touches a running ctrmon's cgroup.
+    let (live, _, cg) = start_run(&events, &["--cgroup-parent", p, "--", "sleep", "600"]);
+    assert_eq!(run(&["gc", "--cgroup-parent", p]).status.code(), Some(0));
+    assert!(cg.exists(), "gc removed a live run's cgroup");
+    drop(live);
+}
+
+#[test]
+fn every_forwarded_signal_reaches_the_command() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let dir = TmpDir::new("cli-signals");
+    let events = dir.path.join("events");
+    // Signals that end `sleep`: the command dies of each, ctrmon exits 128 + N.
+    for sig in [
+        Signal::HUP,
+        Signal::QUIT,
+        Signal::USR1,
+        Signal::USR2,
+        Signal::ALARM,
+        Signal::INT,
+        Signal::TERM,
+    ] {
+        let (mut kid, _, cg) = start_run(&events, &["--", "sleep", "600"]);
+        send(kid.pid(), sig);
+        let status = kid.child.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + sig.as_raw()), "{sig:?}");
+        assert!(!cg.exists());
+    }
+    // Signals that do not end it by default: the command traps them.
+    for (sig, name) in [(Signal::WINCH, "WINCH"), (Signal::CONT, "CONT")] {
+        let script = format!("trap 'exit 42' {name}; while :; do sleep 0.01; done");
+        let (mut kid, _, _) = start_run(&events, &["--", "sh", "-c", &script]);
+        // The trap must be set before the signal: give sh a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        send(kid.pid(), sig);
+        assert_eq!(kid.child.wait().unwrap().code(), Some(42), "{name}");
+    }
+}
+
+#[test]
+fn the_command_starts_with_no_signal_blocked_or_ignored() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let out = run(&[
+        "run",
+        "--",
+        "grep",
+        "-E",
+        "^Sig(Blk|Ign)",
+        "/proc/self/status",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // Signals 1 to 31 (the real-time ones above are the C library's and
+    // the test harness's business): none blocked, none ignored, SIGPIPE
+    // included, though ctrmon itself ignores it.
+    for l in text.lines() {
+        let mask = u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        assert_eq!(mask & 0x7fff_ffff, 0, "{l}");
+    }
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
+
+#[test]
+fn a_sub_cgroup_made_by_the_command_is_killed_and_removed_too() {
+    let Some(root) = memory_v1() else { return };
+    let script = format!(
+        "cg={}$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup); mkdir $cg/sub; \
+         sh -c \"echo \\$\\$ > $cg/sub/cgroup.procs; exec sleep 600\" & sleep 0.2; exit 5",
+        root.display()
+    );
+    let started = Instant::now();
+    let out = ctrmon()
+        .args(["run", "--events", "-", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let ev = lines(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{ev:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cg = PathBuf::from(field(&ev[0], "cgroup").unwrap());
+    assert!(!cg.exists(), "{} left behind", cg.display());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+}
