@@ -212,11 +212,38 @@ fn procs(cg: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// On drop, kills what is in the `ctrmon-*` cgroups directly under a test's
+/// parent cgroup and removes them (only this test's runs made them), so
+/// that the parent can go even when an assertion failed.
+struct KillChildren(PathBuf);
+
+impl Drop for KillChildren {
+    fn drop(&mut self) {
+        let Ok(rd) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for e in rd.flatten().filter(|e| e.path().is_dir()) {
+            for _ in 0..200 {
+                for pid in procs(&e.path()) {
+                    if let Ok(fd) = pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()) {
+                        let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+                    }
+                }
+                if std::fs::remove_dir(e.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 #[test]
 fn a_sigkilled_ctrmon_takes_its_command_along_and_gc_removes_the_rest() {
     let Some(root) = memory_v1() else { return };
     // Our own parent, so that no other test's `run` collects this garbage.
     let parent = TestCgroup::new(&root, "gc");
+    let _collect = KillChildren(parent.path.clone());
     let dir = TmpDir::new("cli-gc");
     let events = dir.path.join("events");
     let p = parent.path.to_str().unwrap();
@@ -370,4 +397,207 @@ fn a_sub_cgroup_made_by_the_command_is_killed_and_removed_too() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Output that fails.
+
+use std::io::{BufRead, BufReader};
+
+/// Waits for `kid` to exit, at most `limit`; its status code.
+fn status_within(kid: &mut Kid, limit: Duration) -> Option<i32> {
+    let fd = pidfd(kid.pid());
+    assert!(
+        exited_within(&fd, limit),
+        "ctrmon still running after {limit:?}"
+    );
+    kid.child.wait().unwrap().code()
+}
+
+#[test]
+fn run_outlives_a_closed_event_pipe_and_keeps_the_commands_status() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let dir = TmpDir::new("cli-epipe");
+    let marker = dir.path.join("m");
+    // `ctrmon run … 2>&1 | true`: the reader is gone before the first line.
+    let script = format!("sleep 0.3; touch '{}'; exit 3", marker.display());
+    let mut kid = Kid::spawn(
+        ctrmon()
+            .args(["run", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    drop(kid.child.stderr.take());
+    assert_eq!(status_within(&mut kid, Duration::from_secs(20)), Some(3));
+    assert!(marker.exists(), "the command was stopped");
+
+    // `… | head -1`: the reader takes the start line, then goes.
+    let mut kid = Kid::spawn(
+        ctrmon()
+            .args(["run", "--", "sh", "-c", "sleep 0.3; exit 4"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let mut first = String::new();
+    BufReader::new(kid.child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(event(&first), "start");
+    assert_eq!(status_within(&mut kid, Duration::from_secs(20)), Some(4));
+}
+
+#[test]
+fn run_says_once_how_many_events_were_lost() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let out = run(&["run", "--events", "/dev/full", "--", "sh", "-c", "exit 6"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert_eq!(err.matches("ctrmon: ").count(), 1, "{err}");
+    assert!(
+        err.contains("2 of 2 events could not be written to /dev/full"),
+        "{err}"
+    );
+}
+
+#[test]
+fn watch_ends_at_once_when_its_reader_goes_away() {
+    let (a, b) = (Kid::sleeper(), Kid::sleeper());
+    let mut watcher = Kid::spawn(
+        ctrmon()
+            .args(["watch", "--pid", &a.pid().to_string()])
+            .args(["--pid", &b.pid().to_string()])
+            .stdout(Stdio::piped()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill();
+    // `| head -1`: one line, then the reader is gone; `b` lives on.
+    let mut first = String::new();
+    BufReader::new(watcher.child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(event(&first), "exit");
+    assert_eq!(
+        status_within(&mut watcher, Duration::from_secs(5)),
+        Some(141)
+    );
+    assert!(!exited_within(&pidfd(b.pid()), Duration::ZERO));
+}
+
+#[test]
+fn watch_to_a_regular_file_ends_normally() {
+    let a = Kid::sleeper();
+    let dir = TmpDir::new("cli-watch-file");
+    let events = dir.path.join("events");
+    let mut watcher = Kid::spawn(
+        ctrmon()
+            .args(["watch", "--pid", &a.pid().to_string(), "--events"])
+            .arg(&events),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill();
+    assert_eq!(
+        status_within(&mut watcher, Duration::from_secs(10)),
+        Some(0)
+    );
+    let ev = lines(&std::fs::read(&events).unwrap());
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(event(&ev[0]), "exit");
+}
+
+/// A 4 KiB tmpfs, unmounted on drop.
+struct TinyFs(TmpDir);
+
+impl TinyFs {
+    fn new() -> Option<TinyFs> {
+        let dir = TmpDir::new("cli-tinyfs");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"])
+            .arg(&dir.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(!common::cgroups_required(), "cannot mount a tmpfs");
+            eprintln!("skipping: cannot mount a tmpfs");
+            return None;
+        }
+        Some(TinyFs(dir))
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_whole_lines_and_says_so() {
+    let Some(fs) = TinyFs::new() else { return };
+    let events = fs.0.path.join("events");
+    let sleepers: Vec<Kid> = (0..150).map(|_| Kid::sleeper()).collect();
+    let mut cmd = ctrmon();
+    cmd.args(["watch", "--events"]).arg(&events);
+    for k in &sleepers {
+        cmd.args(["--pid", &k.pid().to_string()]);
+    }
+    let mut watcher = Kid::spawn(cmd.stderr(Stdio::piped()));
+    std::thread::sleep(Duration::from_millis(300));
+    for k in &sleepers {
+        k.kill();
+    }
+    let code = status_within(&mut watcher, Duration::from_secs(20));
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut watcher.child.stderr.take().unwrap(), &mut err);
+    let text = std::fs::read_to_string(&events).unwrap();
+    // Whole lines only, fewer than 150 (the disk filled up), and a message.
+    assert!(
+        text.ends_with('\n'),
+        "a cut line at the end: {:?}",
+        &text[text.len().saturating_sub(80)..]
+    );
+    let n = text.lines().count();
+    assert!(
+        text.lines().all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{text}"
+    );
+    assert!(n > 0 && n < 150, "{n} lines");
+    assert_eq!(code, Some(141), "{err}");
+    assert!(
+        err.contains("write events to") && err.contains(&events.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fifo_without_a_reader_is_a_clear_error_not_a_hang() {
+    let dir = TmpDir::new("cli-fifo");
+    let fifo = dir.path.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let a = Kid::sleeper();
+    for args in [
+        vec!["watch".to_owned(), "--pid".to_owned(), a.pid().to_string()],
+        vec!["run".to_owned(), "--".to_owned(), "true".to_owned()],
+    ] {
+        let mut kid = Kid::spawn(
+            ctrmon()
+                .args(&args[..1])
+                .arg("--events")
+                .arg(&fifo)
+                .args(&args[1..])
+                .stderr(Stdio::piped()),
+        );
+        assert_eq!(status_within(&mut kid, Duration::from_secs(10)), Some(2));
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut kid.child.stderr.take().unwrap(), &mut err);
+        assert!(err.contains("FIFO with no reader"), "{err}");
+    }
 }
