@@ -12,8 +12,21 @@ fn ctrmon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ctrmon"))
 }
 
+/// Runs ctrmon to its end, or for 30 s at most (then kills it): a test of
+/// something that would hang must fail, not hang.
 fn run(args: &[&str]) -> Output {
-    ctrmon().args(args).stdin(Stdio::null()).output().unwrap()
+    let child = ctrmon()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fd = pidfd(child.id() as i32);
+    if !exited_within(&fd, Duration::from_secs(30)) {
+        let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn lines(bytes: &[u8]) -> Vec<String> {
@@ -212,9 +225,9 @@ fn procs(cg: &Path) -> Vec<i32> {
         .collect()
 }
 
-/// On drop, kills what is in the `ctrmon-*` cgroups directly under a test's
-/// parent cgroup and removes them (only this test's runs made them), so
-/// that the parent can go even when an assertion failed.
+/// On drop, kills what is in the cgroups directly under a test's parent
+/// cgroup, and below them, and removes them (only this test's runs made
+/// them), so that the parent can go even when an assertion failed.
 struct KillChildren(PathBuf);
 
 impl Drop for KillChildren {
@@ -223,17 +236,39 @@ impl Drop for KillChildren {
             return;
         };
         for e in rd.flatten().filter(|e| e.path().is_dir()) {
-            for _ in 0..200 {
-                for pid in procs(&e.path()) {
-                    if let Ok(fd) = pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()) {
-                        let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
-                    }
-                }
-                if std::fs::remove_dir(e.path()).is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            kill_tree(&e.path());
+        }
+    }
+}
+
+/// On drop, [`kill_tree`] on a cgroup a test's `run` made.
+struct KillTree(PathBuf);
+
+impl Drop for KillTree {
+    fn drop(&mut self) {
+        kill_tree(&self.0);
+    }
+}
+
+/// Kills every process in the cgroup `dir` and below, and removes them all,
+/// deepest first.
+fn kill_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten().filter(|e| e.path().is_dir()) {
+            kill_tree(&e.path());
+        }
+    }
+    for _ in 0..200 {
+        for pid in procs(dir) {
+            if let Ok(fd) = pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()) {
+                let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
             }
+        }
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => return,
         }
     }
 }
@@ -327,6 +362,7 @@ fn every_forwarded_signal_reaches_the_command() {
         Signal::TERM,
     ] {
         let (mut kid, _, cg) = start_run(&events, &["--", "sleep", "600"]);
+        let _cleanup = KillTree(cg.clone());
         send(kid.pid(), sig);
         let status = kid.child.wait().unwrap();
         assert_eq!(status.code(), Some(128 + sig.as_raw()), "{sig:?}");
@@ -335,7 +371,8 @@ fn every_forwarded_signal_reaches_the_command() {
     // Signals that do not end it by default: the command traps them.
     for (sig, name) in [(Signal::WINCH, "WINCH"), (Signal::CONT, "CONT")] {
         let script = format!("trap 'exit 42' {name}; while :; do sleep 0.01; done");
-        let (mut kid, _, _) = start_run(&events, &["--", "sh", "-c", &script]);
+        let (mut kid, _, cg) = start_run(&events, &["--", "sh", "-c", &script]);
+        let _cleanup = KillTree(cg);
         // The trap must be set before the signal: give sh a moment.
         std::thread::sleep(Duration::from_millis(200));
         send(kid.pid(), sig);
@@ -384,13 +421,14 @@ fn a_sub_cgroup_made_by_the_command_is_killed_and_removed_too() {
         .output()
         .unwrap();
     let ev = lines(&out.stdout);
+    let cg = PathBuf::from(field(&ev[0], "cgroup").unwrap());
+    let _cleanup = KillTree(cg.clone());
     assert_eq!(
         out.status.code(),
         Some(5),
         "{ev:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cg = PathBuf::from(field(&ev[0], "cgroup").unwrap());
     assert!(!cg.exists(), "{} left behind", cg.display());
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -600,4 +638,156 @@ fn a_fifo_without_a_reader_is_a_clear_error_not_a_hang() {
         let _ = std::io::Read::read_to_string(&mut kid.child.stderr.take().unwrap(), &mut err);
         assert!(err.contains("FIFO with no reader"), "{err}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Smaller things a user hits.
+
+fn failure(args: &[&str]) -> String {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    err
+}
+
+/// Removes an (empty) directory on drop, if it is still there.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_cgroup_path_that_is_not_utf8_is_printed_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(root) = memory_v1() else { return };
+    let mut name = format!("ctrmon-test-raw-{}-", std::process::id()).into_bytes();
+    name.push(0xff);
+    let path = root.join(std::ffi::OsStr::from_bytes(&name));
+    std::fs::create_dir(&path).unwrap();
+    let _guard = RemoveDir(path.clone());
+    let mut watcher = Kid::spawn(
+        ctrmon()
+            .arg("watch")
+            .arg("--cgroup")
+            .arg(&path)
+            .stdout(Stdio::piped()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_dir(&path).unwrap();
+    let code = status_within(&mut watcher, Duration::from_secs(10));
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut watcher.child.stdout.take().unwrap(), &mut out).unwrap();
+    let ev = lines(&out);
+    assert_eq!(code, Some(0), "{ev:?}");
+    let hex: String = path
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(event(&ev[0]), "removed", "{ev:?}");
+    assert_eq!(field(&ev[0], "cgroup_hex"), Some(hex.as_str()), "{ev:?}");
+}
+
+#[test]
+fn a_thread_id_names_its_process() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        tx.send(me.file_name().unwrap().to_string_lossy().into_owned())
+            .unwrap();
+        let _ = stop_rx.recv();
+    });
+    let tid = rx.recv().unwrap();
+    let err = failure(&["watch", "--pid", &tid]);
+    stop_tx.send(()).unwrap();
+    thread.join().unwrap();
+    assert!(
+        err.contains(&format!(
+            "{tid} is a thread of process {}",
+            std::process::id()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pid_of_another_pid_namespace_is_named_as_such() {
+    if Command::new("unshare").arg("--version").output().is_err() {
+        assert!(
+            !common::cgroups_required(),
+            "unshare (util-linux) is missing"
+        );
+        return;
+    }
+    // Inside a new pid namespace, this test's own (live) pid is not visible.
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_ctrmon"))
+        .args(["watch", "--pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not visible in this pid namespace"), "{err}");
+}
+
+#[test]
+fn a_v1_hierarchy_without_memory_says_so() {
+    let pids = Path::new("/sys/fs/cgroup/pids");
+    if memory_v1().is_none() || !pids.join("cgroup.procs").exists() {
+        return;
+    }
+    let err = failure(&["watch", "--cgroup", "/sys/fs/cgroup/pids"]);
+    assert!(err.contains("the memory controller is not there"), "{err}");
+}
+
+#[test]
+fn a_symlink_anywhere_in_a_cgroup_path_is_refused() {
+    let Some(root) = memory_v1() else { return };
+    let cg = TestCgroup::new(&root, "linked");
+    let dir = TmpDir::new("cli-links");
+    let link = dir.path.join("link");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let name = cg.path.file_name().unwrap().to_str().unwrap();
+    for path in [
+        format!("{}/", link.display()),
+        format!("{}/{name}", link.display()),
+        format!("{}/{name}/", link.display()),
+    ] {
+        let err = failure(&["watch", "--cgroup", &path]);
+        assert!(err.contains("symbolic link"), "{path}: {err}");
+    }
+}
+
+#[test]
+fn a_psi_only_watch_ends_with_its_cgroup() {
+    let Some(root) = common::unified_v2() else {
+        return;
+    };
+    let mut cg = TestCgroup::new(&root, "psi-only");
+    let psi = format!("{}/cpu.pressure=some 150000 2000000", cg.path.display());
+    let mut watcher = Kid::spawn(
+        ctrmon()
+            .args(["watch", "--psi", &psi])
+            .stdout(Stdio::piped()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    cg.remove();
+    assert_eq!(
+        status_within(&mut watcher, Duration::from_secs(10)),
+        Some(0)
+    );
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut watcher.child.stdout.take().unwrap(), &mut out).unwrap();
+    let ev = lines(&out);
+    assert_eq!(
+        ev.iter().map(|l| event(l)).collect::<Vec<_>>(),
+        ["removed"],
+        "{ev:?}"
+    );
 }
