@@ -2,7 +2,10 @@
 //! (no inotify, no thread per cgroup).
 //!
 //! Each notification is answered by re-reading the file and reporting the
-//! increase of each counter since the last report (see `oom_book`).
+//! increase of each counter since the last report (see `oom_book`). The
+//! kernel rate-limits the notifications (~20 ms), but `oom` and `max` still
+//! rise at every charge retry while a victim dies; increases without a kill
+//! are coalesced to at most one event per second, as on v1.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
