@@ -21,7 +21,10 @@
 //! times. The rule:
 //!
 //! - an increase that carries a kill (`oom_kill`, `oom_group_kill`) is
-//!   reported at once, together with everything held back before it;
+//!   reported [`KILL_LINGER`] after the kill was counted, together with
+//!   everything held back before it and the retries that trail it (the
+//!   victim's own last charges): a victim normally exits within that time,
+//!   and its exit, when watched, reports at once;
 //! - an increase without a kill waits: first up to 62 ms (re-checks at 2,
 //!   4, … 32 ms after the *first* notification, on the clock, not per
 //!   notification) for its kill, then until at least [`COALESCE`] has
@@ -31,7 +34,7 @@
 //!   everything held at once.
 //!
 //! So a watch reports at most one kill-less event per [`COALESCE`], plus
-//! one per kill-bearing look and one per forced look, and since an event
+//! one per kill and one per forced look, and since an event
 //! carries the increase since the previous one, the counters summed over
 //! all its events equal the kernel's: nothing is dropped, only merged.
 //!
@@ -57,6 +60,9 @@ const SETTLE_ATTEMPTS: u8 = 5;
 /// The shortest time between a watch's report and its next report of an
 /// increase that carries no kill.
 pub(crate) const COALESCE: Duration = Duration::from_secs(1);
+/// How long a counted kill waits for the notifications that trail it, when
+/// no exit or removal reports it first.
+pub(crate) const KILL_LINGER: Duration = Duration::from_millis(50);
 
 /// What an observation of the counters calls for.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,9 +89,17 @@ pub(crate) const CLAIM_WINDOW: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, Copy)]
 struct Hold {
     due: Instant,
-    /// Settle re-checks done; [`SETTLE_ATTEMPTS`] or more once the increase
-    /// only waits for [`COALESCE`].
-    attempt: u8,
+    stage: Stage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// An OOM waiting for its kill: this many re-checks done.
+    Settle(u8),
+    /// A kill-less increase waiting out [`COALESCE`].
+    Coalesce,
+    /// A kill waiting for what trails it.
+    Linger,
 }
 
 #[derive(Debug, Default)]
@@ -126,15 +140,27 @@ impl OomBook {
             self.held = None;
             return Observation::Nothing;
         }
-        let has_kill = delta.oom_kill > 0 || delta.oom_group_kill > 0;
-        if has_kill || force {
+        if force {
             return Observation::Report(self.report(now, at));
         }
-        if let Some(h) = self.held {
-            if at < h.due {
-                // A notification in the middle of a hold adds to it.
-                return Observation::RecheckAt(h.due);
+        let has_kill = delta.oom_kill > 0 || delta.oom_group_kill > 0;
+        match self.held {
+            // A notification in the middle of a hold adds to it.
+            Some(h) if at < h.due && (h.stage == Stage::Linger || !has_kill) => {
+                return Observation::RecheckAt(h.due)
             }
+            Some(h) if h.stage == Stage::Linger => {
+                return Observation::Report(self.report(now, at))
+            }
+            _ => {}
+        }
+        if has_kill {
+            let due = at + KILL_LINGER;
+            self.held = Some(Hold {
+                due,
+                stage: Stage::Linger,
+            });
+            return Observation::RecheckAt(due);
         }
         match self.next_hold(&delta, at) {
             Some(h) => {
@@ -148,17 +174,24 @@ impl OomBook {
     /// The next wait for a kill-less increase whose current wait (if any)
     /// is over, or `None` when it is to be reported now.
     fn next_hold(&self, delta: &MemoryEvents, at: Instant) -> Option<Hold> {
-        let attempt = self.held.map_or(0, |h| h.attempt.saturating_add(1));
+        let attempt = match self.held {
+            None => 0,
+            Some(Hold {
+                stage: Stage::Settle(n),
+                ..
+            }) => n + 1,
+            Some(_) => SETTLE_ATTEMPTS,
+        };
         if delta.oom > 0 && attempt < SETTLE_ATTEMPTS {
             return Some(Hold {
                 due: at + SETTLE_FIRST * (1u32 << attempt),
-                attempt,
+                stage: Stage::Settle(attempt),
             });
         }
         match self.quiet_until {
             Some(q) if at < q => Some(Hold {
                 due: q,
-                attempt: SETTLE_ATTEMPTS,
+                stage: Stage::Coalesce,
             }),
             _ => None,
         }
@@ -223,29 +256,63 @@ mod tests {
         }
     }
 
+    /// Re-checks `now` as the monitor does (at each due time) until it is
+    /// reported; returns what, when, and how many re-checks it took.
+    fn settle(
+        b: &mut OomBook,
+        now: MemoryEvents,
+        mut at: Instant,
+    ) -> (MemoryEvents, Instant, usize) {
+        let mut rechecks = 0;
+        loop {
+            match b.observe(now, false, at) {
+                Observation::RecheckAt(next) => {
+                    assert!(next > at, "a re-check must be later");
+                    rechecks += 1;
+                    at = next;
+                }
+                Observation::Report(d) => return (d, at, rechecks),
+                Observation::Nothing => panic!("lost the OOM"),
+            }
+        }
+    }
+
     #[test]
     fn reports_increases_against_the_baseline_only() {
         let t = Instant::now();
         let mut b = OomBook::with_baseline(ev(3, 3, 10));
         assert_eq!(b.observe(ev(3, 3, 10), false, t), Observation::Nothing);
-        assert_eq!(
-            b.observe(ev(4, 4, 12), false, t),
-            Observation::Report(ev(1, 1, 2))
-        );
+        let (d, at, _) = settle(&mut b, ev(4, 4, 12), t);
+        assert_eq!(d, ev(1, 1, 2));
         // A duplicate notification with nothing new reports nothing.
-        assert_eq!(b.observe(ev(4, 4, 12), false, t), Observation::Nothing);
-        assert!(b.claim_kill(t));
-        assert!(!b.claim_kill(t));
+        assert_eq!(b.observe(ev(4, 4, 12), false, at), Observation::Nothing);
+        assert!(b.claim_kill(at));
+        assert!(!b.claim_kill(at));
     }
 
     #[test]
-    fn kill_only_increase_is_reported() {
+    fn a_kill_lingers_for_what_trails_it_unless_forced() {
         // With the limit on a parent, only oom_kill rises in the child.
         let t = Instant::now();
         let mut b = OomBook::with_baseline(ev(0, 0, 0));
         assert_eq!(
             b.observe(ev(0, 1, 0), false, t),
-            Observation::Report(ev(0, 1, 0))
+            Observation::RecheckAt(t + KILL_LINGER)
+        );
+        // The victim's last charge retries join it.
+        let at = t + Duration::from_millis(9);
+        assert_eq!(
+            b.observe(ev(2, 1, 0), false, at),
+            Observation::RecheckAt(t + KILL_LINGER)
+        );
+        assert_eq!(
+            b.observe(ev(2, 1, 0), false, t + KILL_LINGER),
+            Observation::Report(ev(2, 1, 0))
+        );
+        // The victim's exit (a forced look) does not wait.
+        assert_eq!(
+            b.observe(ev(3, 2, 0), true, t + KILL_LINGER),
+            Observation::Report(ev(1, 1, 0))
         );
     }
 
@@ -257,35 +324,17 @@ mod tests {
             panic!("should wait for the kill");
         };
         assert_eq!(b.recheck_at(), Some(first));
-        // The kill lands: one report carrying both.
-        assert_eq!(
-            b.observe(ev(1, 1, 1), false, first),
-            Observation::Report(ev(1, 1, 1))
-        );
+        // The kill lands: one report carrying both, after its linger.
+        let (d, at, _) = settle(&mut b, ev(1, 1, 1), first);
+        assert_eq!((d, at), (ev(1, 1, 1), first + KILL_LINGER));
         assert_eq!(b.recheck_at(), None);
         // An OOM whose kill never comes (oom_kill_disable) is reported after
         // the last re-check.
         let mut b = OomBook::with_baseline(ev(0, 0, 0));
-        let (at, rechecks) = settle(&mut b, ev(1, 0, 0), t);
+        let (d, at, rechecks) = settle(&mut b, ev(1, 0, 0), t);
+        assert_eq!(d, ev(1, 0, 0));
         assert_eq!(rechecks, SETTLE_ATTEMPTS as usize);
         assert!(at - t <= Duration::from_millis(70));
-    }
-
-    /// Re-checks `now` as the monitor does (at each due time) until it is
-    /// reported; returns when, and how many re-checks it took.
-    fn settle(b: &mut OomBook, now: MemoryEvents, mut at: Instant) -> (Instant, usize) {
-        let mut rechecks = 0;
-        loop {
-            match b.observe(now, false, at) {
-                Observation::RecheckAt(next) => {
-                    assert!(next > at, "a re-check must be later");
-                    rechecks += 1;
-                    at = next;
-                }
-                Observation::Report(_) => return (at, rechecks),
-                Observation::Nothing => panic!("lost the OOM"),
-            }
-        }
     }
 
     #[test]
@@ -315,19 +364,18 @@ mod tests {
             b.observe(ev(0, 0, 1), false, t),
             Observation::Report(ev(0, 0, 1))
         );
-        // The next one waits out the period; a kill does not.
+        // The next one waits out the period; a kill only lingers.
         let at = t + Duration::from_millis(5);
         assert_eq!(
             b.observe(ev(0, 0, 2), false, at),
             Observation::RecheckAt(t + COALESCE)
         );
-        assert_eq!(
-            b.observe(ev(1, 1, 3), false, at),
-            Observation::Report(ev(1, 1, 2))
-        );
+        let (d, at, rechecks) = settle(&mut b, ev(1, 1, 3), at);
+        assert_eq!((d, rechecks), (ev(1, 1, 2), 1));
         // An OOM without a kill right after: the settle re-checks, then the
         // rest of the period.
-        let (reported_at, rechecks) = settle(&mut b, ev(2, 1, 3), at);
+        let (d, reported_at, rechecks) = settle(&mut b, ev(2, 1, 3), at);
+        assert_eq!(d, ev(1, 0, 0));
         assert_eq!(rechecks, SETTLE_ATTEMPTS as usize + 1);
         assert_eq!(reported_at, at + COALESCE);
     }
@@ -408,19 +456,13 @@ mod tests {
     fn stale_kills_are_not_claimed() {
         let t = Instant::now();
         let mut b = OomBook::default();
-        assert!(matches!(
-            b.observe(ev(1, 2, 0), false, t),
-            Observation::Report(_)
-        ));
+        let (_, t, _) = settle(&mut b, ev(1, 2, 0), t);
         // A worker's kill, unclaimed; after its OOM went quiet for the
         // window, an unrelated SIGKILL.
         assert!(!b.claim_kill(t + CLAIM_WINDOW + Duration::from_millis(1)));
         // A fresh kill is claimable, once per kill.
         let t2 = t + Duration::from_secs(10);
-        assert!(matches!(
-            b.observe(ev(2, 3, 0), false, t2),
-            Observation::Report(_)
-        ));
+        let (_, t2, _) = settle(&mut b, ev(2, 3, 0), t2);
         assert!(b.claim_kill(t2 + Duration::from_millis(8)));
         assert!(!b.claim_kill(t2 + Duration::from_millis(9)));
     }
@@ -435,7 +477,7 @@ mod tests {
             oom_group_kill: 1,
             ..MemoryEvents::default()
         };
-        assert!(matches!(b.observe(group, false, t), Observation::Report(_)));
+        let (_, t, _) = settle(&mut b, group, t);
         assert!(b.claim_kill(t) && b.claim_kill(t) && b.claim_kill(t));
         assert!(!b.claim_kill(t), "3 processes killed, 3 claims");
     }
