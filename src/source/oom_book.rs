@@ -445,6 +445,68 @@ mod tests {
     }
 
     #[test]
+    fn random_sequences_lose_nothing_and_stay_within_the_rate() {
+        // A fixed-seed generator: notifications, kills, max rises, forced
+        // looks, at random moments, with due re-checks run on time.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            let mut b = OomBook::with_baseline(ev(0, 0, 0));
+            let mut kernel = ev(0, 0, 0);
+            let mut sum = ev(0, 0, 0);
+            let mut at = t0;
+            let mut due: Option<Instant> = None;
+            let mut kill_less = 0u64;
+            let take = |o: Observation, sum: &mut MemoryEvents, due: &mut Option<Instant>| match o {
+                Observation::Report(d) => {
+                    sum.oom += d.oom;
+                    sum.oom_kill += d.oom_kill;
+                    sum.max += d.max;
+                    *due = None;
+                    d.oom_kill == 0
+                }
+                Observation::RecheckAt(t) => {
+                    *due = Some(t);
+                    false
+                }
+                Observation::Nothing => false,
+            };
+            for _ in 0..2_000 {
+                at += Duration::from_micros(rand(20_000));
+                while let Some(d) = due.filter(|d| *d <= at) {
+                    let o = b.observe(kernel, false, d);
+                    kill_less += u64::from(take(o, &mut sum, &mut due));
+                }
+                match rand(100) {
+                    0..=79 => kernel.oom += 1 + rand(50),
+                    80..=84 => kernel.oom_kill += 1,
+                    85..=94 => kernel.max += 1,
+                    _ => {
+                        // A linked exit or a removal: reported at once.
+                        let o = b.observe(kernel, true, at);
+                        take(o, &mut sum, &mut due);
+                        continue;
+                    }
+                }
+                let o = b.observe(kernel, false, at);
+                kill_less += u64::from(take(o, &mut sum, &mut due));
+            }
+            let o = b.observe(kernel, true, at);
+            take(o, &mut sum, &mut due);
+            assert_eq!(sum, kernel, "nothing lost, nothing counted twice");
+            // Unforced reports without a kill: at most one per second.
+            let seconds = (at - t0).as_secs() + 1;
+            assert!(kill_less <= seconds, "{kill_less} kill-less in {seconds} s");
+        }
+    }
+
+    #[test]
     fn a_victim_dying_longer_than_the_window_is_marked_while_its_oom_goes_on() {
         let (reports, marked) = flood(20_000, CLAIM_WINDOW * 2);
         assert!(marked);
