@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cgroups_required, memory_v1, TestCgroup};
+use common::{cgroups_required, memory_v1, TestCgroup, TmpDir};
 use ctrmon::kmsg::{KmsgReader, Victim, VictimBook};
 
 const LIMIT: &str = "33554432"; // 32 MiB
@@ -187,7 +187,14 @@ fn without_the_privilege_the_log_is_unavailable_not_an_error() {
         eprintln!("skipping: dmesg_restrict is 0, anyone may read the log");
         return;
     }
-    let exe = std::env::current_exe().unwrap();
+    // A copy nobody may run, wherever the checkout lives.
+    let dir = TmpDir::new("kmsg-nobody");
+    let exe = dir.path.join("kmsg_reader");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [(&dir.path, 0o755), (&exe, 0o755)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     let status = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(exe)
