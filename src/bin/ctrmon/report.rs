@@ -29,8 +29,12 @@ impl Target {
 }
 
 /// Writes the line for `event`, if it has one, and returns the write's result.
-pub fn write(out: &mut dyn Write, targets: &[Target], event: &Event<u32>) -> std::io::Result<()> {
-    let target = &targets[event.receiver as usize];
+pub fn write(
+    out: &mut dyn Write,
+    targets: &[Target],
+    event: &Event<'_, u32>,
+) -> std::io::Result<()> {
+    let target = &targets[*event.receiver as usize];
     let line = match &event.kind {
         EventKind::Exited(x) => {
             let mut l = Line::new("exit").num("pid", x.pid);

@@ -61,7 +61,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
             if let Err(e) = report::write(&mut out, &targets, &event) {
                 write_err.get_or_insert(e);
             }
-            match (&targets[event.receiver as usize], &event.kind) {
+            match (&targets[*event.receiver as usize], &event.kind) {
                 (Target::Pid(_), k) if k.is_final() => live_pids -= 1,
                 // A v2 cgroup has two watches (OOM and populated); its end is
                 // counted on the OOM watch's.
