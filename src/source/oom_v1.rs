@@ -6,6 +6,10 @@
 //! drain the eventfd. If it exists, the notification was an OOM: read
 //! `oom_kill` and report its increase. If it is gone, the notification was
 //! (at least) the removal; a count of 2 or more means an OOM came first.
+//!
+//! Every notification counts in the reported `oom`, but one notification
+//! is not one event: while a victim dies the kernel signals at each charge
+//! retry, and `oom_book` coalesces those (see its docs for the rule).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use super::cgroupfs::CgroupDir;
 use super::oom_book::{Observation, OomBook};
 use super::{eventfd::drain, v1_notify, Outcome};
 use crate::cgroup::parse::{memory_events::MemoryEvents, oom_control};
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Result, Subject};
 
 const FILE: &str = "memory.oom_control";

@@ -335,8 +335,8 @@ pub fn dir_names(dir: &std::path::Path) -> Vec<String> {
 pub fn wait_until<T: Clone + std::fmt::Debug>(
     m: &ctrmon::Monitor<T>,
     limit: std::time::Duration,
-    mut done: impl FnMut(&[ctrmon::Event<T>]) -> bool,
-) -> Vec<ctrmon::Event<T>> {
+    mut done: impl FnMut(&[ctrmon::Event<'static, T>]) -> bool,
+) -> Vec<ctrmon::Event<'static, T>> {
     let deadline = std::time::Instant::now() + limit;
     let mut got = Vec::new();
     while !done(&got) {
@@ -344,8 +344,10 @@ pub fn wait_until<T: Clone + std::fmt::Debug>(
             std::time::Instant::now() < deadline,
             "timed out after {limit:?}; events so far: {got:?}"
         );
-        m.wait(Some(std::time::Duration::from_millis(100)), |e| got.push(e))
-            .unwrap();
+        m.wait(Some(std::time::Duration::from_millis(100)), |e| {
+            got.push(e.cloned())
+        })
+        .unwrap();
     }
     got
 }
@@ -362,6 +364,76 @@ pub fn leftover_cgroups(root: &std::path::Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// The hierarchy with the memory controller, whichever version has it.
+
+/// Where OOM tests make their cgroups: the v1 memory hierarchy, or on a
+/// v2-only kernel the cgroup2 root, when it has `memory` and enables it for
+/// its children. Skips (`None`) or fails, per [`cgroups_required`].
+pub fn memory_hierarchy() -> Option<std::path::PathBuf> {
+    let words = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let has_memory = |s: String| s.split_whitespace().any(|w| w == "memory");
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
+    let found = if v1.join("memory.oom_control").exists() {
+        Some(v1.to_path_buf())
+    } else {
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|r| has_memory(words(r.join("cgroup.subtree_control"))))
+    };
+    match found {
+        Some(root) if rustix::process::geteuid().is_root() => Some(root),
+        _ => {
+            let msg = "no memory hierarchy usable (need root, and cgroup v1 memory or a \
+                       cgroup2 root with memory in cgroup.subtree_control)";
+            if cgroups_required() {
+                panic!("CTRMON_REQUIRE_CGROUPS=1 but {msg}");
+            }
+            eprintln!("skipping: {msg}");
+            None
+        }
+    }
+}
+
+impl TestCgroup {
+    /// Limits memory to `bytes`, without swap: `memory.max` (v2) or
+    /// `memory.limit_in_bytes` (v1).
+    pub fn limit_memory(&self, bytes: u64) {
+        if self.path.join("memory.max").exists() {
+            self.set("memory.max", &bytes.to_string());
+            if self.path.join("memory.swap.max").exists() {
+                self.set("memory.swap.max", "0");
+            }
+        } else {
+            self.set("memory.limit_in_bytes", &bytes.to_string());
+        }
+    }
+
+    /// The kernel's count of OOM kills in this cgroup (v1 `memory.oom_control`
+    /// or v2 `memory.events`).
+    pub fn oom_kills(&self) -> u64 {
+        if self.path.join("memory.events").exists() {
+            self.counter("memory.events", "oom_kill")
+        } else {
+            self.counter("memory.oom_control", "oom_kill")
+        }
+    }
+
+    /// Waits (up to 10 s) until `pid` is in this cgroup.
+    pub fn wait_holds(&self, pid: i32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.pids().contains(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} never joined {}",
+                self.path.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -75,6 +75,21 @@ pub fn place(cgroup_parent: Option<&Path>) -> Result<Placement, Failure> {
     }
 }
 
+/// Where [`place`] puts the command's cgroup when not told, without
+/// preparing it (no controller enabled, nothing moved): for `gc`, which
+/// looks there for what killed runs left.
+pub fn default_parent() -> Result<PathBuf, Failure> {
+    let own = own_cgroup()?;
+    let systemd = Path::new(SYSTEMD_MARKER).exists();
+    Ok(match own.version {
+        CgroupVersion::V2 if systemd && own.dir.file_name() == Some(OsStr::new(SUPERVISOR)) => {
+            own.dir.parent().unwrap_or(&own.dir).to_path_buf()
+        }
+        CgroupVersion::V2 if systemd => own.dir,
+        _ => own.mount_point,
+    })
+}
+
 struct OwnCgroup {
     version: CgroupVersion,
     mount_point: PathBuf,

@@ -16,6 +16,7 @@ use std::fmt;
 pub mod cgroup_events;
 pub mod controllers;
 pub mod escape;
+pub mod kmsg_oom;
 pub mod memory_events;
 pub mod mountinfo;
 pub mod number;
