@@ -392,3 +392,25 @@ fn watch_local_events_tells_the_ancestors_limit_from_the_cgroups_own() {
     );
     assert_eq!(out.matches("\"event\":\"removed\"").count(), 2, "{out}");
 }
+
+// What the command leaves running in its cgroup is killed (through
+// cgroup.kill on this kernel) and the cgroup removed.
+#[test]
+fn run_kills_what_the_command_left_and_removes_the_cgroup() {
+    let Some(root) = memory_v2() else { return };
+    let _lock = serial();
+    let o = ctrmon_in(
+        None,
+        &["run", "--", "sh", "-c", "sleep 600 & echo $!; exit 3"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let left: i32 = stdout(&o).trim().parse().unwrap();
+    // Gone, or a zombie waiting for the guest's init to reap it.
+    let state = std::fs::read_to_string(format!("/proc/{left}/stat")).unwrap_or_default();
+    let state = state.rsplit(')').next().unwrap_or("").trim_start();
+    assert!(
+        state.is_empty() || state.starts_with('Z'),
+        "sleep {left} still runs: {state}"
+    );
+    assert_eq!(run_cgroups(&root), Vec::<String>::new());
+}
