@@ -4,14 +4,16 @@
 //! cases, inputs that crashed a fuzzer) keeps being checked by a plain
 //! `cargo test`, without nightly or cargo-fuzz.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use ctrmon::cgroup::locate_in;
 use ctrmon::cgroup::parse::escape::{escape, unescape};
 use ctrmon::cgroup::parse::psi::PsiTrigger;
 use ctrmon::cgroup::parse::{
     cgroup_events, controllers, memory_events, mountinfo, number, oom_control, proc_cgroup, psi,
 };
+use ctrmon::cgroup::{locate_in, nearest_containing_in};
 
 /// Runs one input through target `name`, as `fuzz/fuzz_targets/<name>.rs`
 /// does; false for an unknown target.
@@ -55,6 +57,20 @@ fn replay(name: &str, data: &[u8]) -> bool {
             let _ = locate_in(cgroup, rest.get(1..).unwrap_or_default(), |p| {
                 p.as_os_str().len() % 2 == 0
             });
+        }
+        "containing" => {
+            let mut parts = data.splitn(3, |&b| b == 0);
+            let cgroup = parts.next().unwrap_or_default();
+            let mountinfo = parts.next().unwrap_or_default();
+            let dirs: Vec<&Path> = parts
+                .next()
+                .unwrap_or_default()
+                .split(|&b| b == b'\n')
+                .map(|d| Path::new(OsStr::from_bytes(d)))
+                .collect();
+            if let Ok(Some(i)) = nearest_containing_in(cgroup, mountinfo, &dirs) {
+                assert!(i < dirs.len());
+            }
         }
         _ => return false,
     }

@@ -67,11 +67,13 @@ pub struct Exit {
     pub pid: i32,
     /// Its exit status, if we could learn it.
     pub status: ExitStatus,
-    /// Whether the process was killed by the OOM killer: it died of
-    /// `SIGKILL`, it was watched with
-    /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), and its
-    /// cgroup's kill counter rose for a kill not yet attributed to another
-    /// exit.
+    /// Whether the process was killed by the OOM killer: it was watched with
+    /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), its cgroup's
+    /// kill counter rose (within the last two seconds) for a kill not yet
+    /// attributed to another exit, and it died of `SIGKILL` — or, for a
+    /// process that is not our child, whose status is
+    /// [`ExitStatus::Unknown`], it exited just then: the kernel gives us no
+    /// better evidence for another's process.
     pub oom_killed: bool,
     /// Whether the process was reaped by the monitor (it was our child and the
     /// watch asked for reaping). When false and the process is our child, it

@@ -29,6 +29,17 @@ impl<T> Monitor<T> {
     /// [`Error::is_process_gone`](crate::Error::is_process_gone) is true: its exit happened before the watch
     /// and its status is lost to us. Watch a child right after spawning it,
     /// before anything can reap it, and that cannot happen.
+    ///
+    /// # Against a cgroup watch
+    ///
+    /// A process watched here is not tied to any OOM watch, even one on its
+    /// own cgroup: its exit and that cgroup's OOM are delivered in whatever
+    /// order the kernel signals them, and an OOM-killed process's exit often
+    /// comes first (on cgroup v2 nearly always). OOM-before-exit, and
+    /// [`Exit::oom_killed`](crate::Exit::oom_killed), are guaranteed only
+    /// through [`watch_pid_in`](Self::watch_pid_in);
+    /// [`nearest_containing`](crate::cgroup::nearest_containing) finds which
+    /// of your watched cgroups holds a process.
     pub fn watch_pid(&self, pid: i32, receiver: T) -> Result<WatchId> {
         let w = source::pidfd::PidWatch::open(pid, true)?;
         self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
@@ -41,6 +52,16 @@ impl<T> Monitor<T> {
     /// the process was OOM-killed ([`Exit::oom_killed`](crate::Exit::oom_killed)). The exit of an
     /// OOM-killed process often reaches user space before the OOM does
     /// (containerd #8180); this is the ordering that fixes it.
+    ///
+    /// `cgroup` may also be an OOM watch on an ancestor of the process's
+    /// cgroup. On v2 an ancestor's `memory.events` counts its descendants'
+    /// kills, so the exit is marked as for the process's own cgroup; on v1
+    /// `oom_kill` counts only the cgroup's own victims, so the ancestor's
+    /// OOM (when its own limit was hit) still comes first, but the exit is
+    /// not marked. The link is made now: a process that moves to another
+    /// cgroup later stays linked to `cgroup`. A cgroup removed before its
+    /// process's exit is handled here takes its counters along, and the exit
+    /// is then not marked.
     ///
     /// # Errors
     ///

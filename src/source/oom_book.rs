@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cgroup::parse::memory_events::MemoryEvents;
+use crate::monitor::ExitStatus;
 
 /// The first re-check of an OOM without a kill; each later one doubles.
 const SETTLE_FIRST: Duration = Duration::from_millis(2);
@@ -114,8 +115,23 @@ impl OomBook {
         self.settling.map(|(t, _)| t)
     }
 
-    /// Attributes one reported kill to a process that died of `SIGKILL` at
-    /// `at`, if one was reported recently enough.
+    /// Attributes one reported kill to a process of the cgroup that ended
+    /// with `status` at `at`, if it could be the victim and a kill was
+    /// reported recently enough.
+    ///
+    /// The victim of an OOM kill dies of `SIGKILL`. A process that is not our
+    /// child ends with an unknown status (the kernel tells only its parent),
+    /// so for it a recent unclaimed kill is the only evidence there is: it
+    /// is taken, as containerd does for a task whose cgroup saw an OOM kill.
+    pub(crate) fn claim_kill_for(&mut self, status: ExitStatus, at: Instant) -> bool {
+        match status {
+            ExitStatus::Signal(9) | ExitStatus::Unknown => self.claim_kill(at),
+            ExitStatus::Code(_) | ExitStatus::Signal(_) => false,
+        }
+    }
+
+    /// Attributes one reported kill to an exit at `at`, if one was reported
+    /// recently enough.
     pub(crate) fn claim_kill(&mut self, at: Instant) -> bool {
         let recent = self
             .last_kill_at
@@ -224,6 +240,28 @@ mod tests {
         ));
         assert!(b.claim_kill(t2 + Duration::from_millis(8)));
         assert!(!b.claim_kill(t2 + Duration::from_millis(9)));
+    }
+
+    #[test]
+    fn only_a_sigkill_or_an_unknown_status_claims_a_kill() {
+        let t = Instant::now();
+        let mut b = OomBook::default();
+        assert!(matches!(
+            b.observe(ev(2, 2, 0), false, t),
+            Observation::Report(_)
+        ));
+        // Exits that cannot be the OOM killer's claim nothing...
+        assert!(!b.claim_kill_for(ExitStatus::Code(0), t));
+        assert!(!b.claim_kill_for(ExitStatus::Code(137), t));
+        assert!(!b.claim_kill_for(ExitStatus::Signal(15), t));
+        // ...so both kills are left for the victims: our child, killed, and
+        // another's process, whose status we are not told.
+        assert!(b.claim_kill_for(ExitStatus::Signal(9), t));
+        assert!(b.claim_kill_for(ExitStatus::Unknown, t));
+        assert!(
+            !b.claim_kill_for(ExitStatus::Unknown, t),
+            "2 kills, 2 claims"
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@ use crate::output::{EventSink, Stream};
 use crate::report::{self, Target};
 use crate::{fail, say, signals, Failure};
 
+mod link;
+use link::OomWatches;
+
 /// The status when the output was closed: 128 + SIGPIPE, what a shell
 /// reports for a pipeline stage killed by a closed pipe.
 pub const OUTPUT_CLOSED: u8 = 141;
@@ -32,27 +35,32 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     let mut targets = Vec::new();
     // Watches whose end is awaited: pids, cgroups, PSI files in cgroups.
     let mut live = 0usize;
-    for &pid in &opts.pids {
-        let id = targets.len() as u32;
-        targets.push(Target::Pid(pid));
-        // A pid that is not there (never was, or already exited and was
-        // reaped) is a usage error: its exit cannot be reported.
-        monitor
-            .watch_pid(pid, id)
-            .map_err(|e| explain_pid(pid, e))?;
-        live += 1;
-    }
+    // The cgroups first: a pid inside one is linked to its OOM watch.
+    let mut oom_watches = OomWatches::default();
     for dir in &opts.cgroups {
         let id = targets.len() as u32;
         targets.push(Target::Cgroup(dir.clone()));
-        monitor
+        let watch = monitor
             .watch_cgroup_oom(dir, id)
             .map_err(|e| explain_cgroup(dir, e))?;
+        oom_watches.push(dir.clone(), watch);
         if cgroup_version(dir)? == CgroupVersion::V2 {
             let pid = targets.len() as u32;
             targets.push(Target::Populated(dir.clone()));
             monitor.watch_populated(dir, pid)?;
         }
+        live += 1;
+    }
+    for &pid in &opts.pids {
+        let id = targets.len() as u32;
+        targets.push(Target::Pid(pid));
+        // A pid that is not there (never was, or already exited and was
+        // reaped) is a usage error: its exit cannot be reported.
+        match oom_watches.for_pid(pid)? {
+            Some(cgroup) => monitor.watch_pid_in(pid, cgroup, id),
+            None => monitor.watch_pid(pid, id),
+        }
+        .map_err(|e| explain_pid(pid, e))?;
         live += 1;
     }
     for (file, trigger) in &opts.psi {
