@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::table::Key;
 use crate::cgroup::parse::memory_events::MemoryEvents;
+use crate::cgroup::parse::swap_events::SwapEvents;
 use crate::PressureLevel;
 
 /// Identifies one watch for as long as it lives, and never another one.
@@ -107,6 +108,11 @@ pub enum EventKind {
     /// `memory.oom_control`. The watch goes on. (Boxed to keep every event
     /// small; these are rare.)
     Memory(Box<MemoryEvents>),
+    /// A v2 memory cgroup's swap counters (`memory.swap.events`) rose: the
+    /// increase of each since the last report. `max` and `fail` rising
+    /// together means swap-outs were refused at `memory.swap.max`. The
+    /// watch goes on. (Boxed, as `Memory`.)
+    Swap(Box<SwapEvents>),
     /// The watched cgroup was removed. Ends the watch.
     Removed,
     /// A v2 cgroup's `populated` flag changed (false: its last process is

@@ -147,10 +147,79 @@ impl<T> Monitor<T> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
             Ok(match dir.version() {
                 CgroupVersion::V1 => Source::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(dir)?)),
-                CgroupVersion::V2 => Source::MemoryEvents(Box::new(
-                    source::memory_events::MemoryEventsWatch::open(dir)?,
-                )),
+                CgroupVersion::V2 => {
+                    Source::MemoryEvents(Box::new(source::memory_events::MemoryEventsWatch::open(
+                        dir,
+                        source::memory_events::FILE,
+                    )?))
+                }
             })
+        })
+    }
+
+    /// Like [`watch_cgroup_oom`](Self::watch_cgroup_oom) on a v2 cgroup, but
+    /// from `memory.events.local` (Linux 5.2+): the cgroup's own counters,
+    /// without its descendants'. `oom` then rises only in the cgroup whose
+    /// limit was hit, and `oom_kill` only in the cgroup the victim was in,
+    /// which tells a kill caused by the cgroup's own limit (`oom` and
+    /// `oom_kill` both rise) from one caused by an ancestor's limit (only
+    /// `oom_kill` rises here, and only `oom` in that ancestor's file).
+    ///
+    /// Events: [`EventKind::Memory`](crate::EventKind::Memory), then
+    /// [`EventKind::Removed`](crate::EventKind::Removed). Usable with
+    /// [`watch_pid_in`](Self::watch_pid_in) like the hierarchical watch.
+    ///
+    /// # Errors
+    ///
+    /// As [`watch_cgroup_oom`](Self::watch_cgroup_oom); a v1 cgroup, or a
+    /// kernel without the file, is refused with an error naming the path.
+    pub fn watch_cgroup_oom_local(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            if dir.version() != CgroupVersion::V2 {
+                return Err(Error::path(
+                    "watch",
+                    dir.path(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "memory.events.local exists only on cgroup v2",
+                    ),
+                ));
+            }
+            Ok(Source::MemoryEvents(Box::new(
+                source::memory_events::MemoryEventsWatch::open(
+                    dir,
+                    source::memory_events::FILE_LOCAL,
+                )?,
+            )))
+        })
+    }
+
+    /// Watches a v2 memory cgroup's swap counters (`memory.swap.events`:
+    /// `high`, `max`, `fail`), polled in the same epoll as `memory.events`:
+    /// [`EventKind::Swap`](crate::EventKind::Swap) with the increase of each
+    /// counter since the last report, then
+    /// [`EventKind::Removed`](crate::EventKind::Removed) when the cgroup is
+    /// removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`watch_cgroup_oom`](Self::watch_cgroup_oom); a v1 cgroup, or a
+    /// kernel without swap accounting, is refused with an error naming the
+    /// path.
+    pub fn watch_cgroup_swap(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            if dir.version() != CgroupVersion::V2 {
+                return Err(Error::path(
+                    "watch",
+                    dir.path(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "memory.swap.events exists only on cgroup v2",
+                    ),
+                ));
+            }
+            let w = source::swap_events::SwapEventsWatch::open(dir)?;
+            Ok(Source::Swap(Box::new(w)))
         })
     }
 

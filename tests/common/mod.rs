@@ -433,3 +433,49 @@ impl TestCgroup {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// cgroup v2 with the memory controller: the guest tests (tests/guest_*.rs).
+
+/// True inside the test guest (tests/guest/run.sh), whose /init sets
+/// `CTRMON_REQUIRE_V2_MEMORY=1`: there the v2 memory controller must be
+/// usable, and a test that cannot use it fails.
+pub fn v2_memory_required() -> bool {
+    std::env::var("CTRMON_REQUIRE_V2_MEMORY").is_ok_and(|v| v == "1")
+}
+
+/// The cgroup v2 hierarchy whose root enables the memory controller for its
+/// children (the guest's `/sys/fs/cgroup`), or skip.
+///
+/// Unlike [`cgroup_root`], this skips even under `CTRMON_REQUIRE_CGROUPS=1`:
+/// the hybrid host binds memory to v1, so these tests can only run in the
+/// guest, where `CTRMON_REQUIRE_V2_MEMORY=1` turns a skip into a failure.
+pub fn memory_v2() -> Option<std::path::PathBuf> {
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let root = std::path::PathBuf::from(root);
+        let enabled = std::fs::read_to_string(root.join("cgroup.subtree_control"))
+            .is_ok_and(|s| s.split_whitespace().any(|c| c == "memory"));
+        if enabled && rustix::process::geteuid().is_root() {
+            return Some(root);
+        }
+    }
+    let msg = "no cgroup v2 hierarchy with the memory controller enabled \
+               (the guest tests run in tests/guest/run.sh)";
+    if v2_memory_required() {
+        panic!("CTRMON_REQUIRE_V2_MEMORY=1 but {msg}");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
+/// Polls `cond` every 10 ms; panics after `limit`.
+pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -14,10 +14,10 @@ use crate::{fail, Failure};
 /// How long removal waits for killed processes to leave.
 const REMOVAL_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The directory `run` creates its cgroup in when not told: the root of the
-/// memory hierarchy ctrmon itself is on.
+/// The directory `run` creates its cgroup in when not told, as
+/// [`placement`](crate::placement) decides it, without preparing anything.
 pub fn default_parent() -> Result<PathBuf, Failure> {
-    Ok(ctrmon::cgroup::memory_cgroup_of(None)?.mount_point)
+    crate::placement::default_parent()
 }
 
 /// A cgroup made by `run`, killed and removed when dropped if

@@ -6,6 +6,7 @@ mod args;
 mod cgroup_dir;
 mod json;
 mod output;
+mod placement;
 mod report;
 mod run;
 mod signals;

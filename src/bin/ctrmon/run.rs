@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::sync::Arc;
 
-use ctrmon::cgroup::{cgroup_version, CgroupVersion};
+use ctrmon::cgroup::CgroupVersion;
 use ctrmon::signal::SignalFd;
 use ctrmon::spawn::ChildSetup;
 use ctrmon::{EventKind, Monitor};
@@ -34,16 +34,13 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     // Before any thread exists, so that every thread inherits the block.
     let (sigset, sigfd) = signals::block(&signals::FORWARDED)?;
 
-    let parent = match &opts.cgroup_parent {
-        Some(p) => p.clone(),
-        None => cgroup_dir::default_parent()?,
-    };
+    let placement = crate::placement::place(opts.cgroup_parent.as_deref())?;
+    let version = placement.version;
     // What ctrmons killed before they could clean up left behind.
-    if let Err(Failure(msg)) = cgroup_dir::gc(&parent) {
+    if let Err(Failure(msg)) = cgroup_dir::gc(&placement.parent) {
         say(msg);
     }
-    let version = cgroup_version(&parent)?;
-    let cg = CreatedCgroup::new(&parent)?;
+    let cg = CreatedCgroup::new(&placement.parent)?;
     if let Some(bytes) = opts.memory {
         let file = match version {
             CgroupVersion::V1 => "memory.limit_in_bytes",

@@ -56,11 +56,12 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
         targets.push(Target::Pid(pid));
         // A pid that is not there (never was, or already exited and was
         // reaped) is a usage error: its exit cannot be reported.
-        match oom_watches.for_pid(pid)? {
+        let linked = oom_watches.for_pid(pid).map_err(|e| explain_pid(pid, e))?;
+        let watched = match linked {
             Some(cgroup) => monitor.watch_pid_in(pid, cgroup, id),
             None => monitor.watch_pid(pid, id),
-        }
-        .map_err(|e| explain_pid(pid, e))?;
+        };
+        watched.map_err(|e| explain_pid(pid, e))?;
         live += 1;
     }
     for (file, trigger) in &opts.psi {
