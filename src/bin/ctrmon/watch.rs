@@ -17,12 +17,12 @@ use crate::output::{EventSink, Stream};
 use crate::report::{self, Target};
 use crate::{fail, say, signals, Failure};
 
+mod link;
+use link::OomWatches;
+
 /// The status when the output was closed: 128 + SIGPIPE, what a shell
 /// reports for a pipeline stage killed by a closed pipe.
 pub const OUTPUT_CLOSED: u8 = 141;
-
-mod link;
-use link::OomWatches;
 
 pub fn watch(opts: Watch) -> Result<u8, Failure> {
     // Opened first, non-blocking: a FIFO without a reader is an error now.
