@@ -143,18 +143,50 @@ fn ctrmon_watch_prints_swap_lines_that_add_up_to_the_kernels_counters() {
             .arg(&cg.path)
             .stdout(std::process::Stdio::piped()),
     );
+    // Lines as they come, from a thread, so that waiting for one is bounded.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watcher.child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     std::thread::sleep(Duration::from_millis(500));
     let hog = cg.memory_hog();
     hog.reap();
     drop(hog);
+    // The OOM is reported before the cgroup goes: ctrmon is not told about
+    // the hog's exit, so removing the cgroup at once could race the report.
+    let mut out = String::new();
+    while !out.contains("\"event\":\"oom\"") {
+        let line = rx
+            .recv_timeout(LONG)
+            .unwrap_or_else(|e| panic!("no oom line ({e}): {out}"));
+        out.push_str(&line);
+        out.push('\n');
+    }
     let kernel = kernel_swap_events(&cg);
     assert!(kernel.max > 0, "swap.max was not hit: {kernel:?}");
+    // The cgroup is empty: its counters are final. The lines add up to them
+    // (a late one is waited for, a wrong sum fails after LONG).
+    while swap_field_sum(&out, "max") != kernel.max || swap_field_sum(&out, "fail") != kernel.fail {
+        let line = rx
+            .recv_timeout(LONG)
+            .unwrap_or_else(|e| panic!("swap lines do not add up to {kernel:?} ({e}): {out}"));
+        out.push_str(&line);
+        out.push('\n');
+    }
     cg.remove();
     common::wait_for(LONG, || watcher.state() != common::KidState::Running);
-    let mut out = String::new();
-    std::io::Read::read_to_string(watcher.child.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert_eq!(watcher.child.wait().unwrap().code(), Some(0), "{out}");
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert!(out.contains("\"event\":\"removed\""), "{out}");
     assert_eq!(swap_field_sum(&out, "max"), kernel.max, "{out}");
     assert_eq!(swap_field_sum(&out, "fail"), kernel.fail, "{out}");
-    assert!(out.contains("\"event\":\"oom\""), "{out}");
 }
