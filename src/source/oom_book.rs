@@ -259,6 +259,7 @@ impl OomBook {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,10 +550,7 @@ mod tests {
     fn only_a_sigkill_or_an_unknown_status_claims_a_kill() {
         let t = Instant::now();
         let mut b = OomBook::default();
-        assert!(matches!(
-            b.observe(ev(2, 2, 0), false, t),
-            Observation::Report(_)
-        ));
+        let (_, t, _) = settle(&mut b, ev(2, 2, 0), t);
         // Exits that cannot be the OOM killer's claim nothing...
         assert!(!b.claim_kill_for(ExitStatus::Code(0), t));
         assert!(!b.claim_kill_for(ExitStatus::Code(137), t));
