@@ -52,7 +52,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cgroup::parse::memory_events::MemoryEvents;
-use crate::monitor::ExitStatus;
+use crate::event::ExitStatus;
 
 /// The first re-check of an OOM without a kill; each later one doubles.
 const SETTLE_FIRST: Duration = Duration::from_millis(2);

@@ -84,9 +84,9 @@ Exit status:
 pub const GC_HELP: &str = "\
 Usage: ctrmon gc [--cgroup-parent DIR]
 
-Remove the cgroups named ctrmon-<pid>-<n> in DIR (default: the root of the
-memory hierarchy) whose creating pid no longer runs ctrmon, after killing
-whatever is left in them. `ctrmon run` does this itself before it starts.
+Remove the cgroups named ctrmon-<pid>-<n> in DIR (default: where `ctrmon run`
+creates its cgroup when not given --cgroup-parent) whose creating pid no longer
+runs ctrmon, after killing whatever is left in them. `ctrmon run` does this itself before it starts.
 
 Options:
   --cgroup-parent DIR   where to look (as given to `ctrmon run`)

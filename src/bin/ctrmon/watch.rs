@@ -17,12 +17,12 @@ use crate::output::{EventSink, Stream};
 use crate::report::{self, Target};
 use crate::{fail, say, signals, Failure};
 
+mod link;
+use link::OomWatches;
+
 /// The status when the output was closed: 128 + SIGPIPE, what a shell
 /// reports for a pipeline stage killed by a closed pipe.
 pub const OUTPUT_CLOSED: u8 = 141;
-
-mod link;
-use link::OomWatches;
 
 pub fn watch(opts: Watch) -> Result<u8, Failure> {
     // Opened first, non-blocking: a FIFO without a reader is an error now.
@@ -114,7 +114,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
                     return;
                 }
             }
-            match (&targets[event.receiver as usize], &event.kind) {
+            match (&targets[*event.receiver as usize], &event.kind) {
                 // A v2 cgroup has two watches (OOM and populated); its end is
                 // counted on the OOM watch's.
                 (Target::Pid(_) | Target::Cgroup(_) | Target::Psi(_), k) if k.is_final() => {
