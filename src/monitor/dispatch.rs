@@ -56,6 +56,12 @@ impl<T> Monitor<T> {
     /// dropped), and readiness not yet looked at is reported by the next
     /// wait.
     ///
+    /// With several threads waiting at once, a readiness for a watch whose
+    /// receiver another thread's handler holds is left for later: it is
+    /// delivered once that handler returns (a level-triggered source keeps
+    /// the waiting thread's `epoll_wait` returning meanwhile, so keep
+    /// handlers short when several threads wait).
+    ///
     /// Prefer [`wait_mut`](Self::wait_mut) when one thread owns the monitor.
     ///
     /// # Errors
