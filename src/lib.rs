@@ -83,6 +83,7 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cgroup;
 mod error;
@@ -93,6 +94,9 @@ mod source;
 pub mod spawn;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 
 pub use cgroup::parse::memory_events::MemoryEvents;
 pub use cgroup::parse::psi::{PsiKind, PsiTrigger};
