@@ -60,7 +60,7 @@ impl Readiness {
             return Err(Error::new(
                 "register with the tokio reactor the epoll fd",
                 Subject::Fd(raw),
-                io::Error::new(io::ErrorKind::Other, e),
+                io::Error::other(e),
             ));
         }
         let dup = rustix::io::fcntl_dupfd_cloexec(epoll, 0)
