@@ -165,7 +165,10 @@ impl<T> AsyncMonitor<T> {
     /// Waits for events and calls `handler` for each, as [`Monitor::wait`]
     /// does, with receivers lent (non-final events) or handed back (final
     /// ones). Returns the number delivered: at least 1, or 0 once the
-    /// monitor is shut down. Several tasks may wait at once.
+    /// monitor is shut down. Several tasks may wait at once. Events that
+    /// [`next`](Self::next) or a stream took from the monitor and queued
+    /// come first, with owned (cloned) receivers even when not final: tell
+    /// a final event by [`Event::is_final`].
     ///
     /// Cancel safe: if the future is dropped before it completes, no event
     /// has been delivered, and none is lost.
@@ -218,7 +221,9 @@ impl<T> AsyncMonitor<T> {
     /// the events already taken from it are delivered). A non-final event's
     /// receiver is a clone (the original stays in the monitor): use a cheap
     /// `T` (an id, an `Arc`) or, for a receiver that cannot be cloned,
-    /// [`wait`](Self::wait).
+    /// [`wait`](Self::wait). Every receiver `next` returns is
+    /// [`Receiver::Owned`]: tell the event that ends a watch by
+    /// [`Event::is_final`].
     ///
     /// Cancel safe: a future dropped before it completes takes nothing; the
     /// events of a batch beyond the first wait in a queue for the next call.
