@@ -185,7 +185,8 @@ impl<T> Monitor<T> {
     ///
     /// # Errors
     ///
-    /// A path that does not exist, is a symlink, is not a cgroup directory,
+    /// A path that does not exist, has a symlink in it (anywhere: every
+    /// component is resolved without following links), is not a cgroup directory,
     /// or lacks the memory controller; a kernel that refuses v1
     /// notifications (`EOPNOTSUPP`). Each names the path.
     pub fn watch_cgroup_oom(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
