@@ -25,7 +25,8 @@ use ctrmon::spawn::ChildSetup;
 use ctrmon::{EventKind, ExitStatus, Monitor};
 use support::ExampleCgroup;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+// `pub`: tests/guest_examples.rs runs this same program on cgroup v2.
+pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cgroup = ExampleCgroup::create("mini-shim", 32 << 20)?;
     println!("cgroup {}", cgroup.path.display());
 
