@@ -71,6 +71,7 @@
 pub mod cgroup;
 mod error;
 mod monitor;
+pub mod pidfd;
 pub mod signal;
 mod source;
 pub mod spawn;
