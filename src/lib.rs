@@ -72,6 +72,7 @@ pub mod cgroup;
 mod error;
 mod monitor;
 pub mod pidfd;
+pub mod reaper;
 pub mod signal;
 mod source;
 pub mod spawn;
