@@ -76,7 +76,7 @@ impl OrphanReaper {
     /// for it yourself): until every hold is dropped, [`reap`](Self::reap)
     /// reaps nothing. Dropping the last hold raises SIGCHLD at this process,
     /// so that the reaper looks again at what it left.
-    pub fn hold(&self) -> Hold<'_> {
+    pub fn hold(&self) -> Hold {
         self.holds.hold()
     }
 
@@ -284,20 +284,20 @@ pub struct Holder(Arc<Holds>);
 
 impl Holder {
     /// See [`OrphanReaper::hold`].
-    pub fn hold(&self) -> Hold<'_> {
+    pub fn hold(&self) -> Hold {
         self.0.count.fetch_add(1, SeqCst);
-        Hold(&self.0)
+        Hold(self.0.clone())
     }
 }
 
 /// While alive, the [`OrphanReaper`] reaps nothing: spawn and watch under
 /// one, so that a child that exits before it is watched is not taken for
-/// an orphan.
+/// an orphan. It may move to another thread.
 #[derive(Debug)]
 #[must_use = "the reaper is held off only while the Hold is alive"]
-pub struct Hold<'a>(&'a Holds);
+pub struct Hold(Arc<Holds>);
 
-impl Drop for Hold<'_> {
+impl Drop for Hold {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, SeqCst) == 1 && self.0.deferred.swap(false, SeqCst) {
             // A scan left children for later: make the reaper look again.
