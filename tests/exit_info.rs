@@ -68,7 +68,10 @@ impl Grandchild {
         BufReader::new(parent.child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let pid: i32 = line.trim().parse().unwrap_or_else(|_| panic!("pid line {line:?}"));
+        let pid: i32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("pid line {line:?}"));
         // It is waiting for the go line: it cannot have exited yet.
         let pidfd = pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()).unwrap();
         Grandchild {
@@ -92,7 +95,12 @@ impl Grandchild {
             tv_sec: 30,
             tv_nsec: 0,
         };
-        assert_eq!(poll(&mut fds, Some(&limit)).unwrap(), 1, "pid {} did not exit", self.pid);
+        assert_eq!(
+            poll(&mut fds, Some(&limit)).unwrap(),
+            1,
+            "pid {} did not exit",
+            self.pid
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let now = exit_info(self.pidfd.as_fd()).unwrap();

@@ -17,10 +17,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{helper, helper_role, my_zombies, run_scenarios};
-use ctrmon::reaper::{block_sigchld, become_subreaper, Orphan, OrphanReaper};
+use ctrmon::reaper::{become_subreaper, block_sigchld, Orphan, OrphanReaper};
 use ctrmon::{EventKind, ExitStatus, Monitor};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::process::{getpid, kill_process, pidfd_open, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+use rustix::process::{
+    getpid, kill_process, pidfd_open, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
+};
 
 fn main() -> ExitCode {
     if let Some(role) = helper_role() {
@@ -30,8 +32,14 @@ fn main() -> ExitCode {
     block_sigchld().expect("block SIGCHLD");
     become_subreaper().expect("become a subreaper");
     let code = run_scenarios(&[
-        ("a_thread_with_sigchld_unblocked_is_refused", unblocked_thread_refused),
-        ("a_hold_keeps_a_child_spawned_but_not_yet_watched", hold_keeps_child),
+        (
+            "a_thread_with_sigchld_unblocked_is_refused",
+            unblocked_thread_refused,
+        ),
+        (
+            "a_hold_keeps_a_child_spawned_but_not_yet_watched",
+            hold_keeps_child,
+        ),
         ("storm_orphans_spread_over_300ms", || storm(200, 300, 1)),
         ("storm_orphans_within_10ms", || storm(200, 10, 2)),
     ]);
@@ -61,6 +69,8 @@ fn run_helper(role: &str) -> ! {
         // state when the parent exits), then exits without reaping them.
         "parent" => {
             let mut orphans = Vec::new();
+            // Never waited for, on purpose: they are the orphans.
+            #[allow(clippy::zombie_processes)]
             for spec in &args[2..] {
                 let (delay, status) = spec.split_once(':').expect("delay:status");
                 let child = helper("orphan", &[delay.into(), status.into()])
@@ -136,7 +146,9 @@ fn unblocked_thread_refused() {
         ctrmon::signal::unblock(&set).unwrap();
         // "/proc/thread-self" links to "<pid>/task/<tid>".
         let link = std::fs::read_link("/proc/thread-self").unwrap();
-        ready_tx.send(link.file_name().unwrap().to_string_lossy().into_owned()).unwrap();
+        ready_tx
+            .send(link.file_name().unwrap().to_string_lossy().into_owned())
+            .unwrap();
         let _ = done_rx.recv();
     });
     let tid = ready_rx.recv().unwrap();
@@ -161,32 +173,49 @@ fn hold_keeps_child() {
     let pid = child.id() as i32;
     let pidfd = pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()).unwrap();
     assert!(wait_readable(rustix::fd::AsFd::as_fd(&pidfd), 10_000));
-    assert!(wait_readable(rustix::fd::AsFd::as_fd(&reaper), 10_000), "SIGCHLD pending");
+    assert!(
+        wait_readable(rustix::fd::AsFd::as_fd(&reaper), 10_000),
+        "SIGCHLD pending"
+    );
     // Held: a scan reaps nothing, the child stays a zombie.
-    let n = reaper.reap(|p| owned.contains(&p), |o| orphans.push(o)).unwrap();
+    let n = reaper
+        .reap(|p| owned.contains(&p), |o| orphans.push(o))
+        .unwrap();
     assert_eq!((n, orphans.len()), (0, 0));
     assert!(my_zombies().contains(&pid));
     // Now "watched", then released: the release makes the reaper look
     // again, and the scan leaves the watched child alone.
     owned.push(pid);
     drop(hold);
-    assert!(wait_readable(rustix::fd::AsFd::as_fd(&reaper), 1_000), "SIGCHLD raised by the release");
-    let n = reaper.reap(|p| owned.contains(&p), |o| orphans.push(o)).unwrap();
+    assert!(
+        wait_readable(rustix::fd::AsFd::as_fd(&reaper), 1_000),
+        "SIGCHLD raised by the release"
+    );
+    let n = reaper
+        .reap(|p| owned.contains(&p), |o| orphans.push(o))
+        .unwrap();
     assert_eq!((n, orphans.len()), (0, 0));
     // Its owner reaps it with its real status.
-    let st = waitid(WaitId::PidFd(rustix::fd::AsFd::as_fd(&pidfd)), WaitIdOptions::EXITED)
-        .unwrap()
-        .unwrap();
+    let st = waitid(
+        WaitId::PidFd(rustix::fd::AsFd::as_fd(&pidfd)),
+        WaitIdOptions::EXITED,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(st.exit_status(), Some(3));
 
     // A child nobody owns, no hold: an orphan, reaped with its status.
-    let stray = helper("orphan", &["0".into(), "kill".into()]).spawn().unwrap();
+    let stray = helper("orphan", &["0".into(), "kill".into()])
+        .spawn()
+        .unwrap();
     let stray_pid = stray.id() as i32;
     let deadline = Instant::now() + Duration::from_secs(10);
     while orphans.is_empty() {
         assert!(Instant::now() < deadline, "the stray child was not reaped");
         wait_readable(rustix::fd::AsFd::as_fd(&reaper), 100);
-        reaper.reap(|p| owned.contains(&p), |o| orphans.push(o)).unwrap();
+        reaper
+            .reap(|p| owned.contains(&p), |o| orphans.push(o))
+            .unwrap();
     }
     assert_eq!(
         orphans,
@@ -219,7 +248,11 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
     // Plan: (parent delay, code, orphans as (delay, status)).
     let mut plan = Vec::new();
     for i in 0..parents {
-        let delay = if i % 10 == 0 { 0 } else { rng.below(spread_ms + 1) };
+        let delay = if i % 10 == 0 {
+            0
+        } else {
+            rng.below(spread_ms + 1)
+        };
         let code = 1 + (i % 40) as i32;
         let n = 1 + rng.below(3) as usize;
         let orphans: Vec<(u64, ExitStatus)> = (0..n)
@@ -256,7 +289,11 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
             let mut out = Vec::new();
             for (i, (delay, code, orphans)) in plan.iter().enumerate() {
                 let mut args = vec![delay.to_string(), code.to_string()];
-                args.extend(orphans.iter().map(|(d, st)| format!("{d}:{}", status_arg(*st))));
+                args.extend(
+                    orphans
+                        .iter()
+                        .map(|(d, st)| format!("{d}:{}", status_arg(*st))),
+                );
                 let hold = holder.hold();
                 let child = helper("parent", &args)
                     .stdout(Stdio::piped())
@@ -338,21 +375,29 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
 
     // A last look, a little later: nothing more may turn up.
     std::thread::sleep(Duration::from_millis(100));
-    reaper
-        .reap(|_| false, |o| orphans.push(o))
-        .unwrap();
+    reaper.reap(|_| false, |o| orphans.push(o)).unwrap();
     assert_eq!(my_zombies(), Vec::<i32>::new(), "zombies left");
 
     // Every watched child's real status, each once.
     for (i, sp) in spawned.iter().enumerate() {
-        assert_eq!(exits.get(&i), Some(&ExitStatus::Code(sp.code)), "parent {i} (pid {})", sp.pid);
+        assert_eq!(
+            exits.get(&i),
+            Some(&ExitStatus::Code(sp.code)),
+            "parent {i} (pid {})",
+            sp.pid
+        );
     }
     // Every orphan reaped once, with its status; nothing else reaped.
     let mut expected: Vec<(i32, ExitStatus)> = Vec::new();
     let (mut before, mut after) = (0, 0);
     for mut sp in spawned {
         let mut text = String::new();
-        sp.child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+        sp.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
             expected.push((f[0].parse().unwrap(), parse_status(f[1])));
@@ -372,5 +417,8 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
          {parents} exits, {scans} loop passes",
         got.len()
     );
-    assert!(before > 0 && after > 0, "orphans on both sides of their parent's exit");
+    assert!(
+        before > 0 && after > 0,
+        "orphans on both sides of their parent's exit"
+    );
 }

@@ -30,10 +30,16 @@ fn main() -> ExitCode {
     run_scenarios(&[
         ("runc_protocol_pidfd_names_the_sender", runc_protocol),
         ("crun_protocol_pidfd_is_received", crun_protocol),
-        ("a_sender_that_connects_early_is_read_when_it_sends", late_sender),
+        (
+            "a_sender_that_connects_early_is_read_when_it_sends",
+            late_sender,
+        ),
         ("a_message_without_an_fd_is_refused", no_fd),
         ("two_fds_are_refused_and_both_closed", two_fds),
-        ("an_fd_that_is_not_a_pidfd_is_refused_and_closed", not_a_pidfd),
+        (
+            "an_fd_that_is_not_a_pidfd_is_refused_and_closed",
+            not_a_pidfd,
+        ),
         ("a_sender_that_sends_nothing_is_refused", silent),
     ])
 }
@@ -53,7 +59,13 @@ fn sender(mode: &str) -> ! {
         if !borrowed.is_empty() {
             assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
         }
-        sendmsg(&conn, &[IoSlice::new(payload)], &mut control, SendFlags::empty()).expect("sendmsg");
+        sendmsg(
+            &conn,
+            &[IoSlice::new(payload)],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .expect("sendmsg");
     };
     match mode {
         "runc" => send(b"standard", &[&me]),
@@ -103,7 +115,11 @@ impl Exchange {
     /// readiness as an event loop would.
     fn receive(&self) -> ctrmon::Result<ReceivedPidfd> {
         wait_readable(self.listener.as_fd());
-        let conn = self.listener.accept().unwrap().expect("a pending connection");
+        let conn = self
+            .listener
+            .accept()
+            .unwrap()
+            .expect("a pending connection");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             wait_readable(conn.as_fd());
@@ -134,7 +150,11 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
         tv_sec: 10,
         tv_nsec: 0,
     };
-    assert_eq!(poll(&mut fds, Some(&limit)).unwrap(), 1, "not readable in 10 s");
+    assert_eq!(
+        poll(&mut fds, Some(&limit)).unwrap(),
+        1,
+        "not readable in 10 s"
+    );
 }
 
 /// The received pidfd names the sender: releasing it, we reap it through
@@ -142,7 +162,10 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
 fn assert_names_sender(x: &mut Exchange, got: &ReceivedPidfd) {
     assert!(is_pidfd(got.pidfd.as_fd()));
     let flags = rustix::io::fcntl_getfd(&got.pidfd).unwrap();
-    assert!(flags.contains(rustix::io::FdFlags::CLOEXEC), "received close-on-exec");
+    assert!(
+        flags.contains(rustix::io::FdFlags::CLOEXEC),
+        "received close-on-exec"
+    );
     drop(x.sender.child.stdin.take());
     let st = waitid(WaitId::PidFd(got.pidfd.as_fd()), WaitIdOptions::EXITED)
         .unwrap()

@@ -42,7 +42,10 @@ mod tests {
         assert!(is_pidfd(pidfd.as_fd()));
         let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
         assert!(!is_pidfd(efd.as_fd()));
-        assert_eq!(link_name(efd.as_fd()).as_deref(), Some("anon_inode:[eventfd]"));
+        assert_eq!(
+            link_name(efd.as_fd()).as_deref(),
+            Some("anon_inode:[eventfd]")
+        );
         let (r, _w) = rustix::pipe::pipe().unwrap();
         assert!(!is_pidfd(r.as_fd()));
         let dir = std::fs::File::open("/proc").unwrap();

@@ -7,14 +7,6 @@
 //! holding a pidfd for it. The pidfd must have been opened before the
 //! process was reaped (after that, `pidfd_open` fails with `ESRCH`), which a
 //! watch does anyway.
-//!
-//! What each kernel answers, for a process that has exited:
-//!
-//! | kernel | still a zombie | reaped by its parent |
-//! | --- | --- | --- |
-//! | 6.15+ | no exit in the mask: [`ExitInfo::NotYet`] | the status: [`ExitInfo::Exited`] |
-//! | 6.13, 6.14 (no exit info) | no exit in the mask: `NotYet` | `ESRCH`: [`ExitInfo::Unsupported`] |
-//! | before 6.13 (no `PIDFD_GET_INFO`) | `ENOTTY` (or `EINVAL`): `Unsupported` | the same |
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -22,6 +14,14 @@ use crate::sys;
 use crate::{Error, ExitStatus, Result, Subject};
 
 /// What the kernel knows about a process's exit.
+///
+/// What each kernel answers, for a process that has exited:
+///
+/// | kernel | still a zombie | reaped by its parent |
+/// | --- | --- | --- |
+/// | 6.15+ | no exit in the mask: [`ExitInfo::NotYet`] | the status: [`ExitInfo::Exited`] |
+/// | 6.13, 6.14 (no exit info) | no exit in the mask: `NotYet` | `ESRCH`: [`ExitInfo::Unsupported`] |
+/// | before 6.13 (no `PIDFD_GET_INFO`) | `ENOTTY` (or `EINVAL`): `Unsupported` | the same |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitInfo {
     /// The process has exited and its parent has reaped it: this is the
@@ -41,23 +41,26 @@ const PIDFD_INFO_EXIT: u64 = libc::PIDFD_INFO_EXIT as u64;
 
 /// Asks the kernel for the exit status of the process `pidfd` refers to.
 ///
-/// Works for any process, child or not. See the [module docs](self) for
-/// what each kernel answers. Errors other than the ones that mean "not
-/// supported" name the fd.
+/// Works for any process, child or not. See [`ExitInfo`] for what each
+/// kernel answers. Errors other than the ones that mean "not supported"
+/// name the fd.
 pub fn exit_info(pidfd: BorrowedFd<'_>) -> Result<ExitInfo> {
-    classify(sys::pidfd_get_info(pidfd, PIDFD_INFO_EXIT).map_err(|e| e.raw_os_error()))
-        .map_err(|errno| {
+    classify(sys::pidfd_get_info(pidfd, PIDFD_INFO_EXIT).map_err(|e| e.raw_os_error())).map_err(
+        |errno| {
             Error::new(
                 "read exit info of pidfd",
                 Subject::Fd(pidfd.as_raw_fd()),
                 std::io::Error::from_raw_os_error(errno),
             )
-        })
+        },
+    )
 }
 
 /// The kernel's answer (`mask`, `exit_code`) or errno, as an [`ExitInfo`].
 /// Pure, so that every kernel's answer can be tested on any kernel.
-fn classify(answer: std::result::Result<(u64, i32), Option<i32>>) -> std::result::Result<ExitInfo, i32> {
+fn classify(
+    answer: std::result::Result<(u64, i32), Option<i32>>,
+) -> std::result::Result<ExitInfo, i32> {
     match answer {
         Ok((mask, status)) if mask & PIDFD_INFO_EXIT != 0 => {
             Ok(ExitInfo::Exited(decode_wait_status(status)))

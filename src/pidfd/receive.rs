@@ -69,7 +69,13 @@ pub fn receive_pidfd(conn: BorrowedFd<'_>, socket: &Path) -> Result<Option<Recei
             Ok(msg) => break msg,
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) => return Ok(None),
-            Err(e) => return Err(Error::os("receive pidfd on", Subject::Path(socket.into()), e)),
+            Err(e) => {
+                return Err(Error::os(
+                    "receive pidfd on",
+                    Subject::Path(socket.into()),
+                    e,
+                ))
+            }
         }
     };
     // Take every fd that arrived: each is an `OwnedFd`, closed when dropped
@@ -110,7 +116,9 @@ pub fn receive_pidfd(conn: BorrowedFd<'_>, socket: &Path) -> Result<Option<Recei
     let pidfd = fds.pop().expect("one fd was counted");
     if !is_pidfd(pidfd.as_fd()) {
         let what = link_name(pidfd.as_fd()).unwrap_or_else(|| "unknown".into());
-        return refuse(format!("a file descriptor that is not a pidfd ({what}; closed it)"));
+        return refuse(format!(
+            "a file descriptor that is not a pidfd ({what}; closed it)"
+        ));
     }
     Ok(Some(ReceivedPidfd {
         pidfd,

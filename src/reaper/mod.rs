@@ -85,7 +85,8 @@ use crate::{Error, Result, Subject};
 /// must be reaped by it ([`OrphanReaper`]). The setting is not inherited by
 /// children.
 pub fn become_subreaper() -> Result<()> {
-    set_child_subreaper(Some(getpid())).map_err(|e| Error::os("become a subreaper", Subject::None, e))
+    set_child_subreaper(Some(getpid()))
+        .map_err(|e| Error::os("become a subreaper", Subject::None, e))
 }
 
 /// Blocks SIGCHLD in the calling thread, and so in every thread it starts

@@ -129,8 +129,13 @@ impl OrphanReaper {
             if keep(pid) {
                 continue;
             }
-            let Some(id) = Pid::from_raw(pid) else { continue };
-            match waitid(WaitId::Pid(id), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+            let Some(id) = Pid::from_raw(pid) else {
+                continue;
+            };
+            match waitid(
+                WaitId::Pid(id),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            ) {
                 Ok(Some(st)) => {
                     reaped += 1;
                     on_orphan(Orphan {

@@ -10,16 +10,13 @@
 /// The pids in a `children` file, in order. Anything that is not a positive
 /// decimal number fitting an `i32` is skipped: no panic on any input.
 pub fn parse_children(text: &[u8]) -> impl Iterator<Item = i32> + '_ {
-    text.split(|b| b.is_ascii_whitespace())
-        .filter_map(|word| {
-            if word.is_empty() || word.len() > 10 || !word.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n = word
-                .iter()
-                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            i32::try_from(n).ok().filter(|&p| p > 0)
-        })
+    text.split(|b| b.is_ascii_whitespace()).filter_map(|word| {
+        if word.is_empty() || word.len() > 10 || !word.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = word.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        i32::try_from(n).ok().filter(|&p| p > 0)
+    })
 }
 
 /// Whether the `status` file says `signo` is blocked; `None` when it has no
@@ -61,15 +58,22 @@ mod tests {
         // Garbage, zero, negative, too large: skipped.
         let v: Vec<i32> = parse_children(b"0 -4 x12 2147483648 99999999999999 7\n").collect();
         assert_eq!(v, [7]);
-        assert_eq!(parse_children(b"2147483647").collect::<Vec<_>>(), [i32::MAX]);
+        assert_eq!(
+            parse_children(b"2147483647").collect::<Vec<_>>(),
+            [i32::MAX]
+        );
     }
 
     #[test]
     fn blocked_masks_parse() {
-        let status = b"Name:\tx\nSigPnd:\t0000000000000000\nSigBlk:\t0000000000010000\nSigIgn:\t0\n";
+        let status =
+            b"Name:\tx\nSigPnd:\t0000000000000000\nSigBlk:\t0000000000010000\nSigIgn:\t0\n";
         assert_eq!(signal_blocked(status, 17), Some(true));
         assert_eq!(signal_blocked(status, 2), Some(false));
-        assert_eq!(signal_blocked(b"SigBlk:\tfffffffe7ffbfeff\n", 64), Some(true));
+        assert_eq!(
+            signal_blocked(b"SigBlk:\tfffffffe7ffbfeff\n", 64),
+            Some(true)
+        );
         assert_eq!(signal_blocked(b"SigBlk:\tzz\n", 17), None);
         assert_eq!(signal_blocked(b"SigBlk:\t\n", 17), None);
         assert_eq!(signal_blocked(b"SigBlk:\t00000000000000000\n", 17), None);
