@@ -81,6 +81,7 @@ mod sys;
 
 pub use cgroup::parse::memory_events::MemoryEvents;
 pub use cgroup::parse::psi::{PsiKind, PsiTrigger};
+pub use cgroup::parse::swap_events::SwapEvents;
 pub use error::{Error, Result, Subject};
 
 /// The README's example, compiled as a doctest so that it stays true.
@@ -91,3 +92,15 @@ struct ReadmeDoctests;
 pub use monitor::table_slot_size;
 pub use monitor::{Event, EventKind, Exit, ExitStatus, Monitor, WatchId};
 pub use source::pressure_v1::{PressureLevel, PressureMode};
+
+/// The kernel log: who the OOM killer killed, by pid.
+///
+/// [`KmsgReader`](kmsg::KmsgReader) reads `/dev/kmsg` from the moment it is
+/// opened, one record at a time, and says how many records were lost;
+/// [`VictimBook`](kmsg::VictimBook) keeps the victims it names until their
+/// exits claim them. Both work on their own; see the README for what the
+/// monitor does with them.
+pub mod kmsg {
+    pub use crate::source::kmsg::{KmsgReader, Next, Unavailable, PATH};
+    pub use crate::source::oom_victims::{Victim, VictimBook};
+}

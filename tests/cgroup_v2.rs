@@ -112,6 +112,14 @@ fn oom_watch_on_v2_without_memory_controller_names_the_missing_file() {
         text.contains("memory.events") && text.contains("ctrmon-test-v2-nomem"),
         "{text}"
     );
+    // It says why: the parent does not enable memory for its children.
+    let parent_control = root.join("cgroup.subtree_control");
+    assert!(
+        text.contains("memory controller is not enabled")
+            && text.contains(&*parent_control.to_string_lossy()),
+        "{text}"
+    );
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
 }
 
 /// CAP_SYS_RESOURCE (bit 24) in this process's effective set.

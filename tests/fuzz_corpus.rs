@@ -4,14 +4,18 @@
 //! cases, inputs that crashed a fuzzer) keeps being checked by a plain
 //! `cargo test`, without nightly or cargo-fuzz.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use ctrmon::cgroup::locate_in;
 use ctrmon::cgroup::parse::escape::{escape, unescape};
+use ctrmon::cgroup::parse::kmsg_oom::{self, OomLine};
 use ctrmon::cgroup::parse::psi::PsiTrigger;
 use ctrmon::cgroup::parse::{
     cgroup_events, controllers, memory_events, mountinfo, number, oom_control, proc_cgroup, psi,
+    swap_events,
 };
+use ctrmon::cgroup::{locate_in, nearest_containing_in};
 
 /// Runs one input through target `name`, as `fuzz/fuzz_targets/<name>.rs`
 /// does; false for an unknown target.
@@ -37,6 +41,11 @@ fn replay(name: &str, data: &[u8]) -> bool {
                 assert!(ev.delta(&ev).is_zero());
             }
         }
+        "swap_events" => {
+            if let Ok(ev) = swap_events::parse(data) {
+                assert!(ev.delta(&ev).is_zero());
+            }
+        }
         "cgroup_events" => drop(cgroup_events::parse(data)),
         "psi" => drop(psi::parse(data)),
         "psi_trigger" => {
@@ -49,12 +58,43 @@ fn replay(name: &str, data: &[u8]) -> bool {
             let _ = number::parse_limit_file("memory.max", data);
         }
         "controllers" => drop(controllers::names(data).count()),
+        "kmsg_oom" => {
+            if let Ok(rec) = kmsg_oom::parse(data) {
+                for (k, v) in rec.properties() {
+                    assert!(k.bytes().count() <= k.raw().len());
+                    assert!(v.bytes().count() <= v.raw().len());
+                }
+                let names = match rec.oom() {
+                    Some(OomLine::Killed(k)) => [Some(k.comm), None, None],
+                    Some(OomLine::Context(c)) => [Some(c.comm), c.oom_memcg, c.task_memcg],
+                    Some(OomLine::GroupKill { memcg }) => [Some(memcg), None, None],
+                    None => [None; 3],
+                };
+                for n in names.into_iter().flatten() {
+                    assert!(n.bytes().count() <= n.raw().len());
+                }
+            }
+        }
         "locate" => {
             let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
             let (cgroup, rest) = data.split_at(split);
             let _ = locate_in(cgroup, rest.get(1..).unwrap_or_default(), |p| {
                 p.as_os_str().len() % 2 == 0
             });
+        }
+        "containing" => {
+            let mut parts = data.splitn(3, |&b| b == 0);
+            let cgroup = parts.next().unwrap_or_default();
+            let mountinfo = parts.next().unwrap_or_default();
+            let dirs: Vec<&Path> = parts
+                .next()
+                .unwrap_or_default()
+                .split(|&b| b == b'\n')
+                .map(|d| Path::new(OsStr::from_bytes(d)))
+                .collect();
+            if let Ok(Some(i)) = nearest_containing_in(cgroup, mountinfo, &dirs) {
+                assert!(i < dirs.len());
+            }
         }
         _ => return false,
     }

@@ -212,7 +212,7 @@ fn proc_error(pid: Option<i32>, file: &Path, e: io::Error) -> Error {
     }
 }
 
-fn locate_error(e: LocateError, cgroup_file: &Path, mountinfo_file: &Path) -> Error {
+pub(super) fn locate_error(e: LocateError, cgroup_file: &Path, mountinfo_file: &Path) -> Error {
     let (file, kind) = match &e {
         LocateError::ProcCgroup(_) => (cgroup_file, io::ErrorKind::InvalidData),
         LocateError::Mountinfo(_) => (mountinfo_file, io::ErrorKind::InvalidData),

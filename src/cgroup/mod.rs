@@ -12,9 +12,11 @@
 
 pub mod parse;
 
+mod containing;
 mod discover;
 mod locate;
 
+pub use containing::{nearest_containing, nearest_containing_in};
 pub use discover::{
     cgroup_version, memory_cgroup_of, memory_cgroup_of_in, CgroupVersion, MemoryCgroup,
 };

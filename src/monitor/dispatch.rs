@@ -12,7 +12,7 @@ use rustix::io::Errno;
 
 use super::epoll::{key_and_flags, EventBuf, BATCH};
 use super::table::Key;
-use super::{Event, EventKind, ExitStatus, Inner, Monitor, WatchId, TIMER_KEY, WAKER_KEY};
+use super::{Event, EventKind, Inner, Monitor, WatchId, TIMER_KEY, WAKER_KEY};
 use crate::source::{Clock, Outcome, Source};
 use crate::{Error, Result, Subject};
 
@@ -237,9 +237,10 @@ impl<T: Clone> Monitor<T> {
             let now = clock.now();
             if let Some(w) = inner.table.get_mut(link) {
                 let outcome = w.source.recheck(now, true);
-                if exit.status == ExitStatus::Signal(9) {
-                    exit.oom_killed = w.source.oom_book().is_some_and(|b| b.claim_kill(now));
-                }
+                exit.oom_killed = w
+                    .source
+                    .oom_book()
+                    .is_some_and(|b| b.claim_kill_for(exit.status, now));
                 self.push_outcome(inner, link, outcome, batch);
             }
             self.push(inner, key, EventKind::Exited(exit), batch);

@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::table::Key;
 use crate::cgroup::parse::memory_events::MemoryEvents;
+use crate::cgroup::parse::swap_events::SwapEvents;
 use crate::PressureLevel;
 
 /// Identifies one watch for as long as it lives, and never another one.
@@ -67,11 +68,13 @@ pub struct Exit {
     pub pid: i32,
     /// Its exit status, if we could learn it.
     pub status: ExitStatus,
-    /// Whether the process was killed by the OOM killer: it died of
-    /// `SIGKILL`, it was watched with
-    /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), and its
-    /// cgroup's kill counter rose for a kill not yet attributed to another
-    /// exit.
+    /// Whether the process was killed by the OOM killer: it was watched with
+    /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), its cgroup's
+    /// kill counter rose (within the last two seconds) for a kill not yet
+    /// attributed to another exit, and it died of `SIGKILL` — or, for a
+    /// process that is not our child, whose status is
+    /// [`ExitStatus::Unknown`], it exited just then: the kernel gives us no
+    /// better evidence for another's process.
     pub oom_killed: bool,
     /// Whether the process was reaped by the monitor (it was our child and the
     /// watch asked for reaping). When false and the process is our child, it
@@ -105,6 +108,11 @@ pub enum EventKind {
     /// `memory.oom_control`. The watch goes on. (Boxed to keep every event
     /// small; these are rare.)
     Memory(Box<MemoryEvents>),
+    /// A v2 memory cgroup's swap counters (`memory.swap.events`) rose: the
+    /// increase of each since the last report. `max` and `fail` rising
+    /// together means swap-outs were refused at `memory.swap.max`. The
+    /// watch goes on. (Boxed, as `Memory`.)
+    Swap(Box<SwapEvents>),
     /// The watched cgroup was removed. Ends the watch.
     Removed,
     /// A v2 cgroup's `populated` flag changed (false: its last process is

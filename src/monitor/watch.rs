@@ -29,6 +29,17 @@ impl<T> Monitor<T> {
     /// [`Error::is_process_gone`](crate::Error::is_process_gone) is true: its exit happened before the watch
     /// and its status is lost to us. Watch a child right after spawning it,
     /// before anything can reap it, and that cannot happen.
+    ///
+    /// # Against a cgroup watch
+    ///
+    /// A process watched here is not tied to any OOM watch, even one on its
+    /// own cgroup: its exit and that cgroup's OOM are delivered in whatever
+    /// order the kernel signals them, and an OOM-killed process's exit often
+    /// comes first (on cgroup v2 nearly always). OOM-before-exit, and
+    /// [`Exit::oom_killed`](crate::Exit::oom_killed), are guaranteed only
+    /// through [`watch_pid_in`](Self::watch_pid_in);
+    /// [`nearest_containing`](crate::cgroup::nearest_containing) finds which
+    /// of your watched cgroups holds a process.
     pub fn watch_pid(&self, pid: i32, receiver: T) -> Result<WatchId> {
         let w = source::pidfd::PidWatch::open(pid, true)?;
         self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
@@ -41,6 +52,16 @@ impl<T> Monitor<T> {
     /// the process was OOM-killed ([`Exit::oom_killed`](crate::Exit::oom_killed)). The exit of an
     /// OOM-killed process often reaches user space before the OOM does
     /// (containerd #8180); this is the ordering that fixes it.
+    ///
+    /// `cgroup` may also be an OOM watch on an ancestor of the process's
+    /// cgroup. On v2 an ancestor's `memory.events` counts its descendants'
+    /// kills, so the exit is marked as for the process's own cgroup; on v1
+    /// `oom_kill` counts only the cgroup's own victims, so the ancestor's
+    /// OOM (when its own limit was hit) still comes first, but the exit is
+    /// not marked. The link is made now: a process that moves to another
+    /// cgroup later stays linked to `cgroup`. A cgroup removed before its
+    /// process's exit is handled here takes its counters along, and the exit
+    /// is then not marked.
     ///
     /// # Errors
     ///
@@ -125,10 +146,79 @@ impl<T> Monitor<T> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
             Ok(match dir.version() {
                 CgroupVersion::V1 => Source::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(dir)?)),
-                CgroupVersion::V2 => Source::MemoryEvents(Box::new(
-                    source::memory_events::MemoryEventsWatch::open(dir)?,
-                )),
+                CgroupVersion::V2 => {
+                    Source::MemoryEvents(Box::new(source::memory_events::MemoryEventsWatch::open(
+                        dir,
+                        source::memory_events::FILE,
+                    )?))
+                }
             })
+        })
+    }
+
+    /// Like [`watch_cgroup_oom`](Self::watch_cgroup_oom) on a v2 cgroup, but
+    /// from `memory.events.local` (Linux 5.2+): the cgroup's own counters,
+    /// without its descendants'. `oom` then rises only in the cgroup whose
+    /// limit was hit, and `oom_kill` only in the cgroup the victim was in,
+    /// which tells a kill caused by the cgroup's own limit (`oom` and
+    /// `oom_kill` both rise) from one caused by an ancestor's limit (only
+    /// `oom_kill` rises here, and only `oom` in that ancestor's file).
+    ///
+    /// Events: [`EventKind::Memory`](crate::EventKind::Memory), then
+    /// [`EventKind::Removed`](crate::EventKind::Removed). Usable with
+    /// [`watch_pid_in`](Self::watch_pid_in) like the hierarchical watch.
+    ///
+    /// # Errors
+    ///
+    /// As [`watch_cgroup_oom`](Self::watch_cgroup_oom); a v1 cgroup, or a
+    /// kernel without the file, is refused with an error naming the path.
+    pub fn watch_cgroup_oom_local(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            if dir.version() != CgroupVersion::V2 {
+                return Err(Error::path(
+                    "watch",
+                    dir.path(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "memory.events.local exists only on cgroup v2",
+                    ),
+                ));
+            }
+            Ok(Source::MemoryEvents(Box::new(
+                source::memory_events::MemoryEventsWatch::open(
+                    dir,
+                    source::memory_events::FILE_LOCAL,
+                )?,
+            )))
+        })
+    }
+
+    /// Watches a v2 memory cgroup's swap counters (`memory.swap.events`:
+    /// `high`, `max`, `fail`), polled in the same epoll as `memory.events`:
+    /// [`EventKind::Swap`](crate::EventKind::Swap) with the increase of each
+    /// counter since the last report, then
+    /// [`EventKind::Removed`](crate::EventKind::Removed) when the cgroup is
+    /// removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`watch_cgroup_oom`](Self::watch_cgroup_oom); a v1 cgroup, or a
+    /// kernel without swap accounting, is refused with an error naming the
+    /// path.
+    pub fn watch_cgroup_swap(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
+        self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
+            if dir.version() != CgroupVersion::V2 {
+                return Err(Error::path(
+                    "watch",
+                    dir.path(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "memory.swap.events exists only on cgroup v2",
+                    ),
+                ));
+            }
+            let w = source::swap_events::SwapEventsWatch::open(dir)?;
+            Ok(Source::Swap(Box::new(w)))
         })
     }
 

@@ -4,15 +4,19 @@
 //! ctrmon writes to kernel control files (`cgroup.event_control`, PSI
 //! triggers). A path from a caller or from a parsed mountinfo could point
 //! anywhere, so before anything is written the directory is opened with
-//! `O_NOFOLLOW`, its filesystem type is checked with `fstatfs` on that very
-//! fd (no window between check and use), and every file is opened with
-//! `openat` relative to it, again with `O_NOFOLLOW`.
+//! `openat2(RESOLVE_NO_SYMLINKS)` — a symlink anywhere in the path is
+//! refused, also one before the last component or named with a trailing
+//! slash, which `O_NOFOLLOW` alone would follow — its filesystem type is
+//! checked with `fstatfs` on that very fd (no window between check and use),
+//! and every file is opened with `openat` relative to it, with `O_NOFOLLOW`.
+//! (Before Linux 5.6, which has no `openat2`, only the last component is
+//! checked.)
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{openat, Mode, OFlags, PROC_SUPER_MAGIC};
+use rustix::fs::{openat, Mode, OFlags, ResolveFlags, CWD, PROC_SUPER_MAGIC};
 use rustix::io::Errno;
 
 use crate::cgroup::CgroupVersion;
@@ -54,7 +58,7 @@ impl CgroupDir {
     pub(crate) fn open(path: &Path) -> Result<CgroupDir> {
         check_path(path)?;
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(path, flags, Mode::empty())
+        let fd = open_without_links(path, flags)
             .map_err(|e| Error::path("open cgroup directory", path, explain_open(e, path)))?;
         let version = version_of(&fd)
             .map_err(|e| Error::path("fstatfs", path, e.into()))?
@@ -148,7 +152,7 @@ pub(crate) fn open_pressure_file(path: &Path) -> Result<OwnedFd> {
         ));
     }
     let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let fd = rustix::fs::open(path, flags, Mode::empty())
+    let fd = open_without_links(path, flags)
         .map_err(|e| Error::path("open pressure file", path, explain_open(e, path)))?;
     let on_right_fs = if in_proc {
         is_procfs(&fd)
@@ -184,14 +188,27 @@ fn check_path(path: &Path) -> Result<()> {
     ))
 }
 
-/// `O_NOFOLLOW` on a symlink fails with `ELOOP`, or with `ENOTDIR` when
-/// `O_DIRECTORY` is set too; say which it was.
+/// Opens `path` refusing a symlink in any of its components (`ELOOP`).
+fn open_without_links(path: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    match rustix::fs::openat2(CWD, path, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+        Err(Errno::NOSYS) => rustix::fs::open(path, flags, Mode::empty()),
+        r => r,
+    }
+}
+
+/// A symlink in the path fails with `ELOOP` (or with `ENOTDIR` when
+/// `O_NOFOLLOW` and `O_DIRECTORY` meet one); say which it was.
 fn explain_open(e: Errno, path: &Path) -> io::Error {
     let is_link = || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     match e {
         Errno::LOOP | Errno::NOTDIR if is_link() => io::Error::new(
             io::ErrorKind::InvalidInput,
             "is a symbolic link (refused: cgroup files are opened without following links)",
+        ),
+        Errno::LOOP => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a component of the path is a symbolic link (refused: cgroup paths are resolved \
+             without following links)",
         ),
         Errno::NOTDIR => io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
         e => e.into(),

@@ -2,7 +2,15 @@
 //! (no inotify, no thread per cgroup).
 //!
 //! Each notification is answered by re-reading the file and reporting the
-//! increase of each counter since the last report (see `oom_book`).
+//! increase of each counter since the last report (see `oom_book`). The
+//! kernel rate-limits the notifications (~20 ms), but `oom` and `max` still
+//! rise at every charge retry while a victim dies; increases without a kill
+//! are coalesced to at most one event per second, as on v1.
+//!
+//! `memory.events` is hierarchical: a cgroup counts its descendants' events
+//! too. `memory.events.local` (5.2+) counts the cgroup's own alone, so its
+//! `oom` rises only where the limit that was hit sits, and its `oom_kill`
+//! only where the victim was; a watch picks one of the two files.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -16,20 +24,27 @@ use crate::cgroup::parse::memory_events::{self, MemoryEvents};
 use crate::monitor::EventKind;
 use crate::{Error, Result};
 
-const FILE: &str = "memory.events";
+/// The hierarchical counters.
+pub(crate) const FILE: &str = "memory.events";
+/// The cgroup's own counters, without its descendants' (5.2+).
+pub(crate) const FILE_LOCAL: &str = "memory.events.local";
 
 pub(crate) struct MemoryEventsWatch {
     pub(crate) fd: OwnedFd,
     pub(crate) dir: PathBuf,
+    /// [`FILE`] or [`FILE_LOCAL`].
+    file: &'static str,
     book: OomBook,
 }
 
 impl MemoryEventsWatch {
-    pub(crate) fn open(dir: &CgroupDir) -> Result<MemoryEventsWatch> {
-        let fd = kernfs::open(dir, FILE)?;
+    /// Opens `file` ([`FILE`] or [`FILE_LOCAL`]) in `dir`.
+    pub(crate) fn open(dir: &CgroupDir, file: &'static str) -> Result<MemoryEventsWatch> {
+        let fd = kernfs::open(dir, file).map_err(|e| explain_missing(dir, file, e))?;
         Ok(MemoryEventsWatch {
             fd,
             dir: dir.path().to_path_buf(),
+            file,
             book: OomBook::default(),
         })
     }
@@ -51,12 +66,12 @@ impl MemoryEventsWatch {
     fn read(&self) -> Result<Option<MemoryEvents>> {
         let mut buf = [0u8; 512];
         let text = kernfs::reread(&self.fd, &mut buf)
-            .map_err(|e| Error::path("read", &self.dir.join(FILE), e.into()))?;
+            .map_err(|e| Error::path("read", &self.dir.join(self.file), e.into()))?;
         match text {
             None => Ok(None),
             Some(t) => memory_events::parse(t)
                 .map(Some)
-                .map_err(|e| kernfs::parse_error(&self.dir, FILE, e)),
+                .map_err(|e| kernfs::parse_error(&self.dir, self.file, e)),
         }
     }
 
@@ -68,6 +83,29 @@ impl MemoryEventsWatch {
     pub(crate) fn book(&mut self) -> &mut OomBook {
         &mut self.book
     }
+}
+
+/// A v2 cgroup without the memory files has no memory controller: its
+/// parent does not enable `memory` for its children (a hybrid machine binds
+/// memory to v1 altogether). Say so, instead of a bare ENOENT.
+fn explain_missing(dir: &CgroupDir, file: &str, e: Error) -> Error {
+    if e.kind() != std::io::ErrorKind::NotFound || !dir.path().is_dir() {
+        return e;
+    }
+    let why = match dir.path().parent() {
+        Some(parent) if parent.join("cgroup.controllers").exists() => format!(
+            "no {file}: the memory controller is not enabled for this cgroup \
+             (memory is not in {})",
+            parent.join("cgroup.subtree_control").display()
+        ),
+        // The kernel gives a hierarchy's root cgroup no memory files.
+        _ => format!("no {file}: the root cgroup of a hierarchy has none; watch a child cgroup"),
+    };
+    Error::path(
+        "watch",
+        dir.path(),
+        std::io::Error::new(std::io::ErrorKind::NotFound, why),
+    )
 }
 
 /// What a read of `memory.events` (or its failure) means for the watch.
@@ -108,6 +146,20 @@ mod tests {
         Ok(Some(memory_events::parse(text.as_bytes()).unwrap()))
     }
 
+    /// The outcome of `read` once the book's re-checks (a kill lingers for
+    /// the notifications that trail it) have run, at their due times.
+    fn settled(book: &mut OomBook, read: Result<Option<MemoryEvents>>, t: &mut Instant) -> Outcome {
+        let Ok(Some(counters)) = read else {
+            return outcome(book, read, *t, false);
+        };
+        loop {
+            match outcome(book, Ok(Some(counters)), *t, false) {
+                Outcome::RecheckLater => *t = book.recheck_at().expect("a re-check time"),
+                other => return other,
+            }
+        }
+    }
+
     fn delta(o: Outcome) -> Option<MemoryEvents> {
         match o {
             Outcome::One(EventKind::Memory(d)) => Some(*d),
@@ -128,23 +180,23 @@ mod tests {
 
     #[test]
     fn recorded_sequence_reports_increases_only() {
-        let t = Instant::now();
+        let mut t = Instant::now();
         let first = memory_events::parse(ARMED.as_bytes()).unwrap();
         let mut book = OomBook::with_baseline(first);
         // The fresh fd's first readiness: nothing new.
-        assert_eq!(delta(outcome(&mut book, parsed(ARMED), t, false)), None);
-        let d = delta(outcome(&mut book, parsed(PARENT_LIMIT_KILL), t, false)).unwrap();
+        assert_eq!(delta(settled(&mut book, parsed(ARMED), &mut t)), None);
+        let d = delta(settled(&mut book, parsed(PARENT_LIMIT_KILL), &mut t)).unwrap();
         assert_eq!((d.oom, d.oom_kill), (0, 1));
         assert!(d.any_oom());
         // A duplicate notification (moby #27247): no event.
         assert_eq!(
-            delta(outcome(&mut book, parsed(PARENT_LIMIT_KILL), t, false)),
+            delta(settled(&mut book, parsed(PARENT_LIMIT_KILL), &mut t)),
             None
         );
-        let d = delta(outcome(&mut book, parsed(OWN_LIMIT), t, false)).unwrap();
+        let d = delta(settled(&mut book, parsed(OWN_LIMIT), &mut t)).unwrap();
         assert_eq!((d.high, d.max, d.oom, d.oom_kill), (4, 37, 2, 2));
         // Unknown keys are ignored; a new counter's rise is reported.
-        let d = delta(outcome(&mut book, parsed(NEWER_KERNEL), t, false)).unwrap();
+        let d = delta(settled(&mut book, parsed(NEWER_KERNEL), &mut t)).unwrap();
         assert_eq!(d.oom_group_kill, 1);
         assert_eq!(d.oom_kill, 0);
         assert!(book.claim_kill(t));

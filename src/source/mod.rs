@@ -10,13 +10,16 @@ pub(crate) mod cgroupfs;
 pub(crate) mod eventfd;
 pub(crate) mod hangup;
 mod kernfs;
+pub(crate) mod kmsg;
 pub(crate) mod memory_events;
 mod oom_book;
 pub(crate) mod oom_v1;
+pub(crate) mod oom_victims;
 pub(crate) mod pidfd;
 pub(crate) mod populated;
 pub(crate) mod pressure_v1;
 pub(crate) mod psi;
+pub(crate) mod swap_events;
 pub(crate) mod threshold_v1;
 mod v1_notify;
 
@@ -79,6 +82,7 @@ pub(crate) enum Source {
     PressureV1(Box<pressure_v1::PressureV1Watch>),
     Threshold(Box<threshold_v1::ThresholdWatch>),
     Psi(Box<psi::PsiWatch>),
+    Swap(Box<swap_events::SwapEventsWatch>),
 }
 
 impl Source {
@@ -90,7 +94,7 @@ impl Source {
             | Source::OomV1(_)
             | Source::PressureV1(_)
             | Source::Threshold(_) => eventfd::INTEREST,
-            Source::MemoryEvents(_) | Source::Populated(_) => kernfs::INTEREST,
+            Source::MemoryEvents(_) | Source::Populated(_) | Source::Swap(_) => kernfs::INTEREST,
             Source::Psi(_) => psi::INTEREST,
         }
     }
@@ -100,6 +104,7 @@ impl Source {
         match self {
             Source::MemoryEvents(w) => w.arm(),
             Source::Populated(w) => w.arm().map(drop),
+            Source::Swap(w) => w.arm(),
             _ => Ok(()),
         }
     }
@@ -117,6 +122,7 @@ impl Source {
             Source::PressureV1(w) => w.on_ready(),
             Source::Threshold(w) => w.on_ready(),
             Source::Psi(w) => w.on_ready(flags),
+            Source::Swap(w) => w.on_ready(),
         }
     }
 
@@ -131,9 +137,13 @@ impl Source {
     }
 
     /// A watch on a pollable kernfs file (v2 `memory.events`,
-    /// `cgroup.events`), whose removal kernfs may fail to signal.
+    /// `cgroup.events`, `memory.swap.events`), whose removal kernfs may fail
+    /// to signal.
     pub(crate) fn is_kernfs(&self) -> bool {
-        matches!(self, Source::MemoryEvents(_) | Source::Populated(_))
+        matches!(
+            self,
+            Source::MemoryEvents(_) | Source::Populated(_) | Source::Swap(_)
+        )
     }
 
     /// The OOM bookkeeping, for the OOM watches.
@@ -165,6 +175,7 @@ impl AsFd for Source {
             Source::PressureV1(w) => w.efd.as_fd(),
             Source::Threshold(w) => w.efd.as_fd(),
             Source::Psi(w) => w.fd.as_fd(),
+            Source::Swap(w) => w.fd.as_fd(),
         }
     }
 }

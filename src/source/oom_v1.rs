@@ -6,6 +6,10 @@
 //! drain the eventfd. If it exists, the notification was an OOM: read
 //! `oom_kill` and report its increase. If it is gone, the notification was
 //! (at least) the removal; a count of 2 or more means an OOM came first.
+//!
+//! Every notification counts in the reported `oom`, but one notification
+//! is not one event: while a victim dies the kernel signals at each charge
+//! retry, and `oom_book` coalesces those (see its docs for the rule).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

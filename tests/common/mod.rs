@@ -365,6 +365,121 @@ pub fn leftover_cgroups(root: &std::path::Path) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
+// The hierarchy with the memory controller, whichever version has it.
+
+/// Where OOM tests make their cgroups: the v1 memory hierarchy, or on a
+/// v2-only kernel the cgroup2 root, when it has `memory` and enables it for
+/// its children. Skips (`None`) or fails, per [`cgroups_required`].
+pub fn memory_hierarchy() -> Option<std::path::PathBuf> {
+    let words = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let has_memory = |s: String| s.split_whitespace().any(|w| w == "memory");
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
+    let found = if v1.join("memory.oom_control").exists() {
+        Some(v1.to_path_buf())
+    } else {
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|r| has_memory(words(r.join("cgroup.subtree_control"))))
+    };
+    match found {
+        Some(root) if rustix::process::geteuid().is_root() => Some(root),
+        _ => {
+            let msg = "no memory hierarchy usable (need root, and cgroup v1 memory or a \
+                       cgroup2 root with memory in cgroup.subtree_control)";
+            if cgroups_required() {
+                panic!("CTRMON_REQUIRE_CGROUPS=1 but {msg}");
+            }
+            eprintln!("skipping: {msg}");
+            None
+        }
+    }
+}
+
+impl TestCgroup {
+    /// Limits memory to `bytes`, without swap: `memory.max` (v2) or
+    /// `memory.limit_in_bytes` (v1).
+    pub fn limit_memory(&self, bytes: u64) {
+        if self.path.join("memory.max").exists() {
+            self.set("memory.max", &bytes.to_string());
+            if self.path.join("memory.swap.max").exists() {
+                self.set("memory.swap.max", "0");
+            }
+        } else {
+            self.set("memory.limit_in_bytes", &bytes.to_string());
+        }
+    }
+
+    /// The kernel's count of OOM kills in this cgroup (v1 `memory.oom_control`
+    /// or v2 `memory.events`).
+    pub fn oom_kills(&self) -> u64 {
+        if self.path.join("memory.events").exists() {
+            self.counter("memory.events", "oom_kill")
+        } else {
+            self.counter("memory.oom_control", "oom_kill")
+        }
+    }
+
+    /// Waits (up to 10 s) until `pid` is in this cgroup.
+    pub fn wait_holds(&self, pid: i32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.pids().contains(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} never joined {}",
+                self.path.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// cgroup v2 with the memory controller: the guest tests (tests/guest_*.rs).
+
+/// True inside the test guest (tests/guest/run.sh), whose /init sets
+/// `CTRMON_REQUIRE_V2_MEMORY=1`: there the v2 memory controller must be
+/// usable, and a test that cannot use it fails.
+pub fn v2_memory_required() -> bool {
+    std::env::var("CTRMON_REQUIRE_V2_MEMORY").is_ok_and(|v| v == "1")
+}
+
+/// The cgroup v2 hierarchy whose root enables the memory controller for its
+/// children (the guest's `/sys/fs/cgroup`), or skip.
+///
+/// Unlike [`cgroup_root`], this skips even under `CTRMON_REQUIRE_CGROUPS=1`:
+/// the hybrid host binds memory to v1, so these tests can only run in the
+/// guest, where `CTRMON_REQUIRE_V2_MEMORY=1` turns a skip into a failure.
+pub fn memory_v2() -> Option<std::path::PathBuf> {
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let root = std::path::PathBuf::from(root);
+        let enabled = std::fs::read_to_string(root.join("cgroup.subtree_control"))
+            .is_ok_and(|s| s.split_whitespace().any(|c| c == "memory"));
+        if enabled && rustix::process::geteuid().is_root() {
+            return Some(root);
+        }
+    }
+    let msg = "no cgroup v2 hierarchy with the memory controller enabled \
+               (the guest tests run in tests/guest/run.sh)";
+    if v2_memory_required() {
+        panic!("CTRMON_REQUIRE_V2_MEMORY=1 but {msg}");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
+/// Polls `cond` every 10 ms; panics after `limit`.
+pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+// ---------------------------------------------------------------------------
 // For test binaries without the libtest harness (`harness = false`): those
 // whose process must be set up before any thread starts (SIGCHLD blocked, a
 // subreaper), and which re-run themselves as helper processes.

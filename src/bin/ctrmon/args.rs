@@ -62,6 +62,11 @@ and PSI triggers (FILE=\"some|full <stall us> <window us>\"), and print JSON
 lines on standard output. Ends when every pid has exited and every cgroup (of
 --cgroup, or of a --psi file in a cgroup) is gone, or on SIGINT or SIGTERM.
 
+A PID in a --cgroup DIR (or below one; the nearest such DIR) has DIR's OOM
+reported before its exit, and its exit marked oom_killed. Which cgroup holds a
+PID is read once, at start: a process that moves to another cgroup later is not
+followed.
+
 Options:
   --pid PID             a process (any process, not only ctrmon's children)
   --cgroup DIR          a memory cgroup directory (v1 or v2)

@@ -1,7 +1,14 @@
-//! JSON lines, written by hand: one object per event, flushed at once.
+//! JSON lines, written by hand: one object per event.
+//!
+//! Paths are bytes, not text. A path that is valid UTF-8 is one JSON
+//! string; one that is not (a cgroup named with a byte such as `\xff`) keeps
+//! a readable form with U+FFFD in place of each bad byte, which is ambiguous,
+//! plus a `<key>_hex` field holding every byte of the path in hex, which is
+//! not: `"cgroup":"/x/audit-\ufffd","cgroup_hex":"2f782f61756469742dff"`.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Appends `s` to `out` as a JSON string literal.
@@ -52,6 +59,25 @@ impl Line {
         self
     }
 
+    /// A path: as text when it is UTF-8, else as text with U+FFFD plus
+    /// `<key>_hex`, the exact bytes.
+    pub fn path(self, key: &str, p: &Path) -> Line {
+        let bytes = p.as_os_str().as_bytes();
+        match std::str::from_utf8(bytes) {
+            Ok(s) => self.str(key, s),
+            Err(_) => {
+                let mut l = self.str(key, &String::from_utf8_lossy(bytes));
+                l.key(&format!("{key}_hex"));
+                l.buf.push('"');
+                for b in bytes {
+                    let _ = write!(l.buf, "{b:02x}");
+                }
+                l.buf.push('"');
+                l
+            }
+        }
+    }
+
     pub fn bool(mut self, key: &str, v: bool) -> Line {
         self.key(key);
         self.buf.push_str(if v { "true" } else { "false" });
@@ -64,11 +90,10 @@ impl Line {
         self.buf.push(':');
     }
 
-    /// Writes the line (with its closing brace and newline) and flushes.
-    pub fn emit(mut self, out: &mut dyn Write) -> io::Result<()> {
+    /// The finished line, with its closing brace and newline.
+    pub fn finish(mut self) -> String {
         self.buf.push_str("}\n");
-        out.write_all(self.buf.as_bytes())?;
-        out.flush()
+        self.buf
     }
 }
 
@@ -85,15 +110,12 @@ mod tests {
 
     #[test]
     fn builds_a_line() {
-        let mut out = Vec::new();
-        Line::new("exit")
+        let text = Line::new("exit")
             .num("pid", 42)
             .num("signal", 9)
             .bool("oom_killed", true)
             .str("cgroup", "/x y")
-            .emit(&mut out)
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
+            .finish();
         assert!(text.starts_with("{\"event\":\"exit\",\"ts\":"), "{text}");
         assert!(
             text.ends_with(",\"pid\":42,\"signal\":9,\"oom_killed\":true,\"cgroup\":\"/x y\"}\n"),
@@ -109,5 +131,25 @@ mod tests {
         let (secs, micros) = ts.split_once('.').unwrap();
         assert!(secs.parse::<u64>().unwrap() > 1_600_000_000);
         assert_eq!(micros.len(), 6);
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_carry_their_bytes() {
+        use std::ffi::OsStr;
+        let ok = Line::new("e").path("cgroup", Path::new("/a/é")).finish();
+        assert!(ok.ends_with(",\"cgroup\":\"/a/é\"}\n"), "{ok}");
+        let raw = Path::new(OsStr::from_bytes(b"/x/audit-\xff"));
+        let bad = Line::new("e").path("cgroup", raw).finish();
+        assert!(
+            bad.ends_with(
+                ",\"cgroup\":\"/x/audit-\u{fffd}\",\"cgroup_hex\":\"2f782f61756469742dff\"}\n"
+            ),
+            "{bad}"
+        );
+        // A name that really is U+FFFD has no hex field: the two differ.
+        let real = Line::new("e")
+            .path("cgroup", Path::new("/x/audit-\u{fffd}"))
+            .finish();
+        assert!(!real.contains("_hex"), "{real}");
     }
 }

@@ -1,19 +1,23 @@
 //! The `ctrmon` command: run a command under a memory limit and report its
-//! exit and OOMs; watch processes and cgroups; locate a memory cgroup.
+//! exit and OOMs; watch processes and cgroups; remove what a killed ctrmon
+//! left behind; locate a memory cgroup.
 
 mod args;
+mod cgroup_dir;
 mod json;
+mod output;
+mod placement;
 mod report;
 mod run;
 mod signals;
 mod watch;
 
 use std::fmt;
-use std::fs::File;
 use std::io::Write;
 use std::process::ExitCode;
 
-use args::{Command, Events};
+use args::Command;
+pub use output::say;
 
 /// A failure that ends the command with status 2 and a `ctrmon: ` line.
 pub struct Failure(String);
@@ -29,52 +33,52 @@ pub fn fail<T>(what: impl fmt::Display, e: impl fmt::Display) -> Result<T, Failu
     Err(Failure(format!("{what}: {e}")))
 }
 
-/// Where JSON lines go: `--events FILE`, `--events -` (standard output), or
-/// the command's default stream.
-pub fn events_out(events: &Events, default: Box<dyn Write>) -> Result<Box<dyn Write>, Failure> {
-    match events {
-        Events::Default => Ok(default),
-        Events::Stdout => Ok(Box::new(std::io::stdout())),
-        Events::File(p) => match File::create(p) {
-            Ok(f) => Ok(Box::new(f)),
-            Err(e) => fail(format_args!("open events file {}", p.display()), e),
-        },
-    }
-}
-
 fn main() -> ExitCode {
     let cmd = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ctrmon: {}", e.0);
+            say(e.0);
             return ExitCode::from(2);
         }
     };
     let result = match cmd {
-        Command::Help(text) => {
-            print!("{text}");
-            Ok(0)
-        }
-        Command::Version => {
-            println!("ctrmon {}", env!("CARGO_PKG_VERSION"));
-            Ok(0)
-        }
+        Command::Help(text) => print(text),
+        Command::Version => print(&format!("ctrmon {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Locate(pid) => locate(pid),
+        Command::Gc(g) => gc(g),
         Command::Run(r) => run::run(r),
         Command::Watch(w) => watch::watch(w),
-        Command::Gc(_) => Err(Failure("gc is not built yet".into())),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(Failure(msg)) => {
-            eprintln!("ctrmon: {msg}");
+            say(msg);
             ExitCode::from(2)
         }
     }
 }
 
+/// Writes `text` to standard output; a closed one is a failure, not a panic.
+fn print(text: &str) -> Result<u8, Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .or_else(|e| fail("write to standard output", e))?;
+    Ok(0)
+}
+
 fn locate(pid: Option<i32>) -> Result<u8, Failure> {
     let cg = ctrmon::cgroup::memory_cgroup_of(pid)?;
-    println!("{}", cg.path.display());
+    print(&format!("{}\n", cg.path.display()))
+}
+
+fn gc(opts: args::Gc) -> Result<u8, Failure> {
+    let parent = match opts.cgroup_parent {
+        Some(p) => p,
+        None => cgroup_dir::default_parent()?,
+    };
+    for p in cgroup_dir::gc(&parent)? {
+        say(format_args!("removed stale cgroup {}", p.display()));
+    }
     Ok(0)
 }

@@ -1,6 +1,6 @@
 //! Turning monitor events into JSON lines.
 
-use std::io::Write;
+use std::path::PathBuf;
 
 use ctrmon::{Event, EventKind, ExitStatus, MemoryEvents};
 
@@ -11,26 +11,32 @@ use crate::json::Line;
 pub enum Target {
     Pid(i32),
     /// A cgroup's OOM watch.
-    Cgroup(String),
+    Cgroup(PathBuf),
     /// A v2 cgroup's `populated` watch (its removal is reported once, by the
     /// OOM watch).
-    Populated(String),
-    Psi(String),
+    Populated(PathBuf),
+    Psi(PathBuf),
+    /// ctrmon's own output, watched for its reader going away: no line.
+    Output,
 }
 
 impl Target {
     fn tag(&self, line: Line) -> Line {
         match self {
             Target::Pid(p) => line.num("pid", p),
-            Target::Cgroup(d) | Target::Populated(d) => line.str("cgroup", d),
-            Target::Psi(f) => line.str("file", f),
+            Target::Cgroup(d) | Target::Populated(d) => line.path("cgroup", d),
+            Target::Psi(f) => line.path("file", f),
+            Target::Output => line,
         }
     }
 }
 
-/// Writes the line for `event`, if it has one, and returns the write's result.
-pub fn write(out: &mut dyn Write, targets: &[Target], event: &Event<u32>) -> std::io::Result<()> {
+/// The line for `event`, if it has one.
+pub fn line(targets: &[Target], event: &Event<u32>) -> Option<String> {
     let target = &targets[event.receiver as usize];
+    if matches!(target, Target::Output) {
+        return None;
+    }
     let line = match &event.kind {
         EventKind::Exited(x) => {
             let mut l = Line::new("exit").num("pid", x.pid);
@@ -48,7 +54,7 @@ pub fn write(out: &mut dyn Write, targets: &[Target], event: &Event<u32>) -> std
             let name = if d.any_oom() { "oom" } else { "memory" };
             counters(target.tag(Line::new(name)), d)
         }
-        EventKind::Removed if matches!(target, Target::Populated(_)) => return Ok(()),
+        EventKind::Removed if matches!(target, Target::Populated(_)) => return None,
         EventKind::Removed => target.tag(Line::new("removed")),
         EventKind::Populated(p) => target.tag(Line::new("populated")).bool("populated", *p),
         EventKind::Pressure(level) => target
@@ -58,9 +64,9 @@ pub fn write(out: &mut dyn Write, targets: &[Target], event: &Event<u32>) -> std
         EventKind::Failed(e) => target
             .tag(Line::new("error"))
             .str("message", &e.to_string()),
-        _ => return Ok(()),
+        _ => return None,
     };
-    line.emit(out)
+    Some(line.finish())
 }
 
 /// The counters that rose, each as its own field.

@@ -1,32 +1,46 @@
 //! `ctrmon run`: a command in a fresh memory cgroup, watched for OOM and exit.
+//!
+//! The command must not outlive ctrmon, and a failing log must not cost the
+//! command anything:
+//! - it gets SIGKILL if ctrmon dies (`PR_SET_PDEATHSIG`), and on every way
+//!   out of ctrmon that runs code the whole cgroup is killed and removed
+//!   ([`CreatedCgroup`]'s drop); what a SIGKILLed ctrmon leaves, the next
+//!   `run` (or `gc`) removes;
+//! - the signals a terminal, `timeout` or an init send are passed on to it;
+//! - an event that cannot be written is counted and reported once at the
+//!   end; ctrmon keeps supervising and exits with the command's status.
 
-use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use ctrmon::cgroup::{cgroup_version, memory_cgroup_of, CgroupVersion};
+use ctrmon::cgroup::CgroupVersion;
 use ctrmon::signal::SignalFd;
 use ctrmon::spawn::ChildSetup;
 use ctrmon::{EventKind, Monitor};
-use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags};
 
 use crate::args::Run;
+use crate::cgroup_dir::{self, CreatedCgroup};
+use crate::json::Line;
+use crate::output::{EventSink, Stream};
 use crate::report::{self, Target};
-use crate::{events_out, fail, signals, Failure};
+use crate::{fail, say, signals, Failure};
 
 pub fn run(opts: Run) -> Result<u8, Failure> {
+    // Opened first, non-blocking: a FIFO without a reader is an error now,
+    // not a hang with the signals already blocked.
+    let mut out = EventSink::open(&opts.events, Stream::Stderr)?;
     // Before any thread exists, so that every thread inherits the block.
     let (sigset, sigfd) = signals::block(&signals::FORWARDED)?;
-    let mut out = events_out(&opts.events, Box::new(std::io::stderr()))?;
 
-    let parent = match &opts.cgroup_parent {
-        Some(p) => p.clone(),
-        None => memory_cgroup_of(None)?.mount_point,
-    };
-    let version = cgroup_version(&parent)?;
-    let cg = CreatedCgroup::new(&parent)?;
+    let placement = crate::placement::place(opts.cgroup_parent.as_deref())?;
+    let version = placement.version;
+    // What ctrmons killed before they could clean up left behind.
+    if let Err(Failure(msg)) = cgroup_dir::gc(&placement.parent) {
+        say(msg);
+    }
+    let cg = CreatedCgroup::new(&placement.parent)?;
     if let Some(bytes) = opts.memory {
         let file = match version {
             CgroupVersion::V1 => "memory.limit_in_bytes",
@@ -61,25 +75,20 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
             .or_else(|e| fail(format_args!("open pidfd for pid {pid}"), e))?,
     );
-    let targets = [
-        Target::Cgroup(cg.path.display().to_string()),
-        Target::Pid(pid),
-    ];
+    let targets = [Target::Cgroup(cg.path.clone()), Target::Pid(pid)];
     monitor.watch_pid_in(pid, cg_watch, 1)?;
     forward_signals(sigfd, pidfd);
 
-    crate::json::Line::new("start")
-        .num("pid", pid)
-        .str("cgroup", &cg.path.display().to_string())
-        .emit(&mut out)
-        .or_else(|e| fail("write event", e))?;
+    // A line that cannot be written is lost, and counted; never a reason to
+    // stop supervising.
+    let start = Line::new("start").num("pid", pid).path("cgroup", &cg.path);
+    let _ = out.write_line(start.finish().as_bytes());
 
     let mut status = None;
     while status.is_none() {
-        let mut write_err = None;
         monitor.wait(None, |event| {
-            if let Err(e) = report::write(&mut out, &targets, &event) {
-                write_err.get_or_insert(e);
+            if let Some(line) = report::line(&targets, &event) {
+                let _ = out.write_line(line.as_bytes());
             }
             // The command's watch ends with its exit, or, if reaping it
             // failed, with an error: either way the run is over.
@@ -90,18 +99,15 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
                 });
             }
         })?;
-        if let Some(e) = write_err {
-            return fail("write event", e);
-        }
     }
     drop(monitor);
-    out.flush().ok();
+    out.report_losses();
     cg.remove()?;
     // Exit statuses are 0..=255; a shell code beyond that cannot happen.
     Ok(status.unwrap_or(1).clamp(0, 255) as u8)
 }
 
-/// Forwards the signals of `signals::FORWARDED` to the child, from a
+/// Forwards the signals of [`signals::FORWARDED`] to the child, from a
 /// thread of its own.
 fn forward_signals(sigfd: SignalFd, child: Arc<OwnedFd>) {
     std::thread::spawn(move || {
@@ -117,88 +123,4 @@ fn forward_signals(sigfd: SignalFd, child: Arc<OwnedFd>) {
             }
         }
     });
-}
-
-/// A cgroup made by `run`: `ctrmon-<pid>-<n>`, removed when done, after
-/// whatever the command left running in it is killed.
-struct CreatedCgroup {
-    path: PathBuf,
-    removed: bool,
-}
-
-impl CreatedCgroup {
-    fn new(parent: &Path) -> Result<CreatedCgroup, Failure> {
-        let me = std::process::id();
-        for n in 0..1000 {
-            let path = parent.join(format!("ctrmon-{me}-{n}"));
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    return Ok(CreatedCgroup {
-                        path,
-                        removed: false,
-                    })
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return fail(format_args!("create cgroup {}", path.display()), e),
-            }
-        }
-        fail(
-            format_args!("create cgroup in {}", parent.display()),
-            "1000 names taken",
-        )
-    }
-
-    fn write(&self, file: &str, value: &str) -> Result<(), Failure> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.path.join(file);
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .and_then(|mut f| f.write_all(value.as_bytes()));
-        written.or_else(|e| fail(format_args!("write {value} to {}", path.display()), e))
-    }
-
-    fn remove(mut self) -> Result<(), Failure> {
-        self.removed = true;
-        remove(&self.path)
-            .or_else(|e| fail(format_args!("remove cgroup {}", self.path.display()), e))
-    }
-}
-
-impl Drop for CreatedCgroup {
-    fn drop(&mut self) {
-        if !self.removed {
-            if let Err(e) = remove(&self.path) {
-                eprintln!("ctrmon: remove cgroup {}: {e}", self.path.display());
-            }
-        }
-    }
-}
-
-/// Kills what is left in the cgroup (the command's own descendants) and
-/// removes it, retrying while the dying processes leave.
-fn remove(path: &Path) -> std::io::Result<()> {
-    let mut result = Ok(());
-    let me = std::process::id() as i32;
-    for _ in 0..500 {
-        let procs = std::fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
-        let pids = procs.lines().filter_map(|l| l.trim().parse::<i32>().ok());
-        // ctrmon itself never joins the cgroup; never kill it all the same.
-        for pid in pids.filter(|&p| p != me) {
-            if let Some(fd) =
-                Pid::from_raw(pid).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
-            {
-                let _ = pidfd_send_signal(&fd, Signal::KILL);
-            }
-        }
-        result = std::fs::remove_dir(path);
-        match &result {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            _ => break,
-        }
-    }
-    result
 }

@@ -1,47 +1,88 @@
 //! `ctrmon watch`: existing processes, cgroups and PSI triggers.
+//!
+//! It ends when everything that can end has ended, on SIGINT/SIGTERM, or at
+//! once when its output goes away: the output fd (a duplicate) is watched
+//! for a hang-up in the same loop, so `ctrmon watch … | head -1` ends when
+//! `head` does, not at the next event.
 
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Arc;
 
-use ctrmon::cgroup::{cgroup_version, CgroupVersion};
+use ctrmon::cgroup::{cgroup_version, memory_cgroup_of, CgroupVersion};
 use ctrmon::Monitor;
 
 use crate::args::Watch;
+use crate::output::{EventSink, Stream};
 use crate::report::{self, Target};
-use crate::{events_out, fail, signals, Failure};
+use crate::{fail, say, signals, Failure};
+
+/// The status when the output was closed: 128 + SIGPIPE, what a shell
+/// reports for a pipeline stage killed by a closed pipe.
+pub const OUTPUT_CLOSED: u8 = 141;
+
+mod link;
+use link::OomWatches;
 
 pub fn watch(opts: Watch) -> Result<u8, Failure> {
+    // Opened first, non-blocking: a FIFO without a reader is an error now.
+    let mut out = EventSink::open(&opts.events, Stream::Stdout)?;
     let (_, sigfd) = signals::block(&signals::ENDING)?;
-    let mut out = events_out(&opts.events, Box::new(std::io::stdout()))?;
     let monitor: Arc<Monitor<u32>> = Arc::new(Monitor::new()?);
 
     // Set everything up before reporting anything: a bad argument fails the
     // whole command, and dropping the monitor releases what was armed.
     let mut targets = Vec::new();
-    let mut live_pids = 0usize;
-    let mut live_cgroups = 0usize;
+    // Watches whose end is awaited: pids, cgroups, PSI files in cgroups.
+    let mut live = 0usize;
+    // The cgroups first: a pid inside one is linked to its OOM watch.
+    let mut oom_watches = OomWatches::default();
+    for dir in &opts.cgroups {
+        let id = targets.len() as u32;
+        targets.push(Target::Cgroup(dir.clone()));
+        let watch = monitor
+            .watch_cgroup_oom(dir, id)
+            .map_err(|e| explain_cgroup(dir, e))?;
+        oom_watches.push(dir.clone(), watch);
+        if cgroup_version(dir)? == CgroupVersion::V2 {
+            let pid = targets.len() as u32;
+            targets.push(Target::Populated(dir.clone()));
+            monitor.watch_populated(dir, pid)?;
+        }
+        live += 1;
+    }
     for &pid in &opts.pids {
         let id = targets.len() as u32;
         targets.push(Target::Pid(pid));
         // A pid that is not there (never was, or already exited and was
         // reaped) is a usage error: its exit cannot be reported.
-        monitor.watch_pid(pid, id)?;
-        live_pids += 1;
-    }
-    for dir in &opts.cgroups {
-        let id = targets.len() as u32;
-        targets.push(Target::Cgroup(dir.display().to_string()));
-        monitor.watch_cgroup_oom(dir, id)?;
-        if cgroup_version(dir)? == CgroupVersion::V2 {
-            let pid = targets.len() as u32;
-            targets.push(Target::Populated(dir.display().to_string()));
-            monitor.watch_populated(dir, pid)?;
-        }
-        live_cgroups += 1;
+        let linked = oom_watches.for_pid(pid).map_err(|e| explain_pid(pid, e))?;
+        let watched = match linked {
+            Some(cgroup) => monitor.watch_pid_in(pid, cgroup, id),
+            None => monitor.watch_pid(pid, id),
+        };
+        watched.map_err(|e| explain_pid(pid, e))?;
+        live += 1;
     }
     for (file, trigger) in &opts.psi {
         let id = targets.len() as u32;
-        targets.push(Target::Psi(file.display().to_string()));
+        targets.push(Target::Psi(file.clone()));
         monitor.watch_psi(file, trigger, id)?;
+        // A cgroup's pressure file ends with its cgroup; /proc/pressure never.
+        if !file.starts_with("/proc") {
+            live += 1;
+        }
+    }
+    // The output's reader going away ends the watch. A regular file cannot
+    // hang up, and epoll refuses it (EPERM): nothing to watch then.
+    let output = targets.len() as u32;
+    targets.push(Target::Output);
+    let dup = rustix::io::fcntl_dupfd_cloexec(out.fd(), 3)
+        .or_else(|e| fail(format_args!("duplicate {}", out.name()), e))?;
+    if let Err(e) = monitor.watch_hangup(dup, output) {
+        if e.raw_os_error() != Some(libc::EPERM) {
+            return fail(format_args!("watch {} for hang-up", out.name()), e);
+        }
     }
 
     let m = monitor.clone();
@@ -52,26 +93,96 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
         }
     });
 
-    // With only PSI triggers there is nothing to end on but a signal.
-    let ends = live_pids + live_cgroups > 0;
-    let all_gone = |pids: usize, cgroups: usize| ends && pids == 0 && cgroups == 0;
-    while !monitor.is_shut_down() && !all_gone(live_pids, live_cgroups) {
-        let mut write_err = None;
+    // With only /proc/pressure triggers there is nothing to end on but a
+    // signal.
+    let ends = live > 0;
+    let finished = |live: usize| ends && live == 0;
+    let mut output_closed = false;
+    let mut write_error = None;
+    while !monitor.is_shut_down() && !finished(live) {
         monitor.wait(None, |event| {
-            if let Err(e) = report::write(&mut out, &targets, &event) {
-                write_err.get_or_insert(e);
+            if output_closed || write_error.is_some() {
+                return;
+            }
+            if event.receiver == output {
+                output_closed = true;
+                return;
+            }
+            if let Some(line) = report::line(&targets, &event) {
+                if let Err(e) = out.write_line(line.as_bytes()) {
+                    write_error = Some(e);
+                    return;
+                }
             }
             match (&targets[event.receiver as usize], &event.kind) {
-                (Target::Pid(_), k) if k.is_final() => live_pids -= 1,
                 // A v2 cgroup has two watches (OOM and populated); its end is
                 // counted on the OOM watch's.
-                (Target::Cgroup(_), k) if k.is_final() => live_cgroups -= 1,
+                (Target::Pid(_) | Target::Cgroup(_) | Target::Psi(_), k) if k.is_final() => {
+                    live = live.saturating_sub(1)
+                }
                 _ => {}
             }
         })?;
-        if let Some(e) = write_err {
-            return fail("write event", e);
+        if output_closed {
+            return Ok(OUTPUT_CLOSED);
+        }
+        if let Some(e) = write_error {
+            // A reader that went away needs no message; a full disk does.
+            if e.raw_os_error() != Some(libc::EPIPE) {
+                say(format_args!(
+                    "write events to {}: {e}; stopping, since later events would be lost",
+                    out.name()
+                ));
+            }
+            return Ok(OUTPUT_CLOSED);
         }
     }
     Ok(0)
+}
+
+/// The kernel's answer for a pid that cannot be watched is often unclear
+/// (`ENOENT` for a thread, `ESRCH` for a pid of another pid namespace):
+/// say what is wrong when it can be told.
+fn explain_pid(pid: i32, e: ctrmon::Error) -> Failure {
+    // /proc/<tid> exists for every thread, though it is not listed.
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        let tgid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse::<i32>().ok());
+        if let Some(tgid) = tgid.filter(|&t| t != pid) {
+            return Failure(format!(
+                "watch pid {pid}: {pid} is a thread of process {tgid}, not a process (watch --pid {tgid})"
+            ));
+        }
+    }
+    if e.is_process_gone() && in_nested_pid_namespace() {
+        return Failure(format!(
+            "watch pid {pid}: not visible in this pid namespace (ctrmon runs in a nested one, \
+             which cannot see the host's or other containers' processes), or it has exited"
+        ));
+    }
+    e.into()
+}
+
+/// The initial pid namespace has a fixed inode number (`PROC_PID_INIT_INO`).
+fn in_nested_pid_namespace() -> bool {
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() != 0xEFFF_FFFC)
+}
+
+/// A v1 directory without `memory.oom_control` is on another controller's
+/// hierarchy: say so, instead of "no such file".
+fn explain_cgroup(dir: &Path, e: ctrmon::Error) -> Failure {
+    let v1 = matches!(cgroup_version(dir), Ok(CgroupVersion::V1));
+    if v1 && dir.is_dir() && !dir.join("memory.oom_control").exists() {
+        let memory = memory_cgroup_of(None)
+            .map(|c| format!(" (the memory hierarchy is {})", c.mount_point.display()))
+            .unwrap_or_default();
+        return Failure(format!(
+            "watch cgroup {}: the memory controller is not there: this v1 hierarchy has no \
+             memory.oom_control{memory}",
+            dir.display()
+        ));
+    }
+    e.into()
 }

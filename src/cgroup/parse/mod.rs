@@ -16,12 +16,14 @@ use std::fmt;
 pub mod cgroup_events;
 pub mod controllers;
 pub mod escape;
+pub mod kmsg_oom;
 pub mod memory_events;
 pub mod mountinfo;
 pub mod number;
 pub mod oom_control;
 pub mod proc_cgroup;
 pub mod psi;
+pub mod swap_events;
 
 /// Why a cgroup or proc file could not be parsed.
 ///

@@ -1,0 +1,288 @@
+//! OOM on cgroup v2: real `memory.events` in the v2-only test guest
+//! (tests/guest/run.sh). On a host without the v2 memory controller every
+//! test here skips, even under `CTRMON_REQUIRE_CGROUPS=1`; in the guest a
+//! skip is a failure.
+//!
+//! Each test makes its own `ctrmon-test-*` cgroups and removes them on drop,
+//! after killing the processes it started there.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{memory_v2, wait_until, TestCgroup};
+use ctrmon::{Event, EventKind, ExitStatus, Monitor};
+
+const LIMIT: &str = "33554432"; // 32 MiB
+const LONG: Duration = Duration::from_secs(120);
+
+/// The `oom_kill` increase of an event that reports an OOM.
+fn oom_kills<T>(e: &Event<T>) -> Option<u64> {
+    match &e.kind {
+        EventKind::Memory(d) if d.any_oom() => Some(d.oom_kill),
+        _ => None,
+    }
+}
+
+/// A cgroup with a 32 MiB limit and no swap.
+fn limited(root: &std::path::Path, name: &str) -> TestCgroup {
+    let cg = TestCgroup::new(root, name);
+    cg.set("memory.max", LIMIT);
+    cg.set("memory.swap.max", "0");
+    cg
+}
+
+#[test]
+fn oom_on_own_limit_one_event_then_the_exit_marked_then_removal() {
+    let Some(root) = memory_v2() else { return };
+    let mut cg = limited(&root, "v2-oom");
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, "cgroup").unwrap();
+    let hog = cg.memory_hog();
+    let pw = m.watch_pid_in(hog.pid(), cgw, "hog").unwrap();
+
+    let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == pw));
+    let ooms: Vec<&Event<&str>> = got.iter().filter(|e| oom_kills(e).is_some()).collect();
+    assert_eq!(ooms.len(), 1, "exactly one OOM event: {got:?}");
+    assert_eq!(ooms[0].id, cgw);
+    let kernel = cg.counter("memory.events", "oom_kill");
+    assert_eq!(kernel, 1, "{}", cg.read("memory.events"));
+    assert_eq!(oom_kills(ooms[0]), Some(kernel), "{got:?}");
+    let oom_at = got.iter().position(|e| oom_kills(e).is_some()).unwrap();
+    let exit_at = got.iter().position(|e| e.id == pw).unwrap();
+    assert!(
+        oom_at < exit_at,
+        "the OOM must come before the exit: {got:?}"
+    );
+    let EventKind::Exited(x) = got[exit_at].kind else {
+        panic!("{got:?}")
+    };
+    assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+
+    drop(hog);
+    cg.remove();
+    let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.is_final()));
+    let last = got.last().unwrap();
+    assert!(
+        last.id == cgw && matches!(last.kind, EventKind::Removed),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().all(|e| oom_kills(e).is_none()),
+        "no OOM after the one reported: {got:?}"
+    );
+    assert!(m.is_empty());
+}
+
+/// The sum of the `oom_kill` increases reported for watch `id`.
+fn reported_kills<T>(got: &[Event<T>], id: ctrmon::WatchId) -> u64 {
+    got.iter()
+        .filter(|e| e.id == id)
+        .filter_map(|e| match &e.kind {
+            EventKind::Memory(d) => Some(d.oom_kill),
+            _ => None,
+        })
+        .sum()
+}
+
+/// The sum of the `oom` increases reported for watch `id`.
+fn reported_ooms<T>(got: &[Event<T>], id: ctrmon::WatchId) -> u64 {
+    got.iter()
+        .filter(|e| e.id == id)
+        .filter_map(|e| match &e.kind {
+            EventKind::Memory(d) => Some(d.oom),
+            _ => None,
+        })
+        .sum()
+}
+
+// containerd #6323: the limit sits on the parent and the victim in the
+// child, whose `oom` never rises; counting `oom` alone misses the kill.
+#[test]
+fn limit_on_parent_kill_reported_in_the_child_whose_oom_never_rises() {
+    let Some(root) = memory_v2() else { return };
+    let parent = limited(&root, "v2-parent");
+    parent.set("cgroup.subtree_control", "+memory");
+    let child = parent.child("leaf");
+    let m = Monitor::new().unwrap();
+    let pw = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
+    let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
+    let hog = child.memory_hog();
+    let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
+    // The parent's notification may trail the child's exit.
+    let got = wait_until(&m, LONG, |g| {
+        g.iter().any(|e| e.id == hw) && g.iter().any(|e| e.id == pw && oom_kills(e).is_some())
+    });
+
+    assert_eq!(child.counter("memory.events", "oom"), 0);
+    assert_eq!(child.counter("memory.events", "oom_kill"), 1);
+    assert_eq!(reported_kills(&got, cw), 1, "{got:?}");
+    assert_eq!(reported_ooms(&got, cw), 0, "{got:?}");
+    let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+    // memory.events is hierarchical: the parent counts its own OOM and its
+    // child's kill.
+    assert_eq!(parent.counter("memory.events", "oom"), 1);
+    assert_eq!(parent.counter("memory.events", "oom_kill"), 1);
+    assert_eq!(reported_ooms(&got, pw), 1, "{got:?}");
+}
+
+#[test]
+fn oom_group_kills_every_process_and_every_kill_is_accounted() {
+    let Some(root) = memory_v2() else { return };
+    let cg = limited(&root, "v2-group");
+    cg.set("memory.oom.group", "1");
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let mut kids = Vec::new();
+    let mut watches = Vec::new();
+    for i in 1..=3 {
+        let kid = cg.sh("exec sleep 600");
+        watches.push(m.watch_pid_in(kid.pid(), cgw, i).unwrap());
+        kids.push(kid);
+    }
+    // Every sleeper is in the cgroup before the hog starts.
+    common::wait_for(LONG, || cg.read("cgroup.procs").lines().count() == 3);
+    let hog = cg.memory_hog();
+    watches.push(m.watch_pid_in(hog.pid(), cgw, 4).unwrap());
+    kids.push(hog);
+
+    let got = wait_until(&m, LONG, |g| {
+        watches.iter().all(|w| g.iter().any(|e| e.id == *w))
+    });
+    let kernel_kills = cg.counter("memory.events", "oom_kill");
+    // Each of the four processes is counted; 6.1 counts the victim chosen
+    // first a second time when it kills the rest of the group.
+    assert!(
+        (4..=5).contains(&kernel_kills),
+        "{}",
+        cg.read("memory.events")
+    );
+    assert_eq!(cg.counter("memory.events", "oom_group_kill"), 1);
+    assert_eq!(reported_kills(&got, cgw), kernel_kills, "{got:?}");
+    let group: u64 = got
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Memory(d) => Some(d.oom_group_kill),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(group, 1, "{got:?}");
+    for w in &watches {
+        let at = got.iter().position(|e| e.id == *w).unwrap();
+        let EventKind::Exited(x) = got[at].kind else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (x.status, x.oom_killed),
+            (ExitStatus::Signal(9), true),
+            "{got:?}"
+        );
+        let first_oom = got.iter().position(|e| oom_kills(e).is_some()).unwrap();
+        assert!(
+            first_oom < at,
+            "the OOM must come before each exit: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn several_kills_over_time_reported_sum_equals_the_kernels_every_time() {
+    let Some(root) = memory_v2() else { return };
+    let cg = limited(&root, "v2-several");
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let mut all = Vec::new();
+    for round in 1..=4u64 {
+        let hog = cg.memory_hog();
+        let hw = m.watch_pid_in(hog.pid(), cgw, round as i32).unwrap();
+        let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == hw));
+        let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
+            panic!()
+        };
+        assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+        all.extend(got);
+        let kernel = cg.counter("memory.events", "oom_kill");
+        assert_eq!(kernel, round, "{}", cg.read("memory.events"));
+        assert_eq!(reported_kills(&all, cgw), kernel, "round {round}: {all:?}");
+    }
+}
+
+/// The sums of the (`oom`, `oom_kill`) increases reported for watch `id`.
+fn reported<T>(got: &[Event<T>], id: ctrmon::WatchId) -> (u64, u64) {
+    (reported_ooms(got, id), reported_kills(got, id))
+}
+
+/// Parent and child, the limit on one of them, the hog in the child; both
+/// watched through `memory.events.local` and the parent also through
+/// `memory.events`; checks what each watch reports against the kernel.
+fn local_case(root: &std::path::Path, name: &str, limit_on_parent: bool) {
+    let parent = TestCgroup::new(root, name);
+    parent.set("cgroup.subtree_control", "+memory");
+    let child = parent.child("leaf");
+    let limited = if limit_on_parent { &parent } else { &child };
+    limited.set("memory.max", LIMIT);
+    limited.set("memory.swap.max", "0");
+    let m = Monitor::new().unwrap();
+    let pl = m
+        .watch_cgroup_oom_local(&parent.path, "parent local")
+        .unwrap();
+    let cl = m
+        .watch_cgroup_oom_local(&child.path, "child local")
+        .unwrap();
+    let ph = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
+    let hog = child.memory_hog();
+    let hw = m.watch_pid_in(hog.pid(), cl, "hog").unwrap();
+    let got = wait_until(&m, LONG, |g| {
+        g.iter().any(|e| e.id == hw)
+            && reported(g, cl).1 == 1
+            && reported(g, ph) == (1, 1)
+            && (!limit_on_parent || reported(g, pl).0 == 1)
+    });
+    // A late report for the parent's local file would show here.
+    let mut got = got;
+    m.wait(Some(Duration::from_millis(300)), |e| got.push(e))
+        .unwrap();
+
+    let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
+    let local = |cg: &TestCgroup| {
+        (
+            cg.counter("memory.events.local", "oom"),
+            cg.counter("memory.events.local", "oom_kill"),
+        )
+    };
+    if limit_on_parent {
+        // The ancestor's limit: the OOM is the parent's own, the kill the
+        // child's own.
+        assert_eq!(local(&parent), (1, 0));
+        assert_eq!(local(&child), (0, 1));
+        assert_eq!(reported(&got, pl), (1, 0), "{got:?}");
+        assert_eq!(reported(&got, cl), (0, 1), "{got:?}");
+    } else {
+        // The child's own limit: OOM and kill are both the child's.
+        assert_eq!(local(&parent), (0, 0));
+        assert_eq!(local(&child), (1, 1));
+        assert_eq!(reported(&got, pl), (0, 0), "{got:?}");
+        assert_eq!(reported(&got, cl), (1, 1), "{got:?}");
+        assert!(got.iter().all(|e| e.id != pl), "{got:?}");
+    }
+    // The hierarchical file cannot tell the two apart.
+    assert_eq!(reported(&got, ph), (1, 1), "{got:?}");
+}
+
+#[test]
+fn local_events_own_limit_oom_and_kill_in_the_child_nothing_in_the_parent() {
+    let Some(root) = memory_v2() else { return };
+    local_case(&root, "v2-local-own", false);
+}
+
+#[test]
+fn local_events_ancestors_limit_oom_in_the_parent_kill_in_the_child() {
+    let Some(root) = memory_v2() else { return };
+    local_case(&root, "v2-local-parent", true);
+}
