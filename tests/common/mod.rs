@@ -478,6 +478,7 @@ pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
 
 // ---------------------------------------------------------------------------
 // For test binaries without the libtest harness (`harness = false`): those
