@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             "a_hold_keeps_a_child_spawned_but_not_yet_watched",
             hold_keeps_child,
         ),
+        ("a_bounded_reap_goes_on_at_the_next_call", bounded_reap),
         ("storm_orphans_spread_over_300ms", || storm(200, 300, 1)),
         ("storm_orphans_within_10ms", || storm(200, 10, 2)),
     ]);
@@ -226,6 +227,39 @@ fn hold_keeps_child() {
     );
     drop((child, stray));
     assert_eq!(my_zombies(), Vec::<i32>::new());
+}
+
+fn bounded_reap() {
+    let mut reaper = OrphanReaper::new().unwrap();
+    let kids: Vec<Child> = (0..5)
+        .map(|_| helper("orphan", &["0".into(), "4".into()]).spawn().unwrap())
+        .collect();
+    let pids: Vec<i32> = kids.iter().map(|k| k.id() as i32).collect();
+    // All five exited (zombies) before the first look.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| !my_zombies().contains(p)) {
+        assert!(Instant::now() < deadline, "children did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut got = Vec::new();
+    let mut calls = 0;
+    while got.len() < 5 {
+        assert!(
+            wait_readable(rustix::fd::AsFd::as_fd(&reaper), 1_000),
+            "readable while orphans remain"
+        );
+        let n = reaper.reap_at_most(2, |_| false, |o| got.push(o)).unwrap();
+        assert!(n <= 2);
+        calls += 1;
+    }
+    assert_eq!(calls, 3);
+    let mut reaped: Vec<i32> = got.iter().map(|o| o.pid).collect();
+    reaped.sort();
+    let mut want = pids.clone();
+    want.sort();
+    assert_eq!(reaped, want);
+    assert!(got.iter().all(|o| o.status == ExitStatus::Code(4)));
+    drop(kids);
 }
 
 /// What the spawner thread learned about each parent it started.

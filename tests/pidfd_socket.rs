@@ -161,6 +161,7 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
 /// that pidfd (it is our child) and read its code.
 fn assert_names_sender(x: &mut Exchange, got: &ReceivedPidfd) {
     assert!(is_pidfd(got.pidfd.as_fd()));
+    assert_eq!(got.pid, Some(x.sender.pid()));
     let flags = rustix::io::fcntl_getfd(&got.pidfd).unwrap();
     assert!(
         flags.contains(rustix::io::FdFlags::CLOEXEC),

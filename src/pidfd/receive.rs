@@ -28,7 +28,7 @@ use arrayvec::ArrayVec;
 use rustix::io::Errno;
 use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
 
-use super::check::{is_pidfd, link_name};
+use super::check::{is_pidfd, link_name, pid_of};
 use crate::{Error, Result, Subject};
 
 /// The longest payload kept; runc's own receiver allows 4096 bytes.
@@ -43,6 +43,10 @@ const MAX_FDS: usize = 8;
 pub struct ReceivedPidfd {
     /// The pidfd (checked to be one; close-on-exec).
     pub pidfd: OwnedFd,
+    /// The pid it names, in our pid namespace, when it arrived; `None` if
+    /// the process had already been reaped, or lives in a pid namespace
+    /// that ours does not contain.
+    pub pid: Option<i32>,
     /// The bytes sent with it: runc sends `standard` (a container's init) or
     /// `setns` (a process started with `runc exec`); crun sends a space.
     pub payload: Vec<u8>,
@@ -120,7 +124,9 @@ pub fn receive_pidfd(conn: BorrowedFd<'_>, socket: &Path) -> Result<Option<Recei
             "a file descriptor that is not a pidfd ({what}; closed it)"
         ));
     }
+    let pid = pid_of(pidfd.as_fd())?;
     Ok(Some(ReceivedPidfd {
+        pid,
         pidfd,
         payload: payload[..msg.bytes.min(MAX_PAYLOAD)].to_vec(),
     }))

@@ -96,6 +96,19 @@ impl OrphanReaper {
     /// scan). While a [`Hold`] is alive nothing is reaped.
     pub fn reap(
         &mut self,
+        keep: impl FnMut(i32) -> bool,
+        on_orphan: impl FnMut(Orphan),
+    ) -> Result<usize> {
+        self.reap_at_most(usize::MAX, keep, on_orphan)
+    }
+
+    /// Like [`reap`](Self::reap), but stops after `max` orphans (for a loop
+    /// that delivers events in bounded batches). When it stops early it
+    /// raises SIGCHLD again, so the reaper's fd stays readable and the next
+    /// call goes on.
+    pub fn reap_at_most(
+        &mut self,
+        max: usize,
         mut keep: impl FnMut(i32) -> bool,
         mut on_orphan: impl FnMut(Orphan),
     ) -> Result<usize> {
@@ -126,6 +139,10 @@ impl OrphanReaper {
         holds.deferred.store(false, SeqCst);
         let mut reaped = 0;
         for &pid in &self.pids {
+            if reaped == max {
+                let _ = kill_process(getpid(), Signal::CHILD);
+                break;
+            }
             if keep(pid) {
                 continue;
             }
