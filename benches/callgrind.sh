@@ -16,7 +16,7 @@ N=${1:-4096}
 R1=${2:-200}
 R2=${3:-1200}
 shift $(( $# < 3 ? $# : 3 ))
-VARIANTS=${*:-ctrmon raw mio}
+VARIANTS=${*:-ctrmon ctrmon_owned raw mio}
 K=$(( N < 64 ? N : 64 ))
 
 bin=$(cargo bench --bench dispatch --no-run 2>&1 |

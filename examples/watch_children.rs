@@ -8,7 +8,8 @@ use std::time::Duration;
 use ctrmon::{EventKind, Monitor};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let monitor: Monitor<&str> = Monitor::new()?;
+    // One thread owns the loop: `wait_mut` dispatches without a lock.
+    let mut monitor: Monitor<&str> = Monitor::new()?;
     let children = [
         ("exits-0", Command::new("true").spawn()?),
         (
@@ -25,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("watching {name} (pid {})", child.id());
     }
     while !monitor.is_empty() {
-        monitor.wait(Some(Duration::from_secs(10)), |event| {
+        monitor.wait_mut(Some(Duration::from_secs(10)), |event, _monitor| {
             if let EventKind::Exited(exit) = event.kind {
                 println!(
                     "{}: pid {} ended: {:?}",

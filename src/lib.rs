@@ -22,6 +22,20 @@
 //! - Cgroup discovery: [`cgroup`] finds a process's memory cgroup from
 //!   `/proc/<pid>/cgroup` and mountinfo, also inside nested containers.
 //!
+//! # Which entry point
+//!
+//! | you have | use |
+//! | --- | --- |
+//! | one thread that runs the loop (the common case) | [`Monitor::wait_mut`]: no lock, no atomic read-modify-write per event |
+//! | several threads that add watches, wake or shut down during a wait | [`Monitor::wait`] on a monitor in an `Arc` |
+//! | another event loop (mio, tokio) | either, with a zero timeout, when the monitor's fd ([`AsFd`](std::os::fd::AsFd)) turns readable |
+//! | producers in other threads, with `wait_mut` | [`Monitor::watch_new_eventfd`] and its [`EventfdWriter`] |
+//!
+//! Both waits deliver the same events with the same guarantees. A non-final
+//! event lends the receiver ([`Receiver::Lent`]); the final one hands it
+//! back ([`Receiver::Owned`]): the receiver type needs neither `Clone` nor
+//! `Sync`.
+//!
 //! # Example
 //!
 //! ```
@@ -29,8 +43,8 @@
 //! use std::time::Duration;
 //! use ctrmon::{EventKind, ExitStatus, Monitor};
 //!
-//! // The receiver value can be anything cheap to clone: here, a name.
-//! let monitor: Monitor<&str> = Monitor::new()?;
+//! // The receiver value can be anything: here, a name.
+//! let mut monitor: Monitor<&str> = Monitor::new()?;
 //! let ok = Command::new("true").spawn()?;
 //! let killed = Command::new("sleep").arg("60").spawn()?;
 //! monitor.watch_pid(ok.id() as i32, "ok")?;
@@ -42,9 +56,9 @@
 //!
 //! let mut seen = Vec::new();
 //! while !monitor.is_empty() {
-//!     monitor.wait(Some(Duration::from_secs(10)), |event| {
+//!     monitor.wait_mut(Some(Duration::from_secs(10)), |event, _monitor| {
 //!         if let EventKind::Exited(exit) = event.kind {
-//!             seen.push((event.receiver, exit.status));
+//!             seen.push((*event.receiver, exit.status));
 //!         }
 //!     })?;
 //! }
@@ -57,12 +71,14 @@
 //!
 //! - Every fd the monitor opens is close-on-exec; fds handed to it are made
 //!   so.
-//! - Each watch's final event (an exit, a hang-up, a failure) is delivered
-//!   exactly once, and hands back the receiver; `unwatch` returns it instead.
+//! - Each watch's final event (an exit, a hang-up, a failure, `Unwatched`)
+//!   is delivered exactly once, and hands back the receiver; `unwatch`
+//!   returns it instead (or, while the receiver is lent to a handler, ends
+//!   the watch and lets its `Unwatched` event hand it back).
 //! - An event queued by the kernel for a watch that has since ended is
 //!   dropped, even when the table slot was already reused.
-//! - No caller code runs while the monitor's lock is held (except
-//!   `T::clone`, which must not call back into the monitor).
+//! - No caller code runs while the monitor's lock is held; receivers are
+//!   never cloned.
 //! - Dispatch does not allocate.
 
 #![deny(unsafe_code)]
@@ -70,6 +86,7 @@
 
 pub mod cgroup;
 mod error;
+mod event;
 mod monitor;
 pub mod pidfd;
 pub mod reaper;
@@ -88,9 +105,11 @@ pub use error::{Error, Result, Subject};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+pub use event::{Event, EventKind, Exit, ExitStatus, Receiver, WatchId};
 #[doc(hidden)]
 pub use monitor::table_slot_size;
-pub use monitor::{Event, EventKind, Exit, ExitStatus, Monitor, WatchId};
+pub use monitor::Monitor;
+pub use source::eventfd::EventfdWriter;
 pub use source::pressure_v1::{PressureLevel, PressureMode};
 
 /// The kernel log: who the OOM killer killed, by pid.

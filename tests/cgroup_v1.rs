@@ -136,7 +136,7 @@ fn limit_on_child_fires_only_the_child() {
     let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
     let mut got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == hw));
     // Give a late parent notification time to show up, if there were one.
-    m.wait(Some(Duration::from_millis(100)), |e| got.push(e))
+    m.wait(Some(Duration::from_millis(100)), |e| got.push(e.cloned()))
         .unwrap();
     assert!(
         got.iter().all(|e| e.id != pw),

@@ -243,7 +243,7 @@ fn local_case(root: &std::path::Path, name: &str, limit_on_parent: bool) {
     });
     // A late report for the parent's local file would show here.
     let mut got = got;
-    m.wait(Some(Duration::from_millis(300)), |e| got.push(e))
+    m.wait(Some(Duration::from_millis(300)), |e| got.push(e.cloned()))
         .unwrap();
 
     let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {

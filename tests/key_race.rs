@@ -37,7 +37,7 @@ fn a_failed_add_never_hands_its_key_to_the_next_watch() {
             while !stop.load(Ordering::Relaxed) {
                 m.wait(Some(Duration::from_millis(20)), |e| {
                     // Every pipe's writer stays open until its watch is gone.
-                    if e.receiver < CGROUP && matches!(e.kind, EventKind::HungUp) {
+                    if *e.receiver < CGROUP && matches!(e.kind, EventKind::HungUp) {
                         false_hangups.fetch_add(1, Ordering::Relaxed);
                     }
                 })

@@ -1,4 +1,10 @@
 //! The monitor core against real processes, FIFOs and eventfds.
+//!
+//! Every test that one thread can run runs twice, on both ways to wait:
+//! `wait` (`&self`, the table behind the lock) and `wait_mut` (`&mut self`,
+//! no lock); `on_both_paths!` makes a `shared` and an `owned` test of each.
+//! The tests of other threads acting during a wait are for `wait` only: the
+//! borrow checker rules them out for `wait_mut`.
 
 mod common;
 
@@ -11,30 +17,107 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::Kid;
-use ctrmon::{Event, EventKind, ExitStatus, Monitor, WatchId};
+use ctrmon::{Event, EventKind, ExitStatus, Monitor, Receiver, WatchId};
 use rustix::event::{eventfd, EventfdFlags};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(20));
 
+/// The two ways to wait.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Shared,
+    Owned,
+}
+
+/// One wait on `path`; the handler gets the monitor to act on, either way.
+fn wait<T>(
+    path: Path,
+    m: &mut Monitor<T>,
+    timeout: Option<Duration>,
+    mut handler: impl FnMut(Event<'_, T>, &Monitor<T>),
+) -> usize {
+    match path {
+        Path::Shared => {
+            let m: &Monitor<T> = m;
+            m.wait(timeout, |e| handler(e, m))
+        }
+        Path::Owned => m.wait_mut(timeout, handler),
+    }
+    .unwrap()
+}
+
+/// Makes a `shared` and an `owned` test of each `fn name(path: Path)`.
+macro_rules! on_both_paths {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn shared() {
+                super::$name(super::Path::Shared)
+            }
+            #[test]
+            fn owned() {
+                super::$name(super::Path::Owned)
+            }
+        }
+    )*};
+}
+
+on_both_paths!(
+    child_exit_code_is_reported_and_child_reaped,
+    killed_child_reports_the_signal,
+    zombie_is_reported_on_the_next_wait,
+    without_reaping_leaves_the_zombie_to_the_caller,
+    grandchild_exit_is_reported_without_status,
+    exit_fifo_hangs_up_when_the_writer_exits,
+    exit_fifo_race_a_late_reader_never_sees_the_hangup,
+    eventfd_counts_are_drained_and_the_watch_goes_on,
+    stale_event_for_a_reused_slot_never_reaches_the_new_receiver,
+    handler_can_add_and_remove_watches_without_deadlock,
+    more_than_a_batch_of_ready_sources_are_all_delivered_once,
+    many_exits_are_each_delivered_exactly_once,
+    timeouts_are_kept,
+    receivers_are_lent_and_handed_back_never_cloned,
+    unwatching_a_lent_watch_hands_the_receiver_back_as_unwatched,
+    made_eventfds_need_no_checks_and_outlive_their_watch,
+    a_wake_with_nobody_waiting_ends_the_next_wait,
+);
+
+/// The error kind of `EBUSY` (`ResourceBusy`, stable since Rust 1.83).
+fn busy() -> std::io::ErrorKind {
+    std::io::Error::from(rustix::io::Errno::BUSY).kind()
+}
+
+/// A final event, detached from the wait that delivered it.
+#[derive(Debug)]
+struct Final<T> {
+    id: WatchId,
+    kind: EventKind,
+    receiver: T,
+}
+
 /// Waits until one final event arrives and returns it; panics on timeout.
-fn next_final<T: Clone + std::fmt::Debug>(m: &Monitor<T>) -> Event<T> {
+fn next_final<T: std::fmt::Debug>(path: Path, m: &mut Monitor<T>) -> Final<T> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut got = None;
     while got.is_none() {
         assert!(Instant::now() < deadline, "no final event within 20 s");
-        m.wait(Some(Duration::from_millis(200)), |e| {
+        wait(path, m, Some(Duration::from_millis(200)), |e, _| {
             if e.is_final() {
                 assert!(got.is_none(), "two final events in one wait: {e:?}");
-                got = Some(e);
+                let (id, kind) = (e.id, e.kind);
+                let receiver = e
+                    .receiver
+                    .into_owned()
+                    .expect("a final event hands it back");
+                got = Some(Final { id, kind, receiver });
             }
-        })
-        .unwrap();
+        });
     }
     got.unwrap()
 }
 
-fn exit_of<T>(e: &Event<T>) -> ctrmon::Exit {
-    match &e.kind {
+fn exit_of(kind: &EventKind) -> ctrmon::Exit {
+    match kind {
         EventKind::Exited(x) => *x,
         other => panic!("expected an exit, got {other:?}"),
     }
@@ -48,16 +131,15 @@ fn signal(fd: &OwnedFd, n: u64) {
     rustix::io::write(fd, &n.to_ne_bytes()).unwrap();
 }
 
-#[test]
-fn child_exit_code_is_reported_and_child_reaped() {
-    let m = Monitor::new().unwrap();
+fn child_exit_code_is_reported_and_child_reaped(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 7");
     let id = m.watch_pid(kid.pid(), "seven").unwrap();
     assert_eq!(m.len(), 1);
-    let e = next_final(&m);
+    let e = next_final(path, &mut m);
     assert_eq!(e.id, id);
     assert_eq!(e.receiver, "seven");
-    let x = exit_of(&e);
+    let x = exit_of(&e.kind);
     assert_eq!(
         (x.pid, x.status, x.reaped),
         (kid.pid(), ExitStatus::Code(7), true)
@@ -70,33 +152,30 @@ fn child_exit_code_is_reported_and_child_reaped() {
     );
 }
 
-#[test]
-fn killed_child_reports_the_signal() {
-    let m = Monitor::new().unwrap();
+fn killed_child_reports_the_signal(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let kid = Kid::sleeper();
     m.watch_pid(kid.pid(), ()).unwrap();
     // Nothing happens while it sleeps.
-    assert_eq!(
-        m.wait(Some(Duration::from_millis(50)), |_| panic!("no event"))
-            .unwrap(),
-        0
-    );
+    let n = wait(path, &mut m, Some(Duration::from_millis(50)), |_, _| {
+        panic!("no event")
+    });
+    assert_eq!(n, 0);
     kid.kill();
-    let x = exit_of(&next_final(&m));
+    let x = exit_of(&next_final(path, &mut m).kind);
     assert_eq!(x.status, ExitStatus::Signal(9));
     assert_eq!(x.status.shell_code(), Some(137));
 }
 
-#[test]
-fn zombie_is_reported_on_the_next_wait() {
-    let m = Monitor::new().unwrap();
+fn zombie_is_reported_on_the_next_wait(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 3");
     kid.wait_exited_no_reap();
     m.watch_pid(kid.pid(), ()).unwrap();
     let mut got = Vec::new();
-    let n = m
-        .wait(Some(Duration::ZERO), |e| got.push(exit_of(&e).status))
-        .unwrap();
+    let n = wait(path, &mut m, Some(Duration::ZERO), |e, _| {
+        got.push(exit_of(&e.kind).status)
+    });
     assert_eq!(n, 1);
     assert_eq!(got, [ExitStatus::Code(3)]);
 }
@@ -125,19 +204,17 @@ fn invalid_pids_are_refused_by_name() {
     }
 }
 
-#[test]
-fn without_reaping_leaves_the_zombie_to_the_caller() {
-    let m = Monitor::new().unwrap();
+fn without_reaping_leaves_the_zombie_to_the_caller(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 5");
     m.watch_pid_without_reaping(kid.pid(), ()).unwrap();
-    let x = exit_of(&next_final(&m));
+    let x = exit_of(&next_final(path, &mut m).kind);
     assert_eq!((x.status, x.reaped), (ExitStatus::Code(5), false));
     assert!(kid.reap(), "the zombie must still be ours to reap");
 }
 
-#[test]
-fn grandchild_exit_is_reported_without_status() {
-    let m = Monitor::new().unwrap();
+fn grandchild_exit_is_reported_without_status(path: Path) {
+    let mut m = Monitor::new().unwrap();
     // sh starts a sleep in the background and waits for a line on stdin-less
     // `read`; we learn the grandchild's pid from its stdout.
     let mut kid = Kid::sh_piped("sleep 600 & echo $!; wait");
@@ -154,7 +231,7 @@ fn grandchild_exit_is_reported_without_status() {
     .unwrap();
     m.watch_pid(grandchild, ()).unwrap();
     rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).unwrap();
-    let x = exit_of(&next_final(&m));
+    let x = exit_of(&next_final(path, &mut m).kind);
     assert_eq!(
         (x.pid, x.status, x.reaped),
         (grandchild, ExitStatus::Unknown, false)
@@ -199,11 +276,10 @@ impl Drop for TempDir {
     }
 }
 
-#[test]
-fn exit_fifo_hangs_up_when_the_writer_exits() {
-    let dir = TempDir::new("fifo");
+fn exit_fifo_hangs_up_when_the_writer_exits(path: Path) {
+    let dir = TempDir::new(&format!("fifo-{path:?}"));
     let fifo = mkfifo(&dir.0);
-    let m = Monitor::new().unwrap();
+    let mut m = Monitor::new().unwrap();
     // The reader opens first (as the seed's monitor did) ...
     let id = m.watch_hangup(open_fifo_reader(&fifo), "shim").unwrap();
     // ... then the writer connects, leaves unread data (so the hang-up comes
@@ -212,70 +288,62 @@ fn exit_fifo_hangs_up_when_the_writer_exits() {
         "exec 3>'{}'; echo data >&3; sleep 0.1",
         fifo.display()
     ));
-    let e = next_final(&m);
+    let e = next_final(path, &mut m);
     assert!(matches!(e.kind, EventKind::HungUp), "{e:?}");
     assert_eq!((e.id, e.receiver), (id, "shim"));
     assert!(m.is_empty());
 }
 
-#[test]
-fn exit_fifo_race_a_late_reader_never_sees_the_hangup() {
+fn exit_fifo_race_a_late_reader_never_sees_the_hangup(path: Path) {
     // Documented limitation, asserted so that it stays documented truthfully:
     // a writer that came and went before the reader opened leaves no HUP.
-    let dir = TempDir::new("fifo-late");
+    let dir = TempDir::new(&format!("fifo-late-{path:?}"));
     let fifo = mkfifo(&dir.0);
     let holder = open_fifo_reader(&fifo); // lets the writer open without blocking
     let kid = Kid::sh(&format!("exec 3>'{}'; exit 0", fifo.display()));
     kid.wait_exited_no_reap();
     drop(holder);
-    let m = Monitor::new().unwrap();
+    let mut m = Monitor::new().unwrap();
     m.watch_hangup(open_fifo_reader(&fifo), ()).unwrap();
-    let n = m.wait(Some(Duration::from_millis(100)), |_| {}).unwrap();
+    let n = wait(path, &mut m, Some(Duration::from_millis(100)), |_, _| {});
     assert_eq!(
         n, 0,
         "a reader opened after the writer left sees no hang-up"
     );
     // The remedy: pair the FIFO with a pidfd watch, which reports at once.
     m.watch_pid(kid.pid(), ()).unwrap();
-    assert!(matches!(next_final(&m).kind, EventKind::Exited(_)));
+    assert!(matches!(
+        next_final(path, &mut m).kind,
+        EventKind::Exited(_)
+    ));
 }
 
-#[test]
-fn eventfd_counts_are_drained_and_the_watch_goes_on() {
-    let m = Monitor::new().unwrap();
+fn eventfd_counts_are_drained_and_the_watch_goes_on(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let fd = new_eventfd();
     let writer = rustix::io::dup(&fd).unwrap();
     let id = m.watch_eventfd(fd, 42u32).unwrap();
     signal(&writer, 2);
     signal(&writer, 3);
     let mut got = Vec::new();
-    m.wait(LONG, |e| {
-        got.push((e.id, e.receiver, e.is_final(), format!("{:?}", e.kind)))
-    })
-    .unwrap();
+    wait(path, &mut m, LONG, |e, _| {
+        got.push((e.id, *e.receiver, e.is_final(), format!("{:?}", e.kind)))
+    });
     assert_eq!(got, [(id, 42, false, "Signaled { count: 5 }".to_string())]);
     // Drained: nothing more until the next write.
-    assert_eq!(
-        m.wait(Some(Duration::from_millis(20)), |_| panic!())
-            .unwrap(),
-        0
-    );
+    let quiet = Some(Duration::from_millis(20));
+    assert_eq!(wait(path, &mut m, quiet, |_, _| panic!()), 0);
     signal(&writer, 1);
-    assert_eq!(m.wait(LONG, |_| {}).unwrap(), 1);
+    assert_eq!(wait(path, &mut m, LONG, |_, _| {}), 1);
     assert_eq!(m.unwatch(id).unwrap(), 42);
     // Unwatched: a dup'ed writer firing must not reach the loop.
     signal(&writer, 1);
-    assert_eq!(
-        m.wait(Some(Duration::from_millis(20)), |_| panic!())
-            .unwrap(),
-        0
-    );
+    assert_eq!(wait(path, &mut m, quiet, |_, _| panic!()), 0);
     assert!(m.unwatch(id).is_err(), "a second unwatch must fail");
 }
 
-#[test]
-fn stale_event_for_a_reused_slot_never_reaches_the_new_receiver() {
-    let m = Monitor::new().unwrap();
+fn stale_event_for_a_reused_slot_never_reaches_the_new_receiver(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let (a, b) = (new_eventfd(), new_eventfd());
     let (wa, wb) = (rustix::io::dup(&a).unwrap(), rustix::io::dup(&b).unwrap());
     let ida = m.watch_eventfd(a, "a").unwrap();
@@ -288,15 +356,14 @@ fn stale_event_for_a_reused_slot_never_reaches_the_new_receiver() {
     let mut replacement: Option<WatchId> = None;
     let c = new_eventfd();
     let mut c = Some(c);
-    m.wait(LONG, |e| {
-        delivered.push(e.receiver);
+    wait(path, &mut m, LONG, |e, m| {
+        delivered.push(*e.receiver);
         if replacement.is_none() {
             let other = if e.id == ida { idb } else { ida };
             m.unwatch(other).unwrap();
             replacement = Some(m.watch_eventfd(c.take().unwrap(), "c").unwrap());
         }
-    })
-    .unwrap();
+    });
     let replacement = replacement.unwrap();
     assert_eq!(
         delivered.len(),
@@ -312,44 +379,39 @@ fn stale_event_for_a_reused_slot_never_reaches_the_new_receiver() {
     assert_ne!(replacement, idb);
     assert_ne!(replacement, ida);
     // And nothing further arrives for the new receiver, which was never signalled.
-    assert_eq!(
-        m.wait(Some(Duration::from_millis(20)), |e| panic!("{e:?}"))
-            .unwrap(),
-        0
-    );
+    let quiet = Some(Duration::from_millis(20));
+    assert_eq!(wait(path, &mut m, quiet, |e, _| panic!("{e:?}")), 0);
 }
 
-#[test]
-fn handler_can_add_and_remove_watches_without_deadlock() {
-    let m = Monitor::new().unwrap();
+fn handler_can_add_and_remove_watches_without_deadlock(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let first = Kid::sh("exit 1");
     let second = Kid::sleeper();
     m.watch_pid(first.pid(), 1).unwrap();
     let mut second_id = None;
     let mut exits = Vec::new();
-    let e = next_final(&m);
-    // From inside a handler: watch, unwatch, rewatch, even wait.
-    m.wait(Some(Duration::ZERO), |_| {}).unwrap();
+    let e = next_final(path, &mut m);
+    wait(path, &mut m, Some(Duration::ZERO), |_, _| {});
     exits.push(e.receiver);
     let mut handled = false;
     let third = Kid::sh("exit 3");
     m.watch_pid(third.pid(), 3).unwrap();
+    // From inside a handler: watch, unwatch, rewatch, even wait.
     while !handled {
-        m.wait(LONG, |e| {
-            exits.push(e.receiver);
+        wait(path, &mut m, LONG, |e, m| {
+            exits.push(*e.receiver);
             let id = m.watch_pid(second.pid(), 2).unwrap();
             assert_eq!(m.unwatch(id).unwrap(), 2);
             second_id = Some(m.watch_pid(second.pid(), 2).unwrap());
             m.wait(Some(Duration::ZERO), |e| panic!("nested wait saw {e:?}"))
                 .unwrap();
             handled = true;
-        })
-        .unwrap();
+        });
     }
     assert_eq!(exits, [1, 3]);
     assert!(m.contains(second_id.unwrap()));
     second.kill();
-    assert_eq!(next_final(&m).receiver, 2);
+    assert_eq!(next_final(path, &mut m).receiver, 2);
 }
 
 #[test]
@@ -394,8 +456,8 @@ fn other_threads_add_and_remove_during_a_blocking_wait() {
         barrier2.wait();
         while !done2.load(Ordering::SeqCst) {
             m2.wait(None, |e| {
-                *seen.entry(e.receiver).or_default() += 1;
                 assert!(e.is_final());
+                *seen.entry(*e.receiver).or_default() += 1;
             })
             .unwrap();
         }
@@ -431,9 +493,8 @@ fn other_threads_add_and_remove_during_a_blocking_wait() {
     assert!(seen.keys().all(|&k| k < 1000), "an unwatched eventfd fired");
 }
 
-#[test]
-fn more_than_a_batch_of_ready_sources_are_all_delivered_once() {
-    let m = Monitor::new().unwrap();
+fn more_than_a_batch_of_ready_sources_are_all_delivered_once(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let mut writers = Vec::new();
     for i in 0..300u32 {
         let fd = new_eventfd();
@@ -447,23 +508,21 @@ fn more_than_a_batch_of_ready_sources_are_all_delivered_once() {
     let mut waits = 0;
     let mut total = 0;
     while total < 300 {
-        let n = m
-            .wait(Some(Duration::from_secs(5)), |e| {
-                counts[e.receiver as usize] += 1
-            })
-            .unwrap();
+        let n = wait(path, &mut m, Some(Duration::from_secs(5)), |e, _| {
+            counts[*e.receiver as usize] += 1
+        });
         assert!(n > 0 && n <= 128, "one wait delivered {n}");
         total += n;
         waits += 1;
     }
     assert!(waits >= 3);
     assert!(counts.iter().all(|&c| c == 1), "{counts:?}");
-    assert_eq!(m.wait(Some(Duration::from_millis(20)), |_| {}).unwrap(), 0);
+    let quiet = Some(Duration::from_millis(20));
+    assert_eq!(wait(path, &mut m, quiet, |_, _| {}), 0);
 }
 
-#[test]
-fn many_exits_are_each_delivered_exactly_once() {
-    let m = Monitor::new().unwrap();
+fn many_exits_are_each_delivered_exactly_once(path: Path) {
+    let mut m = Monitor::new().unwrap();
     let kids: Vec<Kid> = (0..200).map(|_| Kid::sleeper()).collect();
     for (i, k) in kids.iter().enumerate() {
         m.watch_pid(k.pid(), i).unwrap();
@@ -475,22 +534,24 @@ fn many_exits_are_each_delivered_exactly_once() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !m.is_empty() {
         assert!(Instant::now() < deadline);
-        m.wait(Some(Duration::from_secs(1)), |e| {
-            let x = exit_of(&e);
-            assert_eq!(x.pid, kids[e.receiver].pid());
+        wait(path, &mut m, Some(Duration::from_secs(1)), |e, _| {
+            let x = exit_of(&e.kind);
+            let i = e.into_receiver().expect("an exit hands the receiver back");
+            assert_eq!(x.pid, kids[i].pid());
             assert_eq!(x.status, ExitStatus::Signal(9));
-            seen[e.receiver] += 1;
-        })
-        .unwrap();
+            seen[i] += 1;
+        });
     }
     assert!(seen.iter().all(|&n| n == 1));
 }
 
-#[test]
-fn timeouts_are_kept() {
-    let m: Monitor<()> = Monitor::new().unwrap();
+fn timeouts_are_kept(path: Path) {
+    let mut m: Monitor<()> = Monitor::new().unwrap();
     let t = Instant::now();
-    assert_eq!(m.wait(Some(Duration::from_millis(30)), |_| {}).unwrap(), 0);
+    assert_eq!(
+        wait(path, &mut m, Some(Duration::from_millis(30)), |_, _| {}),
+        0
+    );
     assert!(
         t.elapsed() >= Duration::from_millis(30),
         "{:?}",
@@ -499,7 +560,7 @@ fn timeouts_are_kept() {
     // A sub-millisecond timeout still sleeps (rounded up), rather than spinning.
     let t = Instant::now();
     for _ in 0..5 {
-        m.wait(Some(Duration::from_micros(300)), |_| {}).unwrap();
+        wait(path, &mut m, Some(Duration::from_micros(300)), |_, _| {});
     }
     assert!(t.elapsed() >= Duration::from_millis(5), "{:?}", t.elapsed());
 }
@@ -527,4 +588,246 @@ fn shutdown_reaches_every_waiting_thread() {
         assert_eq!(w.join().unwrap(), 0);
     }
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+/// A receiver that cannot be cloned: what a shim would keep per container.
+#[derive(Debug, PartialEq)]
+struct Counter {
+    name: &'static str,
+    signals: u64,
+}
+
+fn receivers_are_lent_and_handed_back_never_cloned(path: Path) {
+    let mut m = Monitor::new().unwrap();
+    let fd = new_eventfd();
+    let writer = rustix::io::dup(&fd).unwrap();
+    let id = m
+        .watch_eventfd(
+            fd,
+            Counter {
+                name: "jobs",
+                signals: 0,
+            },
+        )
+        .unwrap();
+    for n in 1..=3 {
+        signal(&writer, n);
+        wait(path, &mut m, LONG, |e, _| {
+            let Receiver::Lent(counter) = e.receiver else {
+                panic!("a non-final event lends the receiver")
+            };
+            if let EventKind::Signaled { count } = e.kind {
+                counter.signals += count;
+            }
+        });
+    }
+    // The changes made through the lent receiver stayed in the monitor.
+    let back = m.unwatch(id).unwrap();
+    assert_eq!(
+        back,
+        Counter {
+            name: "jobs",
+            signals: 6
+        }
+    );
+    // A final event moves it out.
+    let kid = Kid::sh("exit 0");
+    m.watch_pid(
+        kid.pid(),
+        Counter {
+            name: "kid",
+            signals: 0,
+        },
+    )
+    .unwrap();
+    let e = next_final(path, &mut m);
+    assert_eq!(e.receiver.name, "kid");
+}
+
+fn unwatching_a_lent_watch_hands_the_receiver_back_as_unwatched(path: Path) {
+    let mut m = Monitor::new().unwrap();
+    let (id, writer) = m.watch_new_eventfd(String::from("self")).unwrap();
+    let (other, other_writer) = m.watch_new_eventfd(String::from("other")).unwrap();
+    writer.signal(1).unwrap();
+    let mut seen = Vec::new();
+    wait(path, &mut m, LONG, |e, m| {
+        let is_final = e.is_final();
+        seen.push((e.id, format!("{:?}", e.kind), e.receiver.clone(), is_final));
+        if e.id == id && !is_final {
+            // Our own watch, whose receiver we hold: it ends now, and the
+            // receiver comes back right after this handler.
+            let err = m.unwatch(id).unwrap_err();
+            assert_eq!(err.kind(), busy(), "{err}");
+            assert!(!m.contains(id));
+            assert!(m.unwatch(id).is_err(), "ended once");
+            // Another watch is not lent: it comes back at once.
+            assert_eq!(m.unwatch(other).unwrap(), "other");
+        }
+    });
+    assert_eq!(
+        seen,
+        [
+            (id, "Signaled { count: 1 }".into(), "self".into(), false),
+            (id, "Unwatched".into(), "self".into(), true),
+        ]
+    );
+    assert!(m.is_empty());
+    // Nothing more for either: their fds are out of epoll.
+    writer.signal(1).unwrap();
+    other_writer.signal(1).unwrap();
+    let quiet = Some(Duration::from_millis(20));
+    assert_eq!(wait(path, &mut m, quiet, |e, _| panic!("{e:?}")), 0);
+}
+
+fn made_eventfds_need_no_checks_and_outlive_their_watch(path: Path) {
+    use rustix::fs::{fcntl_getfl, OFlags};
+    use rustix::io::{fcntl_getfd, FdFlags};
+    use std::os::fd::AsFd;
+    let mut m = Monitor::new().unwrap();
+    let (id, writer) = m.watch_new_eventfd(7u8).unwrap();
+    assert!(fcntl_getfd(writer.as_fd())
+        .unwrap()
+        .contains(FdFlags::CLOEXEC));
+    assert!(fcntl_getfl(writer.as_fd())
+        .unwrap()
+        .contains(OFlags::NONBLOCK));
+    // From another thread, through a clone.
+    let w2 = writer.clone();
+    thread::spawn(move || w2.signal(40).unwrap())
+        .join()
+        .unwrap();
+    writer.signal(2).unwrap();
+    let mut got = 0;
+    while got < 42 {
+        wait(path, &mut m, LONG, |e, _| {
+            assert_eq!((e.id, *e.receiver), (id, 7));
+            if let EventKind::Signaled { count } = e.kind {
+                got += count;
+            }
+        });
+    }
+    assert_eq!(got, 42);
+    assert_eq!(m.unwatch(id).unwrap(), 7);
+    // The writer still holds the eventfd: signalling reaches nobody, and
+    // fails nothing.
+    writer.signal(1).unwrap();
+    let quiet = Some(Duration::from_millis(20));
+    assert_eq!(wait(path, &mut m, quiet, |e, _| panic!("{e:?}")), 0);
+}
+
+fn a_wake_with_nobody_waiting_ends_the_next_wait(path: Path) {
+    let mut m: Monitor<()> = Monitor::new().unwrap();
+    m.wake().unwrap();
+    let t = Instant::now();
+    assert_eq!(wait(path, &mut m, None, |_, _| panic!("no events")), 0);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    m.shutdown().unwrap();
+    assert_eq!(wait(path, &mut m, None, |_, _| panic!("shut down")), 0);
+    assert_eq!(wait(path, &mut m, None, |_, _| panic!("shut down")), 0);
+}
+
+#[test]
+fn another_thread_unwatching_during_a_delivery_waits_for_the_receiver() {
+    let m = Arc::new(Monitor::new().unwrap());
+    let (id, writer) = m.watch_new_eventfd(5u32).unwrap();
+    writer.signal(1).unwrap();
+    let in_handler = Arc::new(Barrier::new(2));
+    let (m2, in2) = (m.clone(), in_handler.clone());
+    let other = thread::spawn(move || {
+        in2.wait();
+        let t = Instant::now();
+        let r = m2.unwatch(id);
+        (r, t.elapsed())
+    });
+    let mut seen = Vec::new();
+    m.wait(LONG, |e| {
+        if !e.is_final() {
+            in_handler.wait();
+            // The other thread is in `unwatch` now, waiting for us.
+            thread::sleep(Duration::from_millis(100));
+        }
+        seen.push((format!("{:?}", e.kind), *e.receiver));
+    })
+    .unwrap();
+    let (r, waited) = other.join().unwrap();
+    assert_eq!(r.unwrap(), 5, "unwatch from a free thread hands it back");
+    assert!(waited >= Duration::from_millis(50), "{waited:?}");
+    assert_eq!(seen, [("Signaled { count: 1 }".to_string(), 5)]);
+    assert!(m.is_empty());
+    let quiet = Some(Duration::from_millis(20));
+    assert_eq!(m.wait(quiet, |e| panic!("{e:?}")).unwrap(), 0);
+}
+
+#[test]
+fn two_handlers_unwatching_each_others_lent_watches_do_not_deadlock() {
+    let m = Arc::new(Monitor::new().unwrap());
+    let (x, wx) = m.watch_new_eventfd("x").unwrap();
+    let (y, wy) = m.watch_new_eventfd("y").unwrap();
+    let both_in = Arc::new(Barrier::new(2));
+    let both_tried = Arc::new(Barrier::new(2));
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let (m, both_in, both_tried) = (m.clone(), both_in.clone(), both_tried.clone());
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                while seen.len() < 2 {
+                    m.wait(Some(Duration::from_secs(20)), |e| {
+                        if !e.is_final() {
+                            both_in.wait();
+                            let other = if e.id == x { y } else { x };
+                            let err = m.unwatch(other).unwrap_err();
+                            assert_eq!(err.kind(), busy(), "{err}");
+                            both_tried.wait();
+                        }
+                        seen.push((*e.receiver, format!("{:?}", e.kind)));
+                    })
+                    .unwrap();
+                }
+                seen
+            })
+        })
+        .collect();
+    wx.signal(1).unwrap();
+    // Let one thread take x and sit in its handler; y then goes to the other.
+    thread::sleep(Duration::from_millis(100));
+    wy.signal(1).unwrap();
+    let mut all: Vec<_> = waiters
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            ("x", "Signaled { count: 1 }".to_string()),
+            ("x", "Unwatched".to_string()),
+            ("y", "Signaled { count: 1 }".to_string()),
+            ("y", "Unwatched".to_string()),
+        ]
+    );
+    assert!(m.is_empty());
+}
+
+#[test]
+fn receivers_need_not_be_clone_or_sync() {
+    // A oneshot-like sender: neither Clone nor Sync; the monitor is still
+    // Send + Sync, and waits on both paths.
+    fn check<T: Send + Sync>() {}
+    check::<Monitor<std::sync::mpsc::SyncSender<()>>>();
+    check::<Monitor<std::cell::Cell<u8>>>();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<i32>(1);
+    let mut m = Monitor::new().unwrap();
+    let kid = Kid::sh("exit 4");
+    m.watch_pid(kid.pid(), tx).unwrap();
+    let mut left = 1;
+    while left > 0 {
+        m.wait_mut(LONG, |e, _| {
+            if let (EventKind::Exited(x), Receiver::Owned(tx)) = (&e.kind, e.receiver) {
+                tx.send(x.status.shell_code().unwrap()).unwrap();
+                left -= 1;
+            }
+        })
+        .unwrap();
+    }
+    assert_eq!(rx.recv().unwrap(), 4);
 }

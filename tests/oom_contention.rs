@@ -103,7 +103,7 @@ fn concurrent_ooms_are_exact_marked_and_few() {
         let mut exited = 0;
         let record = |e: ctrmon::Event<Who>, tally: &mut HashMap<usize, Tally>, n: &mut usize| {
             let now = Instant::now();
-            match (e.receiver, e.kind) {
+            match (*e.receiver, e.kind) {
                 (Who::Cgroup(c), EventKind::Memory(d)) => {
                     let t = tally.entry(c).or_default();
                     t.oom += d.oom;

@@ -67,10 +67,10 @@ impl Drop for SetOnDrop<'_> {
 fn timed_wait<T: Clone>(
     m: &Monitor<T>,
     d: Option<Duration>,
-    got: &mut Vec<Event<T>>,
+    got: &mut Vec<Event<'static, T>>,
 ) -> (usize, Duration) {
     let t = Instant::now();
-    let n = m.wait(d, |e| got.push(e)).unwrap();
+    let n = m.wait(d, |e| got.push(e.cloned())).unwrap();
     (n, t.elapsed())
 }
 
@@ -294,12 +294,12 @@ fn cgroup_removed_while_watched_ends_each_watch_once_and_leaks_nothing() {
              PRI|ERR): {got:?}",
             m.len()
         );
-        m.wait(Some(Duration::from_millis(100)), |e| got.push(e))
+        m.wait(Some(Duration::from_millis(100)), |e| got.push(e.cloned()))
             .unwrap();
     }
     // The kernel's late removal notifications (12-40 ms after rmdir on v1)
     // must not turn into anything.
-    m.wait(Some(Duration::from_millis(150)), |e| got.push(e))
+    m.wait(Some(Duration::from_millis(150)), |e| got.push(e.cloned()))
         .unwrap();
 
     for id in &cgroup_watches {
@@ -390,7 +390,11 @@ fn process_that_exits_between_discovery_and_watching() {
     assert_eq!(proc_state(zombie), Some('Z'));
     let id = m.watch_pid(zombie, "zombie").unwrap();
     let mut got = Vec::new();
-    assert_eq!(m.wait(Some(Duration::ZERO), |e| got.push(e)).unwrap(), 1);
+    assert_eq!(
+        m.wait(Some(Duration::ZERO), |e| got.push(e.cloned()))
+            .unwrap(),
+        1
+    );
     assert_eq!(got[0].id, id);
     let x = exit_of(&got[0]);
     assert_eq!(

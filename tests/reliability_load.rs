@@ -59,11 +59,11 @@ fn exit_storm_of_5000_children_each_delivered_once_with_its_pid_and_signal() {
                 let EventKind::Exited(x) = e.kind else {
                     panic!("expected only exits, got {e:?}");
                 };
-                let kid = &kids[e.receiver];
+                let kid = &kids[*e.receiver];
                 assert_eq!(x.pid, kid.pid(), "exit attributed to the wrong pid");
                 assert_eq!(x.status, ExitStatus::Signal(9), "pid {}", x.pid);
                 assert!(x.reaped && !x.oom_killed, "{x:?}");
-                seen[e.receiver] += 1;
+                seen[*e.receiver] += 1;
             })
             .unwrap();
         delivered += n;
@@ -197,8 +197,8 @@ fn watches_up_to_the_open_files_limit() {
             let EventKind::Signaled { count } = e.kind else {
                 panic!("{e:?}")
             };
-            assert_eq!(e.id, ids[e.receiver]);
-            assert!(got.insert(e.receiver, count).is_none(), "twice: {e:?}");
+            assert_eq!(e.id, ids[*e.receiver]);
+            assert!(got.insert(*e.receiver, count).is_none(), "twice: {e:?}");
         })
         .unwrap();
     }
@@ -336,10 +336,12 @@ fn oom_storm_in_8_cgroups_every_kill_accounted_to_its_own_cgroup() {
             "OOM storm did not finish in 90 s"
         );
         let mut events = Vec::new();
-        m.wait(Some(Duration::from_millis(200)), |e| events.push(e))
-            .unwrap();
+        m.wait(Some(Duration::from_millis(200)), |e| {
+            events.push(e.cloned())
+        })
+        .unwrap();
         for e in events {
-            match (e.receiver, &e.kind) {
+            match (*e.receiver, &e.kind) {
                 (Recv::Cgroup(i), EventKind::Memory(d)) => {
                     assert_eq!(e.id, cgs[i].watch, "{e:?}");
                     cgs[i].reported_kills += d.oom_kill;
@@ -398,7 +400,7 @@ fn oom_storm_in_8_cgroups_every_kill_accounted_to_its_own_cgroup() {
     while !m.is_empty() {
         assert!(Instant::now() < deadline, "removals not reported");
         m.wait(Some(Duration::from_millis(200)), |e| {
-            match (e.receiver, e.kind) {
+            match (*e.receiver, e.kind) {
                 (Recv::Cgroup(i), EventKind::Removed) => cgs[i].removed += 1,
                 (Recv::Cgroup(i), EventKind::Memory(d)) => cgs[i].reported_kills += d.oom_kill,
                 (r, k) => panic!("unexpected {r:?} {k:?}"),

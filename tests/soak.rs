@@ -178,12 +178,12 @@ fn waiter(sh: &Shared) {
             };
             sh.log.lock().unwrap().push(Delivered {
                 seq,
-                tag: e.receiver,
+                tag: *e.receiver,
                 id: e.id,
                 what,
             });
             if is_final {
-                sh.finals.lock().unwrap().insert(e.receiver);
+                sh.finals.lock().unwrap().insert(*e.receiver);
             }
         })
         .unwrap();

@@ -114,6 +114,14 @@ pub trait Variant: Sized {
     /// Ends a watch; its fd is closed.
     fn unwatch(&mut self, handle: Self::Handle) -> io::Result<()>;
 
+    /// One W3 pair: make an eventfd, watch it, unwatch it (closing it). A
+    /// variant that makes eventfds itself does that instead.
+    fn churn_one(&mut self, index: usize) -> io::Result<()> {
+        let fd = new_eventfd()?;
+        let h = self.watch(fd, index)?;
+        self.unwatch(h)
+    }
+
     /// One wait (`None`: block, `Some(ZERO)`: poll): every ready receiver is
     /// looked up, its eventfd read, the count added to the receiver, and
     /// `seen(index)` called. Returns the number delivered.
@@ -236,9 +244,7 @@ pub fn w3<V: Variant>(others: usize, pairs: usize, warmup: usize) -> io::Result<
     let churn = |w: &mut Watched<V>, count: usize| -> io::Result<Duration> {
         let start = Instant::now();
         for _ in 0..count {
-            let fd = new_eventfd()?;
-            let h = w.v.watch(fd, others)?;
-            w.v.unwatch(h)?;
+            w.v.churn_one(others)?;
         }
         Ok(start.elapsed())
     };

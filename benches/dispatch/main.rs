@@ -1,5 +1,6 @@
-//! Dispatch benchmarks: ctrmon side by side with a raw rustix epoll loop (the
-//! floor) and mio + `HashMap<Token, _>` (what a Rust user writes by default).
+//! Dispatch benchmarks: ctrmon (both ways to wait: `wait`, shared, and
+//! `wait_mut`, owned) side by side with a raw rustix epoll loop (the floor)
+//! and mio + `HashMap<Token, _>` (what a Rust user writes by default).
 //! Issue 6 defines the workloads; `benches/README.md` has the method and a
 //! real result.
 //!
@@ -16,7 +17,7 @@
 //! - `CTRMON_BENCH_REPS=n`: interleaved repetitions (default 15, quick 3).
 //! - `CTRMON_BENCH_W4=1`: run W4 (2,000 `sleep` children per variant and
 //!   repetition); `CTRMON_BENCH_W4_CHILDREN=n` changes the 2,000.
-//! - `CTRMON_BENCH_ONLY=ctrmon|raw|mio CTRMON_BENCH_ROUNDS=r [CTRMON_BENCH_N=n]`:
+//! - `CTRMON_BENCH_ONLY=ctrmon|ctrmon_owned|raw|mio CTRMON_BENCH_ROUNDS=r [CTRMON_BENCH_N=n]`:
 //!   run only W1 at N (default 4096) on one variant for exactly r rounds,
 //!   no warm-up: the mode for counting instructions with callgrind
 //!   (`benches/callgrind.sh`).
@@ -30,11 +31,19 @@ use std::io;
 use std::time::Duration;
 
 use common::{median, percentile, Picks, Variant};
-use ctrmon_v::Ctrmon;
 use mio_v::Mio;
 use raw::Raw;
 
-const VARIANTS: [&str; 3] = ["ctrmon", "raw", "mio"];
+type Ctrmon = ctrmon_v::Ctrmon<false>;
+type CtrmonOwned = ctrmon_v::Ctrmon<true>;
+
+/// Every variant, in table order. `RAW` is the floor the ratios divide by;
+/// `CTRMONS` are the variants that get a ratio and a `summary:` line.
+const VARIANTS: [&str; NV] = ["ctrmon", "ctrmon_owned", "raw", "mio"];
+const NV: usize = 4;
+const RAW: usize = 2;
+const MIO: usize = 3;
+const CTRMONS: [usize; 2] = [0, 1];
 
 struct Config {
     quick: bool,
@@ -90,11 +99,11 @@ impl Config {
     }
 }
 
-/// The variants in a rotated order for repetition `rep` (A B C, B C A, ...),
-/// so no variant always runs first or last.
-fn order(rep: usize) -> [&'static str; 3] {
+/// The variants in a rotated order for repetition `rep` (A B C D, B C D A,
+/// ...), so no variant always runs first or last.
+fn order(rep: usize) -> [&'static str; NV] {
     let mut o = VARIANTS;
-    o.rotate_left(rep % 3);
+    o.rotate_left(rep % NV);
     o
 }
 
@@ -102,30 +111,74 @@ fn fmt_ns(x: f64) -> String {
     format!("{x:.1}")
 }
 
-/// Per-variant medians over repetitions, and the ctrmon/raw ratio.
+/// Per-variant medians over repetitions, and each ctrmon variant's ratio
+/// to raw.
 struct Row {
-    med: [f64; 3],
-    /// min and max of the per-repetition ctrmon/raw ratios.
-    paired: (f64, f64),
+    med: [f64; NV],
+    /// Per ctrmon variant: min and max of the per-repetition ratios to raw.
+    paired: [(f64, f64); 2],
 }
 
-fn row(samples: &[Vec<f64>; 3]) -> Row {
-    let med = [
-        median(&samples[0]),
-        median(&samples[1]),
-        median(&samples[2]),
-    ];
-    let ratios: Vec<f64> = samples[0]
-        .iter()
-        .zip(&samples[1])
-        .map(|(c, r)| c / r)
-        .collect();
-    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Row {
-        med,
-        paired: (lo, hi),
+impl Row {
+    /// The ratio of the medians of variant `v` and raw.
+    fn ratio(&self, v: usize) -> f64 {
+        self.med[v] / self.med[RAW]
     }
+}
+
+fn row(samples: &[Vec<f64>; NV]) -> Row {
+    let med = std::array::from_fn(|i| median(&samples[i]));
+    let paired = CTRMONS.map(|v| {
+        let ratios: Vec<f64> = samples[v]
+            .iter()
+            .zip(&samples[RAW])
+            .map(|(c, r)| c / r)
+            .collect();
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    });
+    Row { med, paired }
+}
+
+/// `summary:` lines: today's (ctrmon, the shared path) and one for
+/// `ctrmon_owned`, each with raw and mio beside it and its ratio to raw.
+fn summaries(w: &str, n: usize, r: &Row) -> Vec<String> {
+    CTRMONS
+        .iter()
+        .map(|&v| {
+            format!(
+                "summary: {w} N={n} {}={} raw={} mio={} ratio={:.3}",
+                VARIANTS[v],
+                fmt_ns(r.med[v]),
+                fmt_ns(r.med[RAW]),
+                fmt_ns(r.med[MIO]),
+                r.ratio(v)
+            )
+        })
+        .collect()
+}
+
+/// The ratio columns of a table row: each ctrmon variant's ratio and range.
+fn ratio_cols(r: &Row) -> String {
+    CTRMONS
+        .iter()
+        .map(|&v| {
+            format!(
+                " {:>7.3} {:>6.3}..{:<6.3}",
+                r.ratio(v),
+                r.paired[v].0,
+                r.paired[v].1
+            )
+        })
+        .collect()
+}
+
+fn ratio_header() -> String {
+    format!(
+        " {:>7} {:>14} {:>7} {:>14}",
+        "ratio", "per-rep", "ratio_o", "per-rep_o"
+    )
 }
 
 fn idx(name: &str) -> usize {
@@ -151,6 +204,7 @@ fn fits(n: usize) -> bool {
 /// open-files limit allows all three at once.
 enum Live {
     Ctrmon(common::Watched<Ctrmon>),
+    CtrmonOwned(common::Watched<CtrmonOwned>),
     Raw(common::Watched<Raw>),
     Mio(common::Watched<Mio>),
 }
@@ -159,6 +213,7 @@ impl Live {
     fn new(name: &str, n: usize) -> io::Result<Live> {
         Ok(match name {
             "ctrmon" => Live::Ctrmon(common::watch_n(n)?),
+            "ctrmon_owned" => Live::CtrmonOwned(common::watch_n(n)?),
             "raw" => Live::Raw(common::watch_n(n)?),
             "mio" => Live::Mio(common::watch_n(n)?),
             _ => unreachable!(),
@@ -168,6 +223,7 @@ impl Live {
     fn rounds(&mut self, picks: &Picks, first: usize, count: usize) -> Duration {
         match self {
             Live::Ctrmon(w) => common::w1_rounds(w, picks, first, count),
+            Live::CtrmonOwned(w) => common::w1_rounds(w, picks, first, count),
             Live::Raw(w) => common::w1_rounds(w, picks, first, count),
             Live::Mio(w) => common::w1_rounds(w, picks, first, count),
         }
@@ -176,6 +232,7 @@ impl Live {
     fn total(&self) -> u64 {
         match self {
             Live::Ctrmon(w) => w.v.total(),
+            Live::CtrmonOwned(w) => w.v.total(),
             Live::Raw(w) => w.v.total(),
             Live::Mio(w) => w.v.total(),
         }
@@ -189,10 +246,16 @@ fn run_w1(cfg: &Config) -> io::Result<()> {
         cfg.reps
     );
     println!(
-        "{:>7} {:>6} {:>10} {:>10} {:>10} {:>8}  {:>15}",
-        "N", "K", "ctrmon", "raw", "mio", "ratio", "per-rep ratio"
+        "{:>7} {:>6} {:>10} {:>12} {:>10} {:>10}{}",
+        "N",
+        "K",
+        "ctrmon",
+        "ctrmon_owned",
+        "raw",
+        "mio",
+        ratio_header()
     );
-    let mut summaries = Vec::new();
+    let mut lines = Vec::new();
     for &n in &cfg.w1_sizes {
         if !fits(n) {
             continue;
@@ -201,12 +264,12 @@ fn run_w1(cfg: &Config) -> io::Result<()> {
         let rounds = (cfg.w1_events / k).max(1);
         let picks = Picks::new(n, rounds);
         let warmup = (rounds / 5).max(1);
-        // All three at once when they fit: then the repetitions are short
-        // blocks, A B C rotated, on receivers set up once. Otherwise each
-        // variant is set up and torn down in its turn.
-        let together = 3 * n as u64 + 64 <= common::nofile_limit();
-        let mut live: Vec<Option<(Live, u64)>> = (0..3).map(|_| None).collect();
-        let mut samples: [Vec<f64>; 3] = Default::default();
+        // All at once when they fit: then the repetitions are short blocks,
+        // A B C D rotated, on receivers set up once. Otherwise each variant
+        // is set up and torn down in its turn.
+        let together = (NV * n) as u64 + 64 <= common::nofile_limit();
+        let mut live: Vec<Option<(Live, u64)>> = (0..NV).map(|_| None).collect();
+        let mut samples: [Vec<f64>; NV] = Default::default();
         for rep in 0..cfg.reps {
             for name in order(rep) {
                 let i = idx(name);
@@ -227,23 +290,17 @@ fn run_w1(cfg: &Config) -> io::Result<()> {
         }
         drop(live);
         let r = row(&samples);
-        let ratio = r.med[0] / r.med[1];
         println!(
-            "{n:>7} {k:>6} {:>10} {:>10} {:>10} {ratio:>8.3}  {:>6.3} .. {:<6.3}",
+            "{n:>7} {k:>6} {:>10} {:>12} {:>10} {:>10}{}",
             fmt_ns(r.med[0]),
             fmt_ns(r.med[1]),
-            fmt_ns(r.med[2]),
-            r.paired.0,
-            r.paired.1
+            fmt_ns(r.med[RAW]),
+            fmt_ns(r.med[MIO]),
+            ratio_cols(&r)
         );
-        summaries.push(format!(
-            "summary: W1 N={n} ctrmon={} raw={} mio={} ratio={ratio:.3}",
-            fmt_ns(r.med[0]),
-            fmt_ns(r.med[1]),
-            fmt_ns(r.med[2])
-        ));
+        lines.extend(summaries("W1", n, &r));
     }
-    for s in summaries {
+    for s in lines {
         println!("{s}");
     }
     Ok(())
@@ -252,6 +309,7 @@ fn run_w1(cfg: &Config) -> io::Result<()> {
 fn w2_one(name: &str, rounds: usize, warmup: usize) -> io::Result<Vec<u64>> {
     match name {
         "ctrmon" => common::w2::<Ctrmon>(rounds, warmup),
+        "ctrmon_owned" => common::w2::<CtrmonOwned>(rounds, warmup),
         "raw" => common::w2::<Raw>(rounds, warmup),
         "mio" => common::w2::<Mio>(rounds, warmup),
         _ => unreachable!(),
@@ -266,8 +324,8 @@ fn run_w2(cfg: &Config) -> io::Result<()> {
         cfg.w2_rounds, cfg.reps
     );
     let warmup = (cfg.w2_rounds / 10).max(1);
-    let mut p50: [Vec<f64>; 3] = Default::default();
-    let mut p99: [Vec<f64>; 3] = Default::default();
+    let mut p50: [Vec<f64>; NV] = Default::default();
+    let mut p99: [Vec<f64>; NV] = Default::default();
     for rep in 0..cfg.reps {
         for name in order(rep) {
             let lat = w2_one(name, cfg.w2_rounds, warmup)?;
@@ -278,32 +336,39 @@ fn run_w2(cfg: &Config) -> io::Result<()> {
     let a = row(&p50);
     let b = row(&p99);
     println!(
-        "{:>7} {:>10} {:>10} {:>10} {:>8}  {:>15}",
-        "", "ctrmon", "raw", "mio", "ratio", "per-rep ratio"
+        "{:>7} {:>10} {:>12} {:>10} {:>10}{}",
+        "",
+        "ctrmon",
+        "ctrmon_owned",
+        "raw",
+        "mio",
+        ratio_header()
     );
     for (label, r) in [("p50", &a), ("p99", &b)] {
         println!(
-            "{label:>7} {:>10} {:>10} {:>10} {:>8.3}  {:>6.3} .. {:<6.3}",
+            "{label:>7} {:>10} {:>12} {:>10} {:>10}{}",
             fmt_ns(r.med[0]),
             fmt_ns(r.med[1]),
-            fmt_ns(r.med[2]),
-            r.med[0] / r.med[1],
-            r.paired.0,
-            r.paired.1
+            fmt_ns(r.med[RAW]),
+            fmt_ns(r.med[MIO]),
+            ratio_cols(r)
         );
     }
-    println!(
-        "summary: W2 N=1 ctrmon_p50={} raw_p50={} mio_p50={} ratio={:.3} \
-         ctrmon_p99={} raw_p99={} mio_p99={} ratio_p99={:.3}",
-        fmt_ns(a.med[0]),
-        fmt_ns(a.med[1]),
-        fmt_ns(a.med[2]),
-        a.med[0] / a.med[1],
-        fmt_ns(b.med[0]),
-        fmt_ns(b.med[1]),
-        fmt_ns(b.med[2]),
-        b.med[0] / b.med[1],
-    );
+    for v in CTRMONS {
+        let name = VARIANTS[v];
+        println!(
+            "summary: W2 N=1 {name}_p50={} raw_p50={} mio_p50={} ratio={:.3} \
+             {name}_p99={} raw_p99={} mio_p99={} ratio_p99={:.3}",
+            fmt_ns(a.med[v]),
+            fmt_ns(a.med[RAW]),
+            fmt_ns(a.med[MIO]),
+            a.ratio(v),
+            fmt_ns(b.med[v]),
+            fmt_ns(b.med[RAW]),
+            fmt_ns(b.med[MIO]),
+            b.ratio(v),
+        );
+    }
     Ok(())
 }
 
@@ -311,6 +376,7 @@ fn w3_one(name: &str, others: usize, pairs: usize) -> io::Result<f64> {
     let warmup = (pairs / 10).max(1);
     match name {
         "ctrmon" => common::w3::<Ctrmon>(others, pairs, warmup),
+        "ctrmon_owned" => common::w3::<CtrmonOwned>(others, pairs, warmup),
         "raw" => common::w3::<Raw>(others, pairs, warmup),
         "mio" => common::w3::<Mio>(others, pairs, warmup),
         _ => unreachable!(),
@@ -320,51 +386,50 @@ fn w3_one(name: &str, others: usize, pairs: usize) -> io::Result<f64> {
 fn run_w3(cfg: &Config) -> io::Result<()> {
     println!(
         "\nW3 churn: ns per (eventfd + watch + unwatch + close), {} pairs, \
-         median of {} interleaved repetitions",
+         median of {} interleaved repetitions (ctrmon makes its eventfds: \
+         `watch_new_eventfd`)",
         cfg.w3_pairs, cfg.reps
     );
     println!(
-        "{:>7} {:>10} {:>10} {:>10} {:>8}",
-        "others", "ctrmon", "raw", "mio", "ratio"
+        "{:>7} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8}",
+        "others", "ctrmon", "ctrmon_owned", "raw", "mio", "ratio", "ratio_o"
     );
     let mut meds = Vec::new();
-    let mut summaries = Vec::new();
+    let mut lines = Vec::new();
     for &others in &cfg.w3_others {
         if !fits(others) {
             continue;
         }
-        let mut samples: [Vec<f64>; 3] = Default::default();
+        let mut samples: [Vec<f64>; NV] = Default::default();
         for rep in 0..cfg.reps {
             for name in order(rep) {
                 samples[idx(name)].push(w3_one(name, others, cfg.w3_pairs)?);
             }
         }
         let r = row(&samples);
-        let ratio = r.med[0] / r.med[1];
         println!(
-            "{others:>7} {:>10} {:>10} {:>10} {ratio:>8.3}",
+            "{others:>7} {:>10} {:>12} {:>10} {:>10} {:>8.3} {:>8.3}",
             fmt_ns(r.med[0]),
             fmt_ns(r.med[1]),
-            fmt_ns(r.med[2]),
+            fmt_ns(r.med[RAW]),
+            fmt_ns(r.med[MIO]),
+            r.ratio(0),
+            r.ratio(1),
         );
-        summaries.push(format!(
-            "summary: W3 N={others} ctrmon={} raw={} mio={} ratio={ratio:.3}",
-            fmt_ns(r.med[0]),
-            fmt_ns(r.med[1]),
-            fmt_ns(r.med[2])
-        ));
+        lines.extend(summaries("W3", others, &r));
         meds.push(r.med);
     }
     if meds.len() == 2 {
         println!(
-            "  with {} others / with 0: ctrmon {:.3}, raw {:.3}, mio {:.3}",
+            "  with {} others / with 0: ctrmon {:.3}, ctrmon_owned {:.3}, raw {:.3}, mio {:.3}",
             cfg.w3_others[1],
             meds[1][0] / meds[0][0],
             meds[1][1] / meds[0][1],
-            meds[1][2] / meds[0][2]
+            meds[1][RAW] / meds[0][RAW],
+            meds[1][MIO] / meds[0][MIO]
         );
     }
-    for s in summaries {
+    for s in lines {
         println!("{s}");
     }
     Ok(())
@@ -380,12 +445,13 @@ fn run_w4(cfg: &Config, children: usize) -> io::Result<()> {
     if !fits(children * 2) {
         return Ok(());
     }
-    let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut samples: [Vec<f64>; NV] = Default::default();
     for rep in 0..reps {
         for name in order(rep) {
             let kids = common::spawn_sleepers(children)?;
             let result = match name {
-                "ctrmon" => ctrmon_v::w4(&kids),
+                "ctrmon" => ctrmon_v::w4::<false>(&kids),
+                "ctrmon_owned" => ctrmon_v::w4::<true>(&kids),
                 "raw" => raw::w4(&kids),
                 "mio" => mio_v::w4(&kids),
                 _ => unreachable!(),
@@ -399,19 +465,30 @@ fn run_w4(cfg: &Config, children: usize) -> io::Result<()> {
         }
     }
     let r = row(&samples);
-    let ratio = r.med[0] / r.med[1];
     println!(
-        "{:>7} {:>12} {:>12} {:>12} {:>8}",
-        "", "ctrmon", "raw", "mio", "ratio"
+        "{:>7} {:>12} {:>12} {:>12} {:>12} {:>8} {:>8}",
+        "", "ctrmon", "ctrmon_owned", "raw", "mio", "ratio", "ratio_o"
     );
     println!(
-        "{:>7} {:>12.0} {:>12.0} {:>12.0} {ratio:>8.3}",
-        "total", r.med[0], r.med[1], r.med[2]
+        "{:>7} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>8.3} {:>8.3}",
+        "total",
+        r.med[0],
+        r.med[1],
+        r.med[RAW],
+        r.med[MIO],
+        r.ratio(0),
+        r.ratio(1)
     );
-    println!(
-        "summary: W4 N={children} ctrmon={:.0} raw={:.0} mio={:.0} ratio={ratio:.3}",
-        r.med[0], r.med[1], r.med[2]
-    );
+    for v in CTRMONS {
+        println!(
+            "summary: W4 N={children} {}={:.0} raw={:.0} mio={:.0} ratio={:.3}",
+            VARIANTS[v],
+            r.med[v],
+            r.med[RAW],
+            r.med[MIO],
+            r.ratio(v)
+        );
+    }
     Ok(())
 }
 
@@ -422,6 +499,7 @@ fn only(name: &str, rounds: usize, n: usize) -> io::Result<()> {
     let picks = Picks::new(n, 1000);
     let ns = match name {
         "ctrmon" => common::w1::<Ctrmon>(n, &picks, rounds)?,
+        "ctrmon_owned" => common::w1::<CtrmonOwned>(n, &picks, rounds)?,
         "raw" => common::w1::<Raw>(n, &picks, rounds)?,
         "mio" => common::w1::<Mio>(n, &picks, rounds)?,
         _ => unreachable!(),
@@ -436,10 +514,12 @@ fn only(name: &str, rounds: usize, n: usize) -> io::Result<()> {
 fn sizes() {
     use std::mem::size_of;
     println!(
-        "\nsizes (bytes): Monitor<usize>={} table slot (T=usize)={} Event<usize>={} \
-         EventKind={} WatchId={}",
+        "\nsizes (bytes): Monitor<usize>={} table slot (T=usize)={} (T=())={} (T=u32)={} \
+         Event<usize>={} EventKind={} WatchId={}",
         size_of::<ctrmon::Monitor<usize>>(),
         ctrmon::table_slot_size::<usize>(),
+        ctrmon::table_slot_size::<()>(),
+        ctrmon::table_slot_size::<u32>(),
         size_of::<ctrmon::Event<usize>>(),
         size_of::<ctrmon::EventKind>(),
         size_of::<ctrmon::WatchId>(),

@@ -1,51 +1,42 @@
-//! Waiting and dispatch: events resolved under the lock a batch at a time,
-//! then delivered to the caller's handler with the lock released.
+//! Waiting and dispatch, one event at a time, for both ways to wait.
+//!
+//! Each ready event is resolved with the table in hand (read, reaped,
+//! looked up), and delivered at once with the table released: a non-final
+//! event's watch is taken out of its slot (the slot stays reserved, "lent")
+//! so that the handler can be lent the receiver while it adds and removes
+//! watches, and put back when the handler returns; a final event's watch is
+//! removed for good and its receiver handed over.
+//!
+//! The same code serves [`Monitor::wait`] (the table behind the mutex, locked
+//! around each resolution and released around each handler call) and
+//! [`Monitor::wait_mut`] (the table reached with `Mutex::get_mut`: no lock,
+//! no atomic read-modify-write). Nothing is staged: there is no batch of
+//! resolved events to copy and drain, and the only per-event state is the
+//! lent watch on the stack.
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::Ordering;
+use std::sync::{MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use arrayvec::ArrayVec;
-use rustix::event::epoll::EventFlags;
+use rustix::event::epoll;
+use rustix::event::Timespec;
 use rustix::io::Errno;
 
-use super::epoll::{key_and_flags, EventBuf, BATCH};
-use super::table::Key;
-use super::{Event, EventKind, Inner, Monitor, WatchId, TIMER_KEY, WAKER_KEY};
-use crate::source::{Clock, Outcome, Source};
+use super::epoll::{key_and_flags, millis_timespec, EventBuf, BATCH};
+use super::table::{Key, Ready, Removal, Watch};
+use super::{Core, Inner, Monitor, TIMER_KEY, WAKER_KEY};
+use crate::event::{Event, EventKind, Exit, Receiver, WatchId};
+use crate::source::{Clock, Outcome};
 use crate::{Error, Result, Subject};
 
-/// When a `wait` gives up.
-#[derive(Clone, Copy)]
-enum Deadline {
-    Never,
-    /// Look once, do not sleep.
-    Poll,
-    At(Instant),
-}
-
-/// An event resolved under the table lock, waiting to be delivered after it.
-pub(super) struct Pending<T> {
-    key: Key,
-    kind: EventKind,
-    receiver: T,
-    /// The watch's final event follows in the same batch: this one was
-    /// resolved while the watch was live, and must not be taken for the
-    /// event of a watch removed since.
-    watch_ends_in_batch: bool,
-}
-
-/// The most events one readiness can produce: a process's exit, preceded by
-/// its linked cgroup's OOM and, if the cgroup went away meanwhile, that
-/// cgroup's removal. A batch is delivered before it could overflow.
-pub(super) const MAX_PER_READY: usize = 3;
-
-impl<T: Clone> Monitor<T> {
+impl<T> Monitor<T> {
     /// Waits for events and calls `handler` once for each, in the order the
-    /// kernel reported them. Returns the number of events delivered: at least
-    /// one, or 0 when the timeout passed, [`wake`](Self::wake) was called, or
-    /// the monitor was shut down.
+    /// kernel reported them, with the table shared: any thread may add or
+    /// remove watches meanwhile, and several may wait at once. Returns the
+    /// number of events delivered: at least one, or 0 when the timeout
+    /// passed, [`wake`](Self::wake) was called, or the monitor was shut
+    /// down.
     ///
     /// `timeout` of `None` waits forever; otherwise it is rounded up to whole
     /// milliseconds (a 0.3 ms timeout waits 1 ms rather than spinning), and a
@@ -53,10 +44,15 @@ impl<T: Clone> Monitor<T> {
     /// extends it.
     ///
     /// The handler runs with no lock held: it may call `watch_*`, `unwatch`,
-    /// and even `wait` on this monitor. An event whose watch the handler
-    /// removes before it is delivered is dropped. If the handler panics, the
-    /// events of that batch not yet delivered are lost (their final receivers
-    /// are dropped).
+    /// and even `wait` on this monitor. An event whose watch was removed
+    /// before it is delivered is dropped. A non-final event lends the
+    /// receiver ([`Receiver::Lent`](crate::Receiver::Lent)); while it is
+    /// lent, `unwatch` of that watch ends it and the receiver comes back as
+    /// an [`EventKind::Unwatched`](crate::EventKind::Unwatched) event. If the
+    /// handler panics, the panic propagates; the watch whose receiver it held
+    /// is then ended (its receiver and fd are dropped).
+    ///
+    /// Prefer [`wait_mut`](Self::wait_mut) when one thread owns the monitor.
     ///
     /// # Errors
     ///
@@ -65,257 +61,552 @@ impl<T: Clone> Monitor<T> {
     /// [`EventKind::Failed`](crate::EventKind::Failed) event instead.
     pub fn wait<F>(&self, timeout: Option<Duration>, mut handler: F) -> Result<usize>
     where
-        F: FnMut(Event<T>),
+        F: FnMut(Event<'_, T>),
     {
-        // A zero timeout, the common polling case, needs no clock at all.
-        let deadline = match timeout {
-            None => Deadline::Never,
-            Some(t) if t.is_zero() => Deadline::Poll,
-            Some(t) => Instant::now()
-                .checked_add(t)
-                .map_or(Deadline::Never, Deadline::At),
+        let mut access = Locked {
+            monitor: self,
+            guard: None,
         };
-        let mut buf: EventBuf = [MaybeUninit::uninit(); BATCH];
-        loop {
-            if self.is_shut_down() {
-                self.pass_on_shutdown();
-                return Ok(0);
-            }
-            let sleep = match deadline {
-                Deadline::Poll => Some(Duration::ZERO),
-                Deadline::Never => None,
-                Deadline::At(d) => Some(d.saturating_duration_since(Instant::now())),
-            };
-            let events = match self.epoll.wait_once(&mut buf, sleep) {
-                Ok(events) => events,
-                // Retried with the same absolute deadline.
-                Err(Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(Error::os(
-                        "epoll_wait on",
-                        Subject::Fd(self.epoll.as_fd().as_raw_fd()),
-                        e,
-                    ))
-                }
-            };
-            let (delivered, woken) = self.dispatch(events, &mut handler);
-            if delivered > 0 || woken {
-                if woken && self.is_shut_down() {
-                    self.pass_on_shutdown();
-                }
-                return Ok(delivered);
-            }
-            // Nothing to deliver (a timeout, stale or empty readiness, or a
-            // re-check that is still waiting): wait out the rest of the time.
-            match deadline {
-                Deadline::Poll => return Ok(0),
-                Deadline::At(d) if Instant::now() >= d => return Ok(0),
-                _ => {}
-            }
-        }
+        wait_in(&mut access, timeout, &mut |e, _| handler(e))
     }
 
-    /// Resolves due re-checks and ready events under the lock, a batch at a
-    /// time, and delivers each batch after releasing it.
-    fn dispatch<F>(&self, events: &[rustix::event::epoll::Event], handler: &mut F) -> (usize, bool)
+    /// [`wait`](Self::wait) for the thread that owns the monitor: the same
+    /// events and guarantees, with no lock, no staging and no atomic
+    /// read-modify-write per event, because `&mut self` proves that no other
+    /// thread can touch the table meanwhile.
+    ///
+    /// The handler gets each event and `&Monitor`, to add and remove watches
+    /// (or even wait, on the shared path) while it runs; those calls lock,
+    /// uncontended, for their own duration.
+    ///
+    /// ```
+    /// use ctrmon::{EventKind, Monitor};
+    ///
+    /// let mut monitor = Monitor::new()?;
+    /// let (id, writer) = monitor.watch_new_eventfd(0u64)?;
+    /// writer.signal(3)?;
+    /// monitor.wait_mut(None, |event, monitor| {
+    ///     if let EventKind::Signaled { count } = event.kind {
+    ///         let mut total = event.receiver;
+    ///         *total += count; // lent: the sum stays in the monitor
+    ///         if *total >= 3 {
+    ///             // Our own watch: it ends, and the receiver comes back
+    ///             // as an `Unwatched` event once this handler returns.
+    ///             assert!(monitor.unwatch(event.id).is_err());
+    ///         }
+    ///     }
+    /// })?;
+    /// assert!(!monitor.contains(id));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn wait_mut<F>(&mut self, timeout: Option<Duration>, mut handler: F) -> Result<usize>
     where
-        F: FnMut(Event<T>),
+        F: FnMut(Event<'_, T>, &Monitor<T>),
     {
-        let mut batch: ArrayVec<Pending<T>, BATCH> = ArrayVec::new();
-        let mut woken = false;
-        let mut delivered = 0;
-        let mut next = 0;
-        let mut housekeeping = false;
-        let mut clock = Clock::default();
-        while next < events.len() || housekeeping {
-            let epoch = {
-                let mut inner = self.lock();
-                if housekeeping {
-                    housekeeping = false;
-                    let now = clock.now();
-                    inner.timer.acknowledge();
-                    self.recheck_due(&mut inner, now, &mut batch);
-                    self.rearm_kernfs_due(&mut inner, now);
-                    inner.reschedule();
-                }
-                while next < events.len() && batch.remaining_capacity() >= MAX_PER_READY {
-                    let (data, flags) = key_and_flags(&events[next]);
-                    next += 1;
-                    if data == WAKER_KEY {
-                        self.waker.reset();
-                        woken = true;
-                        continue;
-                    }
-                    if data == TIMER_KEY {
-                        // Done once the batch's events are resolved, on the
-                        // next pass of this loop.
-                        housekeeping = true;
-                        continue;
-                    }
-                    let key = Key::from_u64(data);
-                    self.resolve(&mut inner, key, flags, &mut clock, &mut batch);
-                }
-                if inner.schedule_changed {
-                    inner.reschedule();
-                }
-                self.removals.load(Ordering::Acquire)
-            };
-            for p in batch.drain(..) {
-                // A handler earlier in this batch (or another thread) may have
-                // removed this watch; a final event already owns its receiver,
-                // and so does an event followed by its watch's final one.
-                if !p.kind.is_final()
-                    && !p.watch_ends_in_batch
-                    && self.removals.load(Ordering::Acquire) != epoch
-                    && !self.lock().table.contains(p.key)
-                {
-                    continue;
-                }
-                delivered += 1;
-                handler(Event {
-                    id: WatchId(p.key),
-                    kind: p.kind,
-                    receiver: p.receiver,
-                });
-            }
-        }
-        (delivered, woken)
+        wait_in(&mut Owned(self), timeout, &mut handler)
     }
+}
 
-    /// Turns one readiness into pending events. Runs with the lock held: it
-    /// does the reads and reaping (so that no fd can be closed and reused
-    /// under it) but calls no caller code except `T::clone`.
+/// How dispatch reaches the table: locked per event, or owned.
+trait Access<T> {
+    /// No other thread can see the monitor while dispatch runs.
+    const EXCLUSIVE: bool;
+    fn monitor(&self) -> &Monitor<T>;
+    /// The lock-free parts and the table (locking it if need be).
+    fn parts(&mut self) -> (&Core, &mut Inner<T>);
+    /// Releases the table before a handler runs.
+    fn unlock(&mut self);
+}
+
+struct Locked<'m, T> {
+    monitor: &'m Monitor<T>,
+    guard: Option<MutexGuard<'m, Inner<T>>>,
+}
+
+impl<T> Access<T> for Locked<'_, T> {
+    const EXCLUSIVE: bool = false;
+
     #[inline(always)]
-    fn resolve(
-        &self,
-        inner: &mut Inner<T>,
-        key: Key,
-        flags: EventFlags,
-        clock: &mut Clock,
-        batch: &mut ArrayVec<Pending<T>, BATCH>,
-    ) {
-        // Stale: the watch ended after the kernel queued this event.
-        let Some(watch) = inner.table.get_mut(key) else {
-            return;
-        };
-        let link = watch.oom_link;
-        let outcome = watch.source.on_ready(flags, clock);
-        // The hot path (an eventfd count, a populated change): one event
-        // that does not end the watch, for the watch already in hand.
-        match outcome {
-            Outcome::One(kind) if !kind.is_final() => {
-                let receiver = watch.receiver.clone();
-                batch.push(Pending {
-                    key,
-                    kind,
-                    receiver,
-                    watch_ends_in_batch: false,
-                });
-            }
-            Outcome::One(kind) => self.resolve_final(inner, key, link, kind, clock, batch),
-            other => self.push_outcome(inner, key, other, batch),
+    fn monitor(&self) -> &Monitor<T> {
+        self.monitor
+    }
+
+    #[inline(always)]
+    fn parts(&mut self) -> (&Core, &mut Inner<T>) {
+        let monitor = self.monitor;
+        let guard = self.guard.get_or_insert_with(|| monitor.lock());
+        (&monitor.core, guard)
+    }
+
+    #[inline(always)]
+    fn unlock(&mut self) {
+        self.guard = None;
+    }
+}
+
+struct Owned<'m, T>(&'m mut Monitor<T>);
+
+impl<T> Access<T> for Owned<'_, T> {
+    const EXCLUSIVE: bool = true;
+
+    #[inline(always)]
+    fn monitor(&self) -> &Monitor<T> {
+        self.0
+    }
+
+    #[inline(always)]
+    fn parts(&mut self) -> (&Core, &mut Inner<T>) {
+        let Monitor { core, inner } = &mut *self.0;
+        (
+            core,
+            // No caller code runs while the table is being changed, so a
+            // poisoned table is still consistent.
+            inner.get_mut().unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    #[inline(always)]
+    fn unlock(&mut self) {}
+}
+
+/// The `epoll_wait` timeouts of one `wait`, worked out once.
+struct Timeout {
+    /// The first wait's timeout (`None`: forever).
+    first: Option<Timespec>,
+    /// When the caller's timeout ends; only read for a retry.
+    deadline: Deadline,
+}
+
+#[derive(Clone, Copy)]
+enum Deadline {
+    Never,
+    /// Look once, do not sleep.
+    Poll,
+    At(Instant),
+}
+
+impl Timeout {
+    #[inline(always)]
+    fn new(timeout: Option<Duration>) -> Timeout {
+        match timeout {
+            None => Timeout {
+                first: None,
+                deadline: Deadline::Never,
+            },
+            // The common polling case needs no clock and no division.
+            Some(t) if t.is_zero() => Timeout {
+                first: Some(Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }),
+                deadline: Deadline::Poll,
+            },
+            Some(t) => Timeout {
+                first: Some(millis_timespec(t)),
+                deadline: Instant::now()
+                    .checked_add(t)
+                    .map_or(Deadline::Never, Deadline::At),
+            },
         }
     }
 
-    /// The end of a watch; for a process linked to its cgroup's OOM watch,
-    /// the cgroup's unreported OOM goes out first.
-    #[cold]
-    fn resolve_final(
-        &self,
-        inner: &mut Inner<T>,
+    /// The timeout of a further `epoll_wait` (after `EINTR`, or a wake-up
+    /// that delivered nothing); `None` when the time is up.
+    fn again(&self) -> Option<Option<Timespec>> {
+        match self.deadline {
+            Deadline::Never => Some(None),
+            Deadline::Poll => None,
+            Deadline::At(d) => {
+                let now = Instant::now();
+                (now < d).then(|| Some(millis_timespec(d - now)))
+            }
+        }
+    }
+}
+
+fn wait_in<T, A, F>(access: &mut A, timeout: Option<Duration>, handler: &mut F) -> Result<usize>
+where
+    A: Access<T>,
+    F: FnMut(Event<'_, T>, &Monitor<T>),
+{
+    let timeout = Timeout::new(timeout);
+    let mut sleep = timeout.first;
+    let mut buf: EventBuf = [MaybeUninit::uninit(); BATCH];
+    loop {
+        let core = &access.monitor().core;
+        if core.is_shut_down() {
+            core.pass_on_shutdown();
+            return Ok(0);
+        }
+        match core.epoll.wait_once(&mut buf, sleep.as_ref()) {
+            Ok(events) => {
+                let (delivered, woken) = dispatch(access, events, handler);
+                if delivered > 0 || woken {
+                    let core = &access.monitor().core;
+                    if woken && core.is_shut_down() {
+                        core.pass_on_shutdown();
+                    }
+                    return Ok(delivered);
+                }
+            }
+            // Retried with the same absolute deadline.
+            Err(Errno::INTR) => {}
+            Err(e) => {
+                return Err(Error::os(
+                    "epoll_wait on",
+                    Subject::Fd(core.epoll.as_fd().as_raw_fd()),
+                    e,
+                ))
+            }
+        }
+        // Nothing to deliver (a timeout, stale or empty readiness, or a
+        // re-check that is still waiting): wait out the rest of the time.
+        match timeout.again() {
+            Some(t) => sleep = t,
+            None => return Ok(0),
+        }
+    }
+}
+
+/// Resolves and delivers one `epoll_wait`'s events. Returns the number
+/// delivered, and whether the waker fired.
+#[inline(always)]
+fn dispatch<T, A, F>(access: &mut A, events: &[epoll::Event], handler: &mut F) -> (usize, bool)
+where
+    A: Access<T>,
+    F: FnMut(Event<'_, T>, &Monitor<T>),
+{
+    let mut delivered = 0;
+    let mut woken = false;
+    let mut housekeeping = false;
+    let mut clock = Clock::default();
+    for ev in events {
+        let (data, flags) = key_and_flags(ev);
+        let key = Key::from_u64(data);
+        let (core, inner) = access.parts();
+        // The waker and timer keys are tested only on a miss: their slot
+        // indices are never handed out.
+        let ready = inner.table.on_ready(key, !A::EXCLUSIVE, |source| {
+            source.on_ready(flags, &mut clock)
+        });
+        match ready {
+            Ready::Lent(kind, mut watch) => {
+                access.unlock();
+                let event = Event {
+                    id: WatchId(data),
+                    kind,
+                    receiver: Receiver::Lent(&mut watch.receiver),
+                };
+                lend_out::<T, A, F>(handler, event, access.monitor());
+                delivered += 1;
+                delivered += give_back(access, key, watch, handler);
+            }
+            Ready::Other(Outcome::Nothing) => {}
+            Ready::Other(outcome) => {
+                let group = inner.resolve(core, key, outcome, &mut clock, A::EXCLUSIVE);
+                delivered += deliver(access, group, handler);
+            }
+            Ready::Miss if data == WAKER_KEY => {
+                core.waker.reset();
+                woken = true;
+            }
+            // Done once the batch's events are delivered.
+            Ready::Miss if data == TIMER_KEY => housekeeping = true,
+            // Stale: the watch ended after the kernel queued this event.
+            Ready::Miss => {}
+        }
+    }
+    if housekeeping {
+        delivered += housekeep(access, &mut clock, handler);
+    }
+    let (_, inner) = access.parts();
+    if inner.schedule_changed {
+        inner.reschedule();
+    }
+    access.unlock();
+    (delivered, woken)
+}
+
+/// Calls the handler with a lent receiver. On the shared path the thread
+/// counts its lends, so that its own `unwatch` calls know not to wait for a
+/// lend to end (see `Monitor::unwatch`).
+#[inline(always)]
+fn lend_out<T, A, F>(handler: &mut F, event: Event<'_, T>, monitor: &Monitor<T>)
+where
+    A: Access<T>,
+    F: FnMut(Event<'_, T>, &Monitor<T>),
+{
+    if A::EXCLUSIVE {
+        handler(event, monitor);
+    } else {
+        super::LENDS.with(|n| n.set(n.get() + 1));
+        handler(event, monitor);
+        super::LENDS.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Puts a lent watch back, wakes any thread waiting to unwatch it, and
+/// delivers `Unwatched` if it was ended meanwhile.
+#[inline(always)]
+fn give_back<T, A, F>(access: &mut A, key: Key, watch: Watch<T>, handler: &mut F) -> usize
+where
+    A: Access<T>,
+    F: FnMut(Event<'_, T>, &Monitor<T>),
+{
+    let (core, inner) = access.parts();
+    let restored = inner.table.restore(key, watch);
+    if !A::EXCLUSIVE && inner.unwatch_waiters > 0 {
+        core.returned.notify_all();
+    }
+    match restored {
+        Ok(()) => 0,
+        Err(watch) => give_back_unwatched(access, key, watch, handler),
+    }
+}
+
+/// A watch ended by `unwatch` while it was lent: out of epoll, and its
+/// receiver handed back in an `Unwatched` event.
+#[cold]
+#[inline(never)]
+fn give_back_unwatched<T, A, F>(access: &mut A, key: Key, watch: Watch<T>, handler: &mut F) -> usize
+where
+    A: Access<T>,
+    F: FnMut(Event<'_, T>, &Monitor<T>),
+{
+    let (core, _) = access.parts();
+    core.retire(&watch.source, A::EXCLUSIVE);
+    access.unlock();
+    let Watch { source, receiver } = watch;
+    handler(
+        Event {
+            id: WatchId(key.as_u64()),
+            kind: EventKind::Unwatched,
+            receiver: Receiver::Owned(receiver),
+        },
+        access.monitor(),
+    );
+    drop(source);
+    1
+}
+
+/// Up to [`Group::CAP`] events from one readiness (or one re-check), in
+/// delivery order. A final event carries its watch, already out of the
+/// table.
+pub(super) struct Group<T> {
+    items: [Option<Pending<T>>; Group::<()>::CAP],
+}
+
+pub(super) struct Pending<T> {
+    key: Key,
+    kind: EventKind,
+    watch: Option<Watch<T>>,
+}
+
+impl<T> Group<T> {
+    /// The most events one readiness can produce: a process's exit,
+    /// preceded by its linked cgroup's OOM and, if the cgroup went away
+    /// meanwhile, that cgroup's removal.
+    pub(super) const CAP: usize = 3;
+
+    pub(super) fn new() -> Group<T> {
+        Group {
+            items: [None, None, None],
+        }
+    }
+
+    fn push(&mut self, p: Pending<T>) {
+        if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(p);
+        }
+    }
+}
+
+impl<T> Inner<T> {
+    /// Everything but the hot case: a final event, an OOM with its removal,
+    /// a re-check to schedule.
+    #[inline(never)]
+    fn resolve(
+        &mut self,
+        core: &Core,
         key: Key,
-        link: Option<Key>,
-        kind: EventKind,
+        outcome: Outcome,
         clock: &mut Clock,
-        batch: &mut ArrayVec<Pending<T>, BATCH>,
+        exclusive: bool,
+    ) -> Group<T> {
+        let mut group = Group::new();
+        match outcome {
+            Outcome::One(EventKind::Exited(exit)) => {
+                self.push_exit(core, key, exit, clock, &mut group, exclusive)
+            }
+            other => self.push_outcome(core, key, other, &mut group, exclusive),
+        }
+        group
+    }
+
+    /// The end of a process; for one linked to its cgroup's OOM watch, the
+    /// cgroup's unreported OOM goes out first.
+    fn push_exit(
+        &mut self,
+        core: &Core,
+        key: Key,
+        mut exit: Exit,
+        clock: &mut Clock,
+        group: &mut Group<T>,
+        exclusive: bool,
     ) {
-        if let (Some(link), EventKind::Exited(mut exit)) = (link, &kind) {
+        let link = self
+            .table
+            .get(key)
+            .and_then(|w| w.source.pid_info())
+            .and_then(|info| info.oom_link);
+        if let Some(link) = link.map(|id| Key::from_u64(id.0)) {
             // OOM before exit: whatever the cgroup has not reported yet goes
             // out first, then the exit, marked if a recent kill is its own.
             // Both from one look, before a removal found by that look can
             // take the cgroup's watch (and its count of kills) away.
             let now = clock.now();
-            if let Some(w) = inner.table.get_mut(link) {
+            if let Some(w) = self.table.get_mut(link) {
                 let outcome = w.source.recheck(now, true);
                 exit.oom_killed = w
                     .source
                     .oom_book()
                     .is_some_and(|b| b.claim_kill_for(exit.status, now));
-                self.push_outcome(inner, link, outcome, batch);
+                self.push_outcome(core, link, outcome, group, exclusive);
             }
-            self.push(inner, key, EventKind::Exited(exit), batch);
-            return;
         }
-        self.push(inner, key, kind, batch);
+        self.push(core, key, EventKind::Exited(exit), group, exclusive);
     }
 
-    /// Runs `look` on the source under `key` (if live) and queues what it
-    /// produced.
-    pub(super) fn apply(
-        &self,
-        inner: &mut Inner<T>,
-        key: Key,
-        look: impl FnOnce(&mut Source) -> Outcome,
-        batch: &mut ArrayVec<Pending<T>, BATCH>,
-    ) {
-        if let Some(w) = inner.table.get_mut(key) {
-            let outcome = look(&mut w.source);
-            self.push_outcome(inner, key, outcome, batch);
-        }
-    }
-
-    fn push_outcome(
-        &self,
-        inner: &mut Inner<T>,
+    pub(super) fn push_outcome(
+        &mut self,
+        core: &Core,
         key: Key,
         outcome: Outcome,
-        batch: &mut ArrayVec<Pending<T>, BATCH>,
+        group: &mut Group<T>,
+        exclusive: bool,
     ) {
         match outcome {
             Outcome::Nothing => {}
-            Outcome::One(kind) => self.push(inner, key, kind, batch),
+            Outcome::One(kind) => self.push(core, key, kind, group, exclusive),
             Outcome::OomThenRemoved(oom) => {
-                self.push(inner, key, EventKind::Memory(oom), batch);
-                self.push(inner, key, EventKind::Removed, batch);
+                self.push(core, key, EventKind::Memory(oom), group, exclusive);
+                self.push(core, key, EventKind::Removed, group, exclusive);
             }
             Outcome::RecheckLater => {
-                if !inner.settling.contains(&key) {
-                    inner.settling.push(key);
+                if !self.settling.contains(&key) {
+                    self.settling.push(key);
                 }
-                inner.schedule_changed = true;
+                self.schedule_changed = true;
             }
         }
     }
 
     /// Queues one event; a final one takes the watch out of the table and
-    /// epoll, and carries the receiver itself.
+    /// epoll, and carries it. A non-final one is lent at delivery.
     fn push(
-        &self,
-        inner: &mut Inner<T>,
+        &mut self,
+        core: &Core,
         key: Key,
         kind: EventKind,
-        batch: &mut ArrayVec<Pending<T>, BATCH>,
+        group: &mut Group<T>,
+        exclusive: bool,
     ) {
-        let receiver = if kind.is_final() {
-            let Some(w) = self.remove(&mut inner.table, key) else {
-                return;
-            };
-            // Rare (an exit, a removal): a scan of the batch is fine.
-            for p in batch.iter_mut().filter(|p| p.key == key) {
-                p.watch_ends_in_batch = true;
+        let watch = if kind.is_final() {
+            match core.remove(&mut self.table, key, exclusive) {
+                Removal::Removed(w) => Some(w),
+                // Lent (to a handler that is running a nested wait), or gone.
+                Removal::Lent | Removal::Missing => return,
             }
-            w.receiver
         } else {
-            match inner.table.get(key) {
-                Some(w) => w.receiver.clone(),
-                None => return,
-            }
+            None
         };
-        batch.push(Pending {
-            key,
-            kind,
-            receiver,
-            watch_ends_in_batch: false,
-        });
+        group.push(Pending { key, kind, watch });
     }
+}
+
+/// Delivers a group: a final event hands its receiver over; a non-final one
+/// lends it, from the watch of a final event later in the group (an OOM,
+/// then the removal of the same cgroup) or from the table.
+#[inline(never)]
+fn deliver<T, A, F>(access: &mut A, mut group: Group<T>, handler: &mut F) -> usize
+where
+    A: Access<T>,
+    F: FnMut(Event<'_, T>, &Monitor<T>),
+{
+    let mut delivered = 0;
+    for i in 0..group.items.len() {
+        let Some(Pending { key, kind, watch }) = group.items[i].take() else {
+            continue;
+        };
+        let id = WatchId(key.as_u64());
+        if let Some(Watch { source, receiver }) = watch {
+            access.unlock();
+            let receiver = Receiver::Owned(receiver);
+            handler(Event { id, kind, receiver }, access.monitor());
+            drop(source);
+            delivered += 1;
+            continue;
+        }
+        let later = group.items[i + 1..]
+            .iter_mut()
+            .flatten()
+            .filter(|p| p.key == key)
+            .find_map(|p| p.watch.as_mut());
+        if let Some(w) = later {
+            // Already out of the table: nobody can wait for it.
+            access.unlock();
+            let receiver = Receiver::Lent(&mut w.receiver);
+            handler(Event { id, kind, receiver }, access.monitor());
+            delivered += 1;
+            continue;
+        }
+        let (_, inner) = access.parts();
+        // Gone since it was resolved: dropped.
+        let Some(mut w) = inner.table.lend(key, !A::EXCLUSIVE) else {
+            continue;
+        };
+        access.unlock();
+        let receiver = Receiver::Lent(&mut w.receiver);
+        lend_out::<T, A, F>(handler, Event { id, kind, receiver }, access.monitor());
+        delivered += 1;
+        delivered += give_back(access, key, w, handler);
+    }
+    delivered
+}
+
+/// The timer fired: re-checks that are due, kernfs re-arms.
+#[cold]
+#[inline(never)]
+fn housekeep<T, A, F>(access: &mut A, clock: &mut Clock, handler: &mut F) -> usize
+where
+    A: Access<T>,
+    F: FnMut(Event<'_, T>, &Monitor<T>),
+{
+    let now = clock.now();
+    let (core, inner) = access.parts();
+    inner.timer.acknowledge();
+    inner.rearm_kernfs_due(core, now);
+    // Each settling watch is looked at once per pass, even if its re-check
+    // asks for another straight away.
+    let mut delivered = 0;
+    for _ in 0..inner.settling.len() {
+        let (core, inner) = access.parts();
+        let Some(key) = inner.next_due(now) else {
+            break;
+        };
+        let Some(w) = inner.table.get_mut(key) else {
+            continue;
+        };
+        let outcome = w.source.recheck(now, false);
+        let mut group = Group::new();
+        inner.push_outcome(core, key, outcome, &mut group, A::EXCLUSIVE);
+        delivered += deliver(access, group, handler);
+    }
+    let (_, inner) = access.parts();
+    inner.reschedule();
+    delivered
 }

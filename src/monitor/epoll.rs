@@ -21,6 +21,7 @@ pub(crate) type EventBuf = [MaybeUninit<epoll::Event>; BATCH];
 
 /// The key and flags of one ready event, copied out of the kernel's packed
 /// layout (`Event` is `repr(packed)` on x86-64, so no references into it).
+#[inline(always)]
 pub(crate) fn key_and_flags(ev: &epoll::Event) -> (u64, EventFlags) {
     let flags = ev.flags;
     let data = ev.data;
@@ -65,20 +66,20 @@ impl Epoll {
         epoll::delete(&self.fd, source)
     }
 
-    /// One `epoll_wait` of at most `timeout` (`None`: forever; rounded up to
-    /// whole milliseconds). Returns the ready events at the front of `buf`;
+    /// One `epoll_wait` of at most `timeout` (`None`: forever; whole
+    /// milliseconds, from [`millis_timespec`]). Returns the ready events at the front of `buf`;
     /// none means the time passed.
     ///
     /// `EINTR` comes back as an error: the caller retries in its own loop
     /// with the same deadline (returning a borrow of `buf` from inside a retry
     /// loop here is something the borrow checker cannot yet accept).
+    #[inline(always)]
     pub(crate) fn wait_once<'b>(
         &self,
         buf: &'b mut EventBuf,
-        timeout: Option<Duration>,
+        timeout: Option<&Timespec>,
     ) -> Result<&'b [epoll::Event], Errno> {
-        let timeout = timeout.map(millis_timespec);
-        let (events, _) = epoll::wait(&self.fd, buf, timeout.as_ref())?;
+        let (events, _) = epoll::wait(&self.fd, buf, timeout)?;
         Ok(events)
     }
 }

@@ -1,15 +1,15 @@
 //! Timed work: OOM re-checks that wait for a kill to be counted, and the
 //! periodic re-arming of kernfs watches, scheduled on the monitor's timerfd.
 
-use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use arrayvec::ArrayVec;
+use super::table::Key;
+use super::{Core, Inner};
 
-use super::dispatch::{Pending, MAX_PER_READY};
-use super::epoll::BATCH;
-use super::{Inner, Monitor};
+/// How often kernfs watches are re-armed; also the longest a removal that
+/// kernfs failed to signal goes unreported.
+pub(super) const REARM_EVERY: Duration = Duration::from_secs(1);
 
 impl<T> Inner<T> {
     /// Sets the timer for the earliest re-check or re-arm.
@@ -29,13 +29,7 @@ impl<T> Inner<T> {
             .min();
         timer.set(due);
     }
-}
 
-/// How often kernfs watches are re-armed; also the longest a removal that
-/// kernfs failed to signal goes unreported.
-pub(super) const REARM_EVERY: Duration = Duration::from_secs(1);
-
-impl<T: Clone> Monitor<T> {
     /// Re-registers every kernfs watch with `EPOLL_CTL_MOD`, which makes
     /// epoll look at the file again. kernfs can drop a wake-up: when a
     /// cgroup is removed while its "changed" notification is still queued
@@ -43,51 +37,50 @@ impl<T: Clone> Monitor<T> {
     /// the file turns ready (`EPOLLERR`, reads `ENODEV`) without waking
     /// anyone, and the watch would wait forever. Once a second, while such
     /// watches exist, costs one syscall per watch.
-    pub(super) fn rearm_kernfs_due(&self, inner: &mut Inner<T>, now: Instant) {
-        if self.kernfs.load(Ordering::Acquire) == 0 {
-            inner.next_rearm = None;
+    pub(super) fn rearm_kernfs_due(&mut self, core: &Core, now: Instant) {
+        if core.kernfs.load(Ordering::Acquire) == 0 {
+            self.next_rearm = None;
             return;
         }
-        match inner.next_rearm {
+        match self.next_rearm {
             Some(t) if t <= now => {}
             _ => return,
         }
-        inner.next_rearm = Some(now + REARM_EVERY);
-        for (key, watch) in inner.table.iter() {
-            if watch.source.is_kernfs() {
-                let _ =
-                    self.epoll
-                        .modify(watch.source.as_fd(), key.as_u64(), watch.source.interest());
+        self.next_rearm = Some(now + REARM_EVERY);
+        for (key, watch) in self.table.iter() {
+            if let (true, Some(fd)) = (watch.source.is_kernfs(), watch.source.as_fd()) {
+                let _ = core.epoll.modify(fd, key.as_u64(), watch.source.interest());
             }
         }
     }
 
-    /// Re-checks the OOM watches whose re-check time has come. At most a
-    /// batch's worth per pass; the rest wait for the next pass.
-    pub(super) fn recheck_due(
-        &self,
-        inner: &mut Inner<T>,
-        now: Instant,
-        batch: &mut ArrayVec<Pending<T>, BATCH>,
-    ) {
+    /// Takes the next OOM watch whose re-check time has come off the
+    /// settling list. Watches that were unwatched, removed, or are no longer
+    /// settling leave the list on the way.
+    pub(super) fn next_due(&mut self, now: Instant) -> Option<Key> {
         let mut i = 0;
-        while i < inner.settling.len() && batch.remaining_capacity() >= MAX_PER_READY {
-            let key = inner.settling[i];
-            let due = match inner.table.get_mut(key) {
-                Some(w) => w.source.oom_book().and_then(|b| b.recheck_at()),
-                None => None,
-            };
+        while i < self.settling.len() {
+            let key = self.settling[i];
+            // Lent to a handler (a nested wait): looked at next time.
+            if self.table.get(key).is_none() && self.table.contains(key) {
+                i += 1;
+                continue;
+            }
+            let due = self
+                .table
+                .get_mut(key)
+                .and_then(|w| w.source.oom_book()?.recheck_at());
             match due {
                 Some(t) if t > now => i += 1,
                 Some(_) => {
-                    inner.settling.swap_remove(i);
-                    self.apply(inner, key, |s| s.recheck(now, false), batch);
+                    self.settling.swap_remove(i);
+                    return Some(key);
                 }
-                // Unwatched, removed, or no longer settling.
                 None => {
-                    inner.settling.swap_remove(i);
+                    self.settling.swap_remove(i);
                 }
             }
         }
+        None
     }
 }

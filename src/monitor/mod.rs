@@ -2,7 +2,6 @@
 
 mod dispatch;
 mod epoll;
-mod event;
 mod housekeeping;
 pub(crate) mod table;
 mod timer;
@@ -10,18 +9,17 @@ mod waker;
 mod watch;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use rustix::event::epoll::EventFlags;
 
-pub use event::{Event, EventKind, Exit, ExitStatus, WatchId};
-
+use crate::event::WatchId;
 use crate::source::Source;
 use crate::{Error, Result, Subject};
 use epoll::Epoll;
-use table::{Key, Table};
+use table::{Key, Removal, Table};
 use timer::Timer;
 use waker::Waker;
 
@@ -31,18 +29,10 @@ use waker::Waker;
 const WAKER_KEY: u64 = u64::MAX;
 const TIMER_KEY: u64 = u64::MAX - 1;
 
-/// One watch in the table: what is watched, and the caller's value for it.
-struct Watch<T> {
-    source: Source,
-    receiver: T,
-    /// For a process: the OOM watch of its cgroup, re-read before its exit
-    /// is reported so that the OOM comes first.
-    oom_link: Option<Key>,
-}
-
-/// Everything behind the monitor's one lock.
+/// Everything behind the monitor's one lock (or owned outright by a
+/// [`wait_mut`](Monitor::wait_mut)).
 struct Inner<T> {
-    table: Table<Watch<T>>,
+    table: Table<T>,
     /// OOM watches waiting to see the kill of an OOM they were told of; each
     /// has a re-check time (`OomBook::recheck_at`). Rarely more than a few.
     settling: Vec<Key>,
@@ -53,6 +43,16 @@ struct Inner<T> {
     timer: Timer,
     /// Something above changed since the timer was last set.
     schedule_changed: bool,
+    /// Threads in `unwatch` waiting for a lent receiver to come back.
+    unwatch_waiters: usize,
+}
+
+thread_local! {
+    /// Receivers this thread's handlers hold, lent by `wait` (the shared
+    /// path). A thread that holds one never waits in `unwatch` for another
+    /// to come back: two handlers unwatching each other's watches would
+    /// wait for ever.
+    static LENDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Watches processes and file descriptors from one epoll loop, and hands each
@@ -61,12 +61,34 @@ struct Inner<T> {
 /// This is the `Monitor` of containerd 0.2's supervisor done right: a
 /// receiver table indexed by slot and generation instead of a map keyed by
 /// fd number; pidfds instead of (or beside) exit FIFOs; every fd
-/// close-on-exec; errors returned, never fatal; and no caller code run while
-/// a lock is held, so a handler may add and remove watches freely.
+/// close-on-exec; errors returned, never fatal; no caller code run while a
+/// lock is held, so a handler may add and remove watches freely; and
+/// receivers lent to the handler, never cloned.
 ///
-/// `Monitor<T>` is `Send + Sync` when `T: Send`. Any thread may add or remove
-/// watches while another is blocked in [`wait`](Self::wait); share it with an
-/// `Arc`.
+/// # Two ways to wait
+///
+/// - [`wait_mut`](Self::wait_mut) (`&mut self`): for the common case of one
+///   thread that owns the loop. It reaches the table through
+///   [`Mutex::get_mut`], so dispatch takes no lock, stages nothing and does
+///   no atomic read-modify-write per event: close to a hand-written epoll
+///   loop (see `benches/README.md`). The handler gets the event and `&Monitor`
+///   to add and remove watches with.
+/// - [`wait`](Self::wait) (`&self`): when several threads share the monitor
+///   (in an `Arc`): any thread may add or remove watches while another is
+///   blocked in `wait`, and several threads may wait at once. Each event
+///   costs one lock round trip.
+///
+/// Both deliver the same events with the same guarantees. Why not an owned
+/// loop with a separate thread-safe handle, as mio's `Poll` and `Registry`?
+/// Because the table holds the receivers: a handle in another thread could
+/// not hand back a receiver from `unwatch` without the table, so it would
+/// need the same lock. One type whose `&self` methods lock and whose
+/// `&mut self` wait does not keeps every method available on both paths,
+/// and the borrow checker proves that no other thread can be adding a watch
+/// while `wait_mut` runs lock-free.
+///
+/// `Monitor<T>` is `Send + Sync` when `T: Send`; `T` needs nothing else (not
+/// `Clone`, not `Sync`).
 ///
 /// # Examples
 ///
@@ -76,15 +98,15 @@ struct Inner<T> {
 /// use std::process::Command;
 /// use ctrmon::{EventKind, ExitStatus, Monitor};
 ///
-/// let monitor = Monitor::new()?;
+/// let mut monitor = Monitor::new()?;
 /// let child = Command::new("sh").args(["-c", "exit 7"]).spawn()?;
 /// monitor.watch_pid(child.id() as i32, "my-container")?;
 ///
 /// let mut exit = None;
 /// while exit.is_none() {
-///     monitor.wait(None, |event| {
+///     monitor.wait_mut(None, |event, _monitor| {
 ///         if let EventKind::Exited(e) = event.kind {
-///             exit = Some((event.receiver, e.status));
+///             exit = Some((*event.receiver, e.status));
 ///         }
 ///     })?;
 /// }
@@ -96,15 +118,15 @@ struct Inner<T> {
 /// is pending (or timed work is due: its own timerfd is in the set), so it
 /// nests in another event loop (mio, tokio's `AsyncFd`): register
 /// [`as_fd`](AsFd::as_fd) for readability and, each time it fires, call
-/// `wait` with a zero timeout until it returns 0 (those loops are
-/// edge-triggered, and one `wait` delivers at most a batch of 128).
+/// `wait_mut` (or `wait`) with a zero timeout until it returns 0 (those
+/// loops are edge-triggered, and one wait delivers at most a batch of 128).
 ///
 /// ```
 /// use std::os::fd::{AsFd, AsRawFd};
 /// use std::time::Duration;
 /// use mio::{unix::SourceFd, Events, Interest, Poll, Token};
 ///
-/// let monitor = ctrmon::Monitor::new()?;
+/// let mut monitor = ctrmon::Monitor::new()?;
 /// let mut poll = Poll::new()?;
 /// let raw = monitor.as_fd().as_raw_fd();
 /// poll.registry().register(&mut SourceFd(&raw), Token(0), Interest::READABLE)?;
@@ -116,21 +138,26 @@ struct Inner<T> {
 /// let mut exited = false;
 /// while !exited {
 ///     poll.poll(&mut events, Some(Duration::from_secs(10)))?;
-///     while monitor.wait(Some(Duration::ZERO), |e| exited |= e.is_final())? > 0 {}
+///     while monitor.wait_mut(Some(Duration::ZERO), |e, _| exited |= e.is_final())? > 0 {}
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Monitor<T> {
+    core: Core,
+    inner: Mutex<Inner<T>>,
+}
+
+/// The monitor's parts that need no lock.
+struct Core {
     epoll: Epoll,
     waker: Waker,
-    inner: Mutex<Inner<T>>,
-    /// Bumped on every removal; lets delivery skip re-checking the table when
-    /// nothing was removed since the batch was resolved.
-    removals: AtomicU64,
     live: AtomicUsize,
     /// Live watches on kernfs files (`Source::is_kernfs`).
     kernfs: AtomicUsize,
     shut_down: AtomicBool,
+    /// Signalled when a receiver lent by `wait` comes back and a thread
+    /// waits in `unwatch` for it.
+    returned: Condvar,
 }
 
 impl<T> Monitor<T> {
@@ -149,67 +176,97 @@ impl<T> Monitor<T> {
             .add(timer.fd.as_fd(), TIMER_KEY, EventFlags::IN)
             .map_err(|e| Error::os("register timerfd", Subject::None, e))?;
         Ok(Monitor {
-            epoll,
-            waker,
+            core: Core {
+                epoll,
+                waker,
+                live: AtomicUsize::new(0),
+                kernfs: AtomicUsize::new(0),
+                shut_down: AtomicBool::new(false),
+                returned: Condvar::new(),
+            },
             inner: Mutex::new(Inner {
                 table: Table::new(),
                 settling: Vec::new(),
                 next_rearm: None,
                 timer,
                 schedule_changed: false,
+                unwatch_waiters: 0,
             }),
-            removals: AtomicU64::new(0),
-            live: AtomicUsize::new(0),
-            kernfs: AtomicUsize::new(0),
-            shut_down: AtomicBool::new(false),
         })
     }
 
     /// Ends a watch and returns its receiver. The source's fd is removed from
     /// epoll and closed; a watched child is *not* reaped (it is the caller's
     /// again). No event for `id` is delivered once this has returned, except
-    /// one that a concurrent [`wait`](Self::wait) in another thread had
-    /// already begun to deliver.
+    /// one that a concurrent wait in another thread had already begun to
+    /// deliver.
     ///
     /// # Errors
     ///
     /// Fails when `id` is not live: it was unwatched already, or its final
     /// event has been (or is being) delivered with the receiver.
+    ///
+    /// # A receiver lent to a handler
+    ///
+    /// While a handler holds the watch's receiver (a non-final event of it
+    /// is being delivered), `unwatch` cannot take the receiver at once:
+    ///
+    /// - Called from a thread that holds no lent receiver itself, while
+    ///   another thread's [`wait`](Self::wait) delivers: it waits for that
+    ///   handler to return, then ends the watch and returns the receiver, as
+    ///   it always does. (So do not call `unwatch` while holding something
+    ///   that the handler waits for.)
+    /// - Otherwise (from inside a handler, for its own watch or any other
+    ///   that is lent; or for a receiver lent by
+    ///   [`wait_mut`](Self::wait_mut)) waiting could deadlock, so it ends
+    ///   the watch (nothing more is reported for it) and fails with the
+    ///   error kind of `EBUSY` (`ResourceBusy`); the receiver comes back as
+    ///   the watch's final event,
+    ///   [`EventKind::Unwatched`](crate::EventKind::Unwatched), right after
+    ///   the handler that holds it returns.
     pub fn unwatch(&self, id: WatchId) -> Result<T> {
-        let removed = self.remove(&mut self.lock().table, id.0);
-        let watch = removed.ok_or_else(|| {
-            Error::new(
+        let key = Key::from_u64(id.0);
+        let mut inner = self.lock();
+        while inner.table.is_lent_waitable(key) && LENDS.with(|n| n.get()) == 0 {
+            inner.unwatch_waiters += 1;
+            inner = self
+                .core
+                .returned
+                .wait(inner)
+                .unwrap_or_else(PoisonError::into_inner);
+            inner.unwatch_waiters -= 1;
+        }
+        let removed = self.core.remove(&mut inner.table, key, false);
+        drop(inner);
+        match removed {
+            // The fd closes here, outside the lock.
+            Removal::Removed(watch) => Ok(watch.receiver),
+            Removal::Lent => Err(Error::new(
+                "unwatch",
+                Subject::Watch(id),
+                std::io::Error::new(
+                    // `ErrorKind::ResourceBusy` on Rust 1.83 and later.
+                    std::io::Error::from(rustix::io::Errno::BUSY).kind(),
+                    "the receiver is lent to a handler; the watch ends and the receiver \
+                     comes back as its Unwatched event",
+                ),
+            )),
+            Removal::Missing => Err(Error::new(
                 "unwatch",
                 Subject::Watch(id),
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such watch"),
-            )
-        })?;
-        // The fd closes here, outside the lock.
-        Ok(watch.receiver)
-    }
-
-    /// Removes `key` from the table and from epoll. Epoll first, then the fd
-    /// closes when the caller drops the watch.
-    fn remove(&self, table: &mut Table<Watch<T>>, key: Key) -> Option<Watch<T>> {
-        let watch = table.remove(key)?;
-        // Cannot fail for an fd we registered and still hold open.
-        let _ = self.epoll.delete(watch.source.as_fd());
-        if watch.source.is_kernfs() {
-            self.kernfs.fetch_sub(1, Ordering::AcqRel);
+            )),
         }
-        self.removals.fetch_add(1, Ordering::Release);
-        self.live.fetch_sub(1, Ordering::Relaxed);
-        Some(watch)
     }
 
     /// True while `id` is being watched.
     pub fn contains(&self, id: WatchId) -> bool {
-        self.lock().table.contains(id.0)
+        self.lock().table.contains(Key::from_u64(id.0))
     }
 
     /// The number of live watches (containerd's `EpollFdCounter`).
     pub fn len(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        self.core.live.load(Ordering::Relaxed)
     }
 
     /// True when nothing is being watched.
@@ -220,7 +277,8 @@ impl<T> Monitor<T> {
     /// Interrupts a [`wait`](Self::wait) blocked in another thread, which
     /// then returns. If no thread is waiting, the next `wait` returns at once.
     pub fn wake(&self) -> Result<()> {
-        self.waker
+        self.core
+            .waker
             .wake()
             .map_err(|e| Error::os("write waker eventfd", Subject::None, e))
     }
@@ -228,19 +286,13 @@ impl<T> Monitor<T> {
     /// Makes every current and future [`wait`](Self::wait) return at once
     /// with no events. Watches stay registered until the monitor is dropped.
     pub fn shutdown(&self) -> Result<()> {
-        self.shut_down.store(true, Ordering::SeqCst);
+        self.core.shut_down.store(true, Ordering::SeqCst);
         self.wake()
     }
 
     /// True once [`shutdown`](Self::shutdown) has been called.
     pub fn is_shut_down(&self) -> bool {
-        self.shut_down.load(Ordering::SeqCst)
-    }
-
-    /// The waker wakes one waiting thread at a time: each that leaves
-    /// because of a shutdown wakes the next, so that all of them see it.
-    fn pass_on_shutdown(&self) {
-        let _ = self.waker.wake();
+        self.core.is_shut_down()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
@@ -254,13 +306,64 @@ impl<T> Monitor<T> {
 /// benchmarks' size report. Not part of the API.
 #[doc(hidden)]
 pub fn table_slot_size<T>() -> usize {
-    table::Table::<Watch<T>>::slot_size()
+    table::Table::<T>::slot_size()
+}
+
+impl Core {
+    fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
+    }
+
+    /// The waker wakes one waiting thread at a time: each that leaves
+    /// because of a shutdown wakes the next, so that all of them see it.
+    fn pass_on_shutdown(&self) {
+        let _ = self.waker.wake();
+    }
+
+    /// Removes `key` from the table and from epoll (epoll first; the fd
+    /// closes when the caller drops the watch). A lent watch is marked to
+    /// end, and leaves epoll when it comes back (`retire`). `exclusive`:
+    /// no other thread can see the monitor (`wait_mut`), so the counters
+    /// need no atomic read-modify-write.
+    fn remove<T>(&self, table: &mut Table<T>, key: Key, exclusive: bool) -> Removal<T> {
+        let removal = table.remove(key);
+        match &removal {
+            Removal::Removed(w) => {
+                self.retire(&w.source, exclusive);
+                sub_one(&self.live, exclusive);
+            }
+            Removal::Lent => sub_one(&self.live, exclusive),
+            Removal::Missing => {}
+        }
+        removal
+    }
+
+    /// Takes an ended watch's source out of epoll and the counts.
+    fn retire(&self, source: &Source, exclusive: bool) {
+        if let Some(fd) = source.as_fd() {
+            // Cannot fail for an fd we registered and still hold open.
+            let _ = self.epoll.delete(fd);
+        }
+        if source.is_kernfs() {
+            sub_one(&self.kernfs, exclusive);
+        }
+    }
+}
+
+/// `a -= 1`; a plain load and store when no other thread can look.
+#[inline]
+fn sub_one(a: &AtomicUsize, exclusive: bool) {
+    if exclusive {
+        a.store(a.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);
+    } else {
+        a.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<T> AsFd for Monitor<T> {
     /// The epoll fd: readable whenever an event (or a wake-up) is pending.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.as_fd()
+        self.core.epoll.as_fd()
     }
 }
 
@@ -276,7 +379,7 @@ impl<T> Drop for Monitor<T> {
 impl<T> std::fmt::Debug for Monitor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Monitor")
-            .field("epoll_fd", &self.epoll.as_fd().as_raw_fd())
+            .field("epoll_fd", &self.core.epoll.as_fd().as_raw_fd())
             .field("watches", &self.len())
             .field("shut_down", &self.is_shut_down())
             .finish()

@@ -3,31 +3,50 @@
 //! containerd 0.2 kept its receivers in a `map[int]interface{}` keyed by fd
 //! number. Fd numbers are reused the moment they are closed, so an event that
 //! was already in the epoll buffer for a closed fd could be handed to whatever
-//! opened the same number next. Here a key is a slot index plus a generation,
-//! both stored in the epoll event's data: a slot that was freed and reused
-//! carries a new generation, and an event with the old one finds nothing.
+//! opened the same number next. Here a key is a slot index plus a stamp, both
+//! stored in the epoll event's data: a slot that was freed and reused
+//! carries a new stamp, and an event with the old one finds nothing.
 //!
-//! Generations come from one table-wide counter rather than one per slot, so
-//! slots can be dropped when the table shrinks without ever handing out a key
-//! that an old event could still match (it would take 2^32 insertions while
-//! the stale event sits in a 128-entry buffer).
+//! The stamp is a generation (28 bits) and the source's kind (4 bits, never
+//! zero). Generations come from one table-wide counter rather than one per
+//! slot, so slots can be dropped when the table shrinks without ever handing
+//! out a key that an old event could still match (it would take 2^28
+//! insertions while the stale event sits in a 128-entry buffer).
 //!
 //! Freed slots are reused last-in first-out, which keeps the hot part of the
 //! table small and makes "freed and reused within one batch" the normal case,
 //! which is why the generation check exists.
+//!
+//! A slot is 24 bytes for an 8-byte receiver: the stamp, the fd and the cold
+//! pointer of the source (16), and the receiver. A vacant slot is told apart
+//! by the stamp's niche (never zero), so the entry enum costs no tag.
+//!
+//! A slot can also be *lent*: while a handler holds a non-final event's
+//! receiver, the watch is out of its slot (on the dispatching thread's
+//! stack), and the slot remembers its stamp so that the watch still counts
+//! as live, cannot be reused, and can be asked to end.
+
+use std::num::NonZeroU32;
+
+use crate::event::EventKind;
+use crate::source::{Kind, Outcome, Source};
 
 /// Marks the end of the free list.
 const NIL: u32 = u32::MAX;
 
-/// A table key: slot index in the low 32 bits, generation in the high 32.
+/// Generations wrap at 2^28: the stamp keeps four bits for the kind.
+const GENERATION_MASK: u32 = 0x0fff_ffff;
+
+/// A table key: slot index in the low 32 bits, stamp in the high 32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Key(u64);
 
 impl Key {
-    fn new(index: u32, generation: u32) -> Key {
-        Key(u64::from(generation) << 32 | u64::from(index))
+    fn new(index: u32, stamp: u32) -> Key {
+        Key(u64::from(stamp) << 32 | u64::from(index))
     }
 
+    #[inline(always)]
     pub(crate) fn from_u64(raw: u64) -> Key {
         Key(raw)
     }
@@ -36,24 +55,58 @@ impl Key {
         self.0
     }
 
+    #[inline(always)]
     fn index(self) -> usize {
         (self.0 & 0xffff_ffff) as usize
     }
 
-    fn generation(self) -> u32 {
+    #[inline(always)]
+    fn stamp(self) -> u32 {
         (self.0 >> 32) as u32
     }
 }
 
-enum Entry<V> {
-    Vacant { next_free: u32 },
-    Occupied { generation: u32, value: V },
+/// One watch: what is watched, and the caller's value for it.
+pub(crate) struct Watch<T> {
+    pub(crate) source: Source,
+    pub(crate) receiver: T,
 }
 
-/// A slab of `V` addressed by [`Key`].
-pub(crate) struct Table<V> {
-    entries: Vec<Entry<V>>,
+enum Entry<T> {
+    Occupied(Watch<T>),
+    /// Free (`lent == 0`, linked by `next_free`), or lent: the watch with
+    /// stamp `lent` is out with a handler; `unwatched` when it was asked to
+    /// end meanwhile; `waitable` when it was lent by the shared path, whose
+    /// lender wakes threads that wait to unwatch it.
+    Vacant {
+        next_free: u32,
+        lent: u32,
+        unwatched: bool,
+        waitable: bool,
+    },
+}
+
+/// What a readiness gave: the hot case (one non-final event, its watch lent
+/// out of the table), anything else, or a key that is not a live watch.
+pub(crate) enum Ready<T> {
+    Lent(EventKind, Watch<T>),
+    Other(Outcome),
+    Miss,
+}
+
+/// What [`Table::remove`] found.
+pub(crate) enum Removal<T> {
+    Removed(Watch<T>),
+    /// The watch is lent to a handler: marked to end when it comes back.
+    Lent,
+    Missing,
+}
+
+/// A slab of watches addressed by [`Key`].
+pub(crate) struct Table<T> {
+    entries: Vec<Entry<T>>,
     free_head: u32,
+    /// Occupied and lent slots.
     len: usize,
     next_generation: u32,
     /// Removals since the last compaction: compaction rescans the vector, so
@@ -64,7 +117,7 @@ pub(crate) struct Table<V> {
 /// Below this many slots the table never bothers to shrink.
 const MIN_SLOTS_KEPT: usize = 64;
 
-impl<V> Table<V> {
+impl<T> Table<T> {
     pub(crate) const fn new() -> Self {
         Table {
             entries: Vec::new(),
@@ -80,9 +133,10 @@ impl<V> Table<V> {
         self.len
     }
 
-    /// The key the next [`insert`](Self::insert) will return. Lets a caller
-    /// register the key with epoll before the value is committed.
-    pub(crate) fn next_key(&self) -> Option<Key> {
+    /// The key the next [`insert`](Self::insert) of a `kind` source will
+    /// return. Lets a caller register the key with epoll before the value is
+    /// committed.
+    pub(crate) fn next_key(&self, kind: Kind) -> Option<Key> {
         let index = if self.free_head != NIL {
             self.free_head
         } else {
@@ -91,32 +145,36 @@ impl<V> Table<V> {
                 .ok()
                 .filter(|&i| i < NIL - 1)?
         };
-        Some(Key::new(index, self.next_generation))
+        Some(Key::new(index, self.next_generation << 4 | kind as u32))
     }
 
-    /// Makes the key that [`next_key`](Self::next_key) returned unusable:
-    /// the next insert gets a new generation. A caller that registered the
-    /// predicted key with epoll and then gave up must call this, because the
-    /// kernel may already have reported the fd under that key to a waiter,
-    /// which would otherwise resolve it against the next insert.
+    /// Spends the next generation without inserting: a key that was handed
+    /// to epoll (and may sit in another thread's event buffer) is never
+    /// handed out again.
     pub(crate) fn burn_key(&mut self) {
-        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation = self.next_generation.wrapping_add(1) & GENERATION_MASK;
     }
 
-    /// Stores `value` and returns its key, or gives the value back when the
-    /// table already holds 2^32 - 1 entries.
-    pub(crate) fn insert(&mut self, value: V) -> Result<Key, V> {
-        let Some(key) = self.next_key() else {
-            return Err(value);
+    /// Stores `watch` and returns its key, or gives the watch back when the
+    /// table already holds 2^32 - 2 entries.
+    pub(crate) fn insert(&mut self, mut watch: Watch<T>) -> Result<Key, Watch<T>> {
+        let Some(kind) = watch.source.kind() else {
+            return Err(watch);
         };
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let entry = Entry::Occupied { generation, value };
+        let Some(key) = self.next_key(kind) else {
+            return Err(watch);
+        };
+        self.burn_key();
+        let Some(stamp) = NonZeroU32::new(key.stamp()) else {
+            return Err(watch);
+        };
+        watch.source.stamp = stamp;
+        let entry = Entry::Occupied(watch);
         if self.free_head != NIL {
             let slot = &mut self.entries[self.free_head as usize];
             self.free_head = match *slot {
-                Entry::Vacant { next_free } => next_free,
-                Entry::Occupied { .. } => unreachable!("free list points at an occupied slot"),
+                Entry::Vacant { next_free, .. } => next_free,
+                Entry::Occupied(_) => NIL,
             };
             *slot = entry;
         } else {
@@ -126,49 +184,172 @@ impl<V> Table<V> {
         Ok(key)
     }
 
-    pub(crate) fn get(&self, key: Key) -> Option<&V> {
+    #[inline(always)]
+    pub(crate) fn get(&self, key: Key) -> Option<&Watch<T>> {
         match self.entries.get(key.index())? {
-            Entry::Occupied { generation, value } if *generation == key.generation() => Some(value),
+            Entry::Occupied(w) if w.source.stamp.get() == key.stamp() => Some(w),
             _ => None,
         }
     }
 
-    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut V> {
+    #[inline(always)]
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut Watch<T>> {
         match self.entries.get_mut(key.index())? {
-            Entry::Occupied { generation, value } if *generation == key.generation() => Some(value),
+            Entry::Occupied(w) if w.source.stamp.get() == key.stamp() => Some(w),
             _ => None,
         }
     }
 
+    /// Live: in its slot, or lent and not asked to end.
     pub(crate) fn contains(&self, key: Key) -> bool {
-        self.get(key).is_some()
+        match self.entries.get(key.index()) {
+            Some(Entry::Occupied(w)) => w.source.stamp.get() == key.stamp(),
+            Some(Entry::Vacant {
+                lent, unwatched, ..
+            }) => *lent == key.stamp() && !*unwatched,
+            None => false,
+        }
     }
 
-    /// Removes and returns the value under `key`, if the key is current.
-    pub(crate) fn remove(&mut self, key: Key) -> Option<V> {
-        let index = key.index();
-        match self.entries.get(index) {
-            Some(Entry::Occupied { generation, .. }) if *generation == key.generation() => {}
+    /// Looks at the source under `key` (if current) with `look`; when that
+    /// gives one non-final event, the hot case, lends the watch out at once
+    /// (one lookup for both).
+    #[inline(always)]
+    pub(crate) fn on_ready(
+        &mut self,
+        key: Key,
+        waitable: bool,
+        look: impl FnOnce(&mut Source) -> Outcome,
+    ) -> Ready<T> {
+        let Some(entry) = self.entries.get_mut(key.index()) else {
+            return Ready::Miss;
+        };
+        let Entry::Occupied(w) = entry else {
+            return Ready::Miss;
+        };
+        if w.source.stamp.get() != key.stamp() {
+            return Ready::Miss;
+        }
+        match look(&mut w.source) {
+            Outcome::One(kind) if !kind.is_final() => {
+                let lent = Entry::Vacant {
+                    next_free: NIL,
+                    lent: key.stamp(),
+                    unwatched: false,
+                    waitable,
+                };
+                match std::mem::replace(entry, lent) {
+                    Entry::Occupied(w) => Ready::Lent(kind, w),
+                    vacant @ Entry::Vacant { .. } => {
+                        *entry = vacant;
+                        Ready::Miss
+                    }
+                }
+            }
+            other => Ready::Other(other),
+        }
+    }
+
+    /// True while the watch under `key` is lent by the shared path (its
+    /// lender will wake those who wait for it) and not asked to end.
+    pub(crate) fn is_lent_waitable(&self, key: Key) -> bool {
+        matches!(
+            self.entries.get(key.index()),
+            Some(Entry::Vacant {
+                lent,
+                unwatched: false,
+                waitable: true,
+                ..
+            }) if *lent == key.stamp()
+        )
+    }
+
+    /// Takes the watch under `key` out of its slot, which stays reserved
+    /// for it ([`restore`](Self::restore) puts it back).
+    #[inline(always)]
+    pub(crate) fn lend(&mut self, key: Key, waitable: bool) -> Option<Watch<T>> {
+        let entry = self.entries.get_mut(key.index())?;
+        match entry {
+            Entry::Occupied(w) if w.source.stamp.get() == key.stamp() => {}
             _ => return None,
         }
-        let vacant = Entry::Vacant {
-            next_free: self.free_head,
+        let lent = Entry::Vacant {
+            next_free: NIL,
+            lent: key.stamp(),
+            unwatched: false,
+            waitable,
         };
-        let Entry::Occupied { value, .. } = std::mem::replace(&mut self.entries[index], vacant)
-        else {
-            unreachable!("checked above");
-        };
+        match std::mem::replace(entry, lent) {
+            Entry::Occupied(w) => Some(w),
+            // Checked above.
+            vacant @ Entry::Vacant { .. } => {
+                *entry = vacant;
+                None
+            }
+        }
+    }
+
+    /// Puts a lent watch back. When it was asked to end meanwhile, its slot
+    /// is freed instead and the watch is handed back to end it.
+    #[inline(always)]
+    pub(crate) fn restore(&mut self, key: Key, watch: Watch<T>) -> Result<(), Watch<T>> {
+        let index = key.index();
+        match self.entries.get_mut(index) {
+            Some(
+                entry @ Entry::Vacant {
+                    unwatched: false, ..
+                },
+            ) => {
+                *entry = Entry::Occupied(watch);
+                Ok(())
+            }
+            Some(Entry::Vacant {
+                unwatched: true, ..
+            }) => {
+                self.free(index);
+                Err(watch)
+            }
+            _ => Err(watch),
+        }
+    }
+
+    /// Removes and returns the watch under `key`, if the key is current.
+    /// A lent watch is marked to end when it comes back.
+    pub(crate) fn remove(&mut self, key: Key) -> Removal<T> {
+        let index = key.index();
+        match self.entries.get_mut(index) {
+            Some(Entry::Occupied(w)) if w.source.stamp.get() == key.stamp() => {}
+            Some(Entry::Vacant {
+                lent, unwatched, ..
+            }) if *lent == key.stamp() && !*unwatched => {
+                *unwatched = true;
+                return Removal::Lent;
+            }
+            _ => return Removal::Missing,
+        }
+        match std::mem::replace(&mut self.entries[index], Entry::free(NIL)) {
+            Entry::Occupied(w) => {
+                self.free(index);
+                Removal::Removed(w)
+            }
+            Entry::Vacant { .. } => Removal::Missing,
+        }
+    }
+
+    /// Links slot `index` into the free list.
+    fn free(&mut self, index: usize) {
+        self.entries[index] = Entry::free(self.free_head);
         self.free_head = index as u32;
         self.len -= 1;
         self.removals_since_compact += 1;
         self.maybe_shrink();
-        Some(value)
     }
 
     /// Gives memory back after a burst: a shim that once watched 20,000
     /// processes should not keep 20,000 slots forever. An empty table frees
-    /// everything; a mostly empty one trims the vacant slots at its end (an
-    /// occupied slot cannot move, since its key is registered with epoll).
+    /// everything; a mostly empty one trims the free slots at its end (an
+    /// occupied or lent slot cannot move, since its key is registered with
+    /// epoll).
     fn maybe_shrink(&mut self) {
         let slots = self.entries.len();
         if self.len == 0 {
@@ -191,7 +372,7 @@ impl<V> Table<V> {
             return;
         }
         self.removals_since_compact = 0;
-        while matches!(self.entries.last(), Some(Entry::Vacant { .. })) {
+        while matches!(self.entries.last(), Some(Entry::Vacant { lent: 0, .. })) {
             self.entries.pop();
         }
         if self.entries.capacity() > self.entries.len() * 2 {
@@ -200,40 +381,41 @@ impl<V> Table<V> {
         // Relink the survivors, lowest index last so it is reused first.
         self.free_head = NIL;
         for (i, entry) in self.entries.iter_mut().enumerate().rev() {
-            if let Entry::Vacant { next_free } = entry {
+            if let Entry::Vacant {
+                next_free, lent: 0, ..
+            } = entry
+            {
                 *next_free = self.free_head;
                 self.free_head = i as u32;
             }
         }
     }
 
-    /// Every live key and value, in slot order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &V)> + '_ {
+    /// Every watch in its slot (not lent), with its key, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &Watch<T>)> + '_ {
         self.entries
             .iter()
             .enumerate()
             .filter_map(|(i, e)| match e {
-                Entry::Occupied { generation, value } => {
-                    Some((Key::new(i as u32, *generation), value))
-                }
+                Entry::Occupied(w) => Some((Key::new(i as u32, w.source.stamp.get()), w)),
                 Entry::Vacant { .. } => None,
             })
     }
 
-    /// Removes every value, in slot order.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
+    /// Removes every watch in its slot, in slot order.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Watch<T>> + '_ {
         self.free_head = NIL;
         self.len = 0;
         self.removals_since_compact = 0;
         self.entries.drain(..).filter_map(|e| match e {
-            Entry::Occupied { value, .. } => Some(value),
+            Entry::Occupied(w) => Some(w),
             Entry::Vacant { .. } => None,
         })
     }
 
     /// The bytes one slot takes.
     pub(crate) fn slot_size() -> usize {
-        std::mem::size_of::<Entry<V>>()
+        std::mem::size_of::<Entry<T>>()
     }
 
     /// Slots currently allocated (occupied or vacant); for tests and sizing.
@@ -243,75 +425,153 @@ impl<V> Table<V> {
     }
 }
 
+impl<T> Entry<T> {
+    fn free(next_free: u32) -> Entry<T> {
+        Entry::Vacant {
+            next_free,
+            lent: 0,
+            unwatched: false,
+            waitable: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn w<T>(receiver: T) -> Watch<T> {
+        Watch {
+            source: Source {
+                stamp: Kind::EventFd.stamp(),
+                fd: None,
+                cold: None,
+            },
+            receiver,
+        }
+    }
+
+    fn get<T: Copy>(t: &Table<T>, k: Key) -> Option<T> {
+        t.get(k).map(|w| w.receiver)
+    }
+
+    fn remove<T>(t: &mut Table<T>, k: Key) -> Option<T> {
+        match t.remove(k) {
+            Removal::Removed(w) => Some(w.receiver),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn slots_are_24_bytes_for_an_8_byte_receiver() {
+        assert_eq!(Table::<usize>::slot_size(), 24);
+        assert_eq!(Table::<()>::slot_size(), 16);
+    }
+
     #[test]
     fn reused_slot_gets_new_generation() {
         let mut t = Table::new();
-        let a = t.insert("a").unwrap();
-        assert_eq!(t.remove(a), Some("a"));
-        let b = t.insert("b").unwrap();
+        let a = t.insert(w("a")).ok().unwrap();
+        assert_eq!(remove(&mut t, a), Some("a"));
+        let b = t.insert(w("b")).ok().unwrap();
         assert_eq!(a.index(), b.index(), "LIFO reuse of the freed slot");
         assert_ne!(a, b);
-        assert_eq!(t.get(a), None, "stale key must not see the new value");
-        assert_eq!(t.remove(a), None);
-        assert_eq!(t.get(b), Some(&"b"));
+        assert_eq!(get(&t, a), None, "stale key must not see the new value");
+        assert_eq!(remove(&mut t, a), None);
+        assert_eq!(get(&t, b), Some("b"));
+    }
+
+    #[test]
+    fn burnt_keys_are_never_handed_out() {
+        let mut t = Table::new();
+        let burnt = t.next_key(Kind::EventFd).unwrap();
+        t.burn_key();
+        let k = t.insert(w(1)).ok().unwrap();
+        assert_eq!(k.index(), burnt.index());
+        assert_ne!(k, burnt);
+        assert_eq!(get(&t, burnt), None);
+    }
+
+    #[test]
+    fn lent_watches_stay_live_and_end_when_asked() {
+        let mut t = Table::new();
+        let a = t.insert(w(1)).ok().unwrap();
+        let lent = t.lend(a, true).unwrap();
+        assert!(t.contains(a));
+        assert!(t.is_lent_waitable(a));
+        assert!(t.get(a).is_none());
+        assert!(t.lend(a, false).is_none(), "lent twice");
+        // Not reused while lent.
+        let b = t.insert(w(2)).ok().unwrap();
+        assert_ne!(a.index(), b.index());
+        assert!(t.restore(a, lent).is_ok());
+        assert_eq!(get(&t, a), Some(1));
+        // Asked to end while lent: removal says so, restore frees the slot.
+        let lent = t.lend(a, false).unwrap();
+        assert!(matches!(t.remove(a), Removal::Lent));
+        assert!(!t.contains(a));
+        assert!(!t.is_lent_waitable(a), "asked to end: nothing to wait for");
+        assert!(matches!(t.remove(a), Removal::Missing));
+        assert_eq!(t.restore(a, lent).err().map(|w| w.receiver), Some(1));
+        assert_eq!(t.len(), 1);
+        let c = t.insert(w(3)).ok().unwrap();
+        assert_eq!(c.index(), a.index(), "the freed slot is reused");
+        assert!(!t.contains(a));
     }
 
     #[test]
     fn next_key_predicts_insert() {
         let mut t = Table::new();
         for i in 0..10 {
-            let predicted = t.next_key().unwrap();
-            assert_eq!(t.insert(i).unwrap(), predicted);
+            let predicted = t.next_key(Kind::EventFd).unwrap();
+            assert_eq!(t.insert(w(i)).ok().unwrap(), predicted);
         }
-        let k = t.next_key().unwrap();
-        t.remove(Key::new(3, 3));
-        let predicted = t.next_key().unwrap();
+        let k = t.next_key(Kind::EventFd).unwrap();
+        let third = t.iter().nth(3).unwrap().0;
+        remove(&mut t, third).unwrap();
+        let predicted = t.next_key(Kind::EventFd).unwrap();
         assert_ne!(predicted, k);
-        assert_eq!(t.insert(99).unwrap(), predicted);
+        assert_eq!(t.insert(w(99)).ok().unwrap(), predicted);
     }
 
     #[test]
     fn a_burnt_key_is_never_handed_out() {
         let mut t = Table::new();
-        let a = t.insert("a").unwrap();
-        t.remove(a);
-        let predicted = t.next_key().unwrap();
+        let a = t.insert(w("a")).ok().unwrap();
+        remove(&mut t, a);
+        let predicted = t.next_key(Kind::EventFd).unwrap();
         t.burn_key();
-        let b = t.insert("b").unwrap();
+        let b = t.insert(w("b")).ok().unwrap();
         assert_ne!(b, predicted);
-        assert_eq!(t.get(predicted), None);
-        assert_eq!(t.get(b), Some(&"b"));
+        assert_eq!(get(&t, predicted), None);
+        assert_eq!(get(&t, b), Some("b"));
     }
 
     #[test]
     fn shrinks_after_a_burst_and_keys_stay_unique() {
         let mut t = Table::new();
-        let keys: Vec<Key> = (0..10_000).map(|i| t.insert(i).unwrap()).collect();
+        let keys: Vec<Key> = (0..10_000).map(|i| t.insert(w(i)).ok().unwrap()).collect();
         // Keep a few at the front, drop the rest, newest first (as a burst of
         // short-lived watches ends). Slots can only be trimmed off the end:
         // keys live in epoll, so nothing can be moved.
         for k in keys[10..].iter().rev() {
-            t.remove(*k).unwrap();
+            remove(&mut t, *k).unwrap();
         }
         assert_eq!(t.len(), 10);
         assert!(t.slots() < 1000, "table kept {} slots", t.slots());
         for (i, k) in keys.iter().enumerate().take(10) {
-            assert_eq!(t.get(*k), Some(&i));
+            assert_eq!(get(&t, *k), Some(i));
         }
         // Old keys never match new entries.
-        let fresh: Vec<Key> = (0..5000).map(|i| t.insert(i).unwrap()).collect();
+        let fresh: Vec<Key> = (0..5000).map(|i| t.insert(w(i)).ok().unwrap()).collect();
         for k in &keys[10..] {
             assert!(t.get(*k).is_none());
         }
         for k in fresh {
-            t.remove(k).unwrap();
+            remove(&mut t, k).unwrap();
         }
         for k in &keys[..10] {
-            t.remove(*k).unwrap();
+            remove(&mut t, *k).unwrap();
         }
         assert_eq!(t.len(), 0);
         assert_eq!(t.slots(), 0);
@@ -319,7 +579,8 @@ mod tests {
 
     #[test]
     fn random_ops_match_a_model() {
-        // A small deterministic model check against a Vec of (key, value).
+        // A small deterministic model check against a Vec of (key, value),
+        // with some watches lent (and some of those asked to end) meanwhile.
         let mut t = Table::new();
         let mut model: Vec<(Key, u32)> = Vec::new();
         let mut removed: Vec<Key> = Vec::new();
@@ -327,23 +588,37 @@ mod tests {
         for step in 0..200_000u32 {
             x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             if x % 3 != 0 || model.is_empty() {
-                let k = t.insert(step).unwrap();
+                let k = t.insert(w(step)).ok().unwrap();
                 model.push((k, step));
+            } else if x % 7 == 0 {
+                // Lend one; maybe end it while lent; then give it back.
+                let i = (x as usize / 3) % model.len();
+                let (k, v) = model[i];
+                let lent = t.lend(k, x % 5 == 0).unwrap();
+                assert_eq!(lent.receiver, v);
+                if x % 2 == 0 {
+                    assert!(matches!(t.remove(k), Removal::Lent));
+                    assert_eq!(t.restore(k, lent).err().map(|w| w.receiver), Some(v));
+                    model.swap_remove(i);
+                    removed.push(k);
+                } else {
+                    assert!(t.restore(k, lent).is_ok());
+                }
             } else {
                 let i = (x as usize / 3) % model.len();
                 let (k, v) = model.swap_remove(i);
-                assert_eq!(t.remove(k), Some(v));
+                assert_eq!(remove(&mut t, k), Some(v));
                 removed.push(k);
             }
             assert_eq!(t.len(), model.len());
         }
         for (k, v) in &model {
-            assert_eq!(t.get(*k), Some(v));
+            assert_eq!(get(&t, *k), Some(*v));
         }
         for k in removed.iter().rev().take(1000) {
             assert!(!t.contains(*k));
         }
-        let mut drained: Vec<u32> = t.drain().collect();
+        let mut drained: Vec<u32> = t.drain().map(|w| w.receiver).collect();
         drained.sort_unstable();
         let mut expected: Vec<u32> = model.iter().map(|(_, v)| *v).collect();
         expected.sort_unstable();

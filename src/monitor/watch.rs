@@ -4,15 +4,19 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::housekeeping::REARM_EVERY;
-use super::table::Key;
-use super::{Monitor, Watch, WatchId};
+use super::table::{Key, Watch};
+use super::Monitor;
 use crate::cgroup::parse::psi::PsiTrigger;
 use crate::cgroup::CgroupVersion;
+use crate::event::WatchId;
 use crate::source::cgroupfs::CgroupDir;
-use crate::source::{self, Source};
+use crate::source::eventfd::EventfdWriter;
+use crate::source::pidfd::PidInfo;
+use crate::source::{self, Cold, Kind, Source};
 use crate::{Error, PressureLevel, PressureMode, Result, Subject};
 
 impl<T> Monitor<T> {
@@ -41,8 +45,7 @@ impl<T> Monitor<T> {
     /// [`nearest_containing`](crate::cgroup::nearest_containing) finds which
     /// of your watched cgroups holds a process.
     pub fn watch_pid(&self, pid: i32, receiver: T) -> Result<WatchId> {
-        let w = source::pidfd::PidWatch::open(pid, true)?;
-        self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
+        self.add_pid(pid, true, None, receiver)
     }
 
     /// Like [`watch_pid`](Self::watch_pid), and when the process exits, the
@@ -68,16 +71,30 @@ impl<T> Monitor<T> {
     /// As [`watch_pid`](Self::watch_pid), and `cgroup` must be a live OOM
     /// watch.
     pub fn watch_pid_in(&self, pid: i32, cgroup: WatchId, receiver: T) -> Result<WatchId> {
-        let w = source::pidfd::PidWatch::open(pid, true)?;
-        self.add(Source::Pid(w), receiver, Subject::Pid(pid), Some(cgroup.0))
+        self.add_pid(pid, true, Some(cgroup), receiver)
     }
 
     /// Like [`watch_pid`](Self::watch_pid), but leaves our child a zombie for
     /// the caller to reap (its status is read with `WNOWAIT`). Use this when
     /// something else owns reaping, such as `std::process::Child::wait`.
     pub fn watch_pid_without_reaping(&self, pid: i32, receiver: T) -> Result<WatchId> {
-        let w = source::pidfd::PidWatch::open(pid, false)?;
-        self.add(Source::Pid(w), receiver, Subject::Pid(pid), None)
+        self.add_pid(pid, false, None, receiver)
+    }
+
+    fn add_pid(
+        &self,
+        pid: i32,
+        reap: bool,
+        oom_link: Option<WatchId>,
+        receiver: T,
+    ) -> Result<WatchId> {
+        let fd = source::pidfd::open(pid)?;
+        let info = PidInfo {
+            pid,
+            reap,
+            oom_link,
+        };
+        self.add(Source::pid(fd, info), receiver, Subject::Pid(pid))
     }
 
     /// Watches `fd` for a hang-up (`EPOLLHUP` or `EPOLLERR`): the read end of
@@ -97,28 +114,57 @@ impl<T> Monitor<T> {
         let raw = fd.as_raw_fd();
         source::adopt_fd(fd.as_fd(), false)
             .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
-        self.add(
-            Source::Hangup(source::hangup::HangupWatch { fd }),
-            receiver,
-            Subject::Fd(raw),
-            None,
-        )
+        self.add(Source::inline(Kind::Hangup, fd), receiver, Subject::Fd(raw))
     }
 
     /// Watches an eventfd: each time it becomes readable the monitor drains
     /// it and reports [`EventKind::Signaled`](crate::EventKind::Signaled) with the count. The watch lasts
     /// until [`unwatch`](Self::unwatch). The monitor takes ownership of `fd`
-    /// and makes it close-on-exec and non-blocking.
+    /// and makes it close-on-exec and non-blocking (two `fcntl` calls to
+    /// look, more if it was not); an eventfd it makes itself needs none:
+    /// [`watch_new_eventfd`](Self::watch_new_eventfd).
     pub fn watch_eventfd(&self, fd: OwnedFd, receiver: T) -> Result<WatchId> {
         let raw = fd.as_raw_fd();
         source::adopt_fd(fd.as_fd(), true)
             .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
         self.add(
-            Source::EventFd(source::eventfd::CounterWatch { fd }),
+            Source::inline(Kind::EventFd, fd),
             receiver,
             Subject::Fd(raw),
-            None,
         )
+    }
+
+    /// Makes an eventfd (close-on-exec and non-blocking from the start, so
+    /// nothing needs checking) and watches it as
+    /// [`watch_eventfd`](Self::watch_eventfd) does. Returns the watch and
+    /// the writer to signal it with, from any thread; the eventfd closes
+    /// when the watch has ended and the writer (with its clones) is gone.
+    ///
+    /// ```
+    /// let mut monitor = ctrmon::Monitor::new()?;
+    /// let (id, writer) = monitor.watch_new_eventfd("jobs")?;
+    /// std::thread::spawn(move || writer.signal(2)).join().unwrap()?;
+    /// let mut got = 0;
+    /// monitor.wait_mut(None, |event, _| {
+    ///     if let ctrmon::EventKind::Signaled { count } = event.kind {
+    ///         assert_eq!((event.id, *event.receiver), (id, "jobs"));
+    ///         got += count;
+    ///     }
+    /// })?;
+    /// assert_eq!(got, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn watch_new_eventfd(&self, receiver: T) -> Result<(WatchId, EventfdWriter)> {
+        let fd =
+            source::eventfd::create().map_err(|e| Error::os("create eventfd", Subject::None, e))?;
+        let fd = Arc::new(fd);
+        let raw = fd.as_raw_fd();
+        let id = self.add(
+            Source::cold(Cold::MadeEventFd(fd.clone())),
+            receiver,
+            Subject::Fd(raw),
+        )?;
+        Ok((id, EventfdWriter { fd }))
     }
 
     /// Watches a memory cgroup for OOM, whatever its version: the directory's
@@ -144,15 +190,15 @@ impl<T> Monitor<T> {
     /// notifications (`EOPNOTSUPP`). Each names the path.
     pub fn watch_cgroup_oom(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
-            Ok(match dir.version() {
-                CgroupVersion::V1 => Source::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(dir)?)),
+            Ok(Source::cold(match dir.version() {
+                CgroupVersion::V1 => Cold::OomV1(source::oom_v1::OomV1Watch::arm(dir)?),
                 CgroupVersion::V2 => {
-                    Source::MemoryEvents(Box::new(source::memory_events::MemoryEventsWatch::open(
+                    Cold::MemoryEvents(source::memory_events::MemoryEventsWatch::open(
                         dir,
                         source::memory_events::FILE,
-                    )?))
+                    )?)
                 }
-            })
+            }))
         })
     }
 
@@ -184,7 +230,7 @@ impl<T> Monitor<T> {
                     ),
                 ));
             }
-            Ok(Source::MemoryEvents(Box::new(
+            Ok(Source::cold(Cold::MemoryEvents(
                 source::memory_events::MemoryEventsWatch::open(
                     dir,
                     source::memory_events::FILE_LOCAL,
@@ -218,7 +264,7 @@ impl<T> Monitor<T> {
                 ));
             }
             let w = source::swap_events::SwapEventsWatch::open(dir)?;
-            Ok(Source::Swap(Box::new(w)))
+            Ok(Source::cold(Cold::Swap(w)))
         })
     }
 
@@ -236,7 +282,7 @@ impl<T> Monitor<T> {
     pub fn watch_populated(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
             let w = source::populated::PopulatedWatch::open(dir)?;
-            Ok(Source::Populated(Box::new(w)))
+            Ok(Source::cold(Cold::Populated(w)))
         })
     }
 
@@ -251,7 +297,7 @@ impl<T> Monitor<T> {
     ) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
             let w = source::pressure_v1::PressureV1Watch::arm(dir, level, mode)?;
-            Ok(Source::PressureV1(Box::new(w)))
+            Ok(Source::cold(Cold::PressureV1(w)))
         })
     }
 
@@ -270,7 +316,7 @@ impl<T> Monitor<T> {
     ) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
             let w = source::threshold_v1::ThresholdWatch::arm(dir, bytes, with_swap)?;
-            Ok(Source::Threshold(Box::new(w)))
+            Ok(Source::cold(Cold::Threshold(w)))
         })
     }
 
@@ -288,35 +334,31 @@ impl<T> Monitor<T> {
         let file = file.as_ref();
         let w = source::psi::PsiWatch::arm(file, trigger)?;
         self.add(
-            Source::Psi(Box::new(w)),
+            Source::cold(Cold::Psi(w)),
             receiver,
             Subject::Path(file.to_path_buf()),
-            None,
         )
     }
 
-    fn add(
-        &self,
-        mut source: Source,
-        receiver: T,
-        subject: Subject,
-        oom_link: Option<Key>,
-    ) -> Result<WatchId> {
+    fn add(&self, mut source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
         let mut inner = self.lock();
-        if let Some(link) = oom_link {
+        if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
             let is_oom_watch = inner
                 .table
-                .get_mut(link)
+                .get_mut(Key::from_u64(link.0))
                 .is_some_and(|w| w.source.oom_book().is_some());
             if !is_oom_watch {
                 return Err(Error::invalid(
                     "watch",
                     subject,
-                    format!("{} is not a live cgroup OOM watch", WatchId(link)),
+                    format!("{link} is not a live cgroup OOM watch"),
                 ));
             }
         }
-        let key = inner.table.next_key().ok_or_else(|| {
+        let (Some(kind), Some(fd)) = (source.kind(), source.as_fd()) else {
+            return Err(Error::invalid("watch", subject, "a source with no fd"));
+        };
+        let key = inner.table.next_key(kind).ok_or_else(|| {
             Error::new(
                 "watch",
                 subject.clone(),
@@ -324,36 +366,33 @@ impl<T> Monitor<T> {
             )
         })?;
         // Register before inserting: if epoll refuses, nothing was stored.
-        self.epoll
-            .add(source.as_fd(), key.as_u64(), source.interest())
+        self.core
+            .epoll
+            .add(fd, key.as_u64(), source.interest())
             .map_err(|e| Error::os("register with epoll", subject, e))?;
         // Baselines of polled files are read after registration, so that no
         // change falls between the two.
         if let Err(e) = source.arm() {
-            let _ = self.epoll.delete(source.as_fd());
-            // The kernel may already have handed this fd's readiness, under
-            // `key`, to a waiter in another thread; the next watch must not
-            // get the same key, or that waiter resolves it against the wrong
-            // watch (a false final event for an unrelated fd).
+            if let Some(fd) = source.as_fd() {
+                let _ = self.core.epoll.delete(fd);
+            }
+            // The key was live in epoll: another thread's wait may hold an
+            // event for it in its buffer. It must never name a later watch.
             inner.table.burn_key();
             return Err(e);
         }
         let kernfs = source.is_kernfs();
-        let inserted = inner.table.insert(Watch {
-            source,
-            receiver,
-            oom_link,
-        });
+        let inserted = inner.table.insert(Watch { source, receiver });
         if kernfs {
-            self.kernfs.fetch_add(1, Ordering::AcqRel);
+            self.core.kernfs.fetch_add(1, Ordering::AcqRel);
             if inner.next_rearm.is_none() {
                 inner.next_rearm = Some(Instant::now() + REARM_EVERY);
                 inner.reschedule();
             }
         }
         debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
-        self.live.fetch_add(1, Ordering::Relaxed);
-        Ok(WatchId(key))
+        self.core.live.fetch_add(1, Ordering::Relaxed);
+        Ok(WatchId(key.as_u64()))
     }
 
     /// Opens `dir` as a verified cgroup directory (before anything is
@@ -366,11 +405,6 @@ impl<T> Monitor<T> {
     ) -> Result<WatchId> {
         let dir = CgroupDir::open(dir)?;
         let source = arm(&dir)?;
-        self.add(
-            source,
-            receiver,
-            Subject::Path(dir.path().to_path_buf()),
-            None,
-        )
+        self.add(source, receiver, Subject::Path(dir.path().to_path_buf()))
     }
 }

@@ -1,22 +1,21 @@
-//! Eventfd counters: a caller's eventfd, drained on every wake-up.
+//! Eventfd counters: a caller's eventfd, or one the monitor made, drained
+//! on every wake-up.
 //!
 //! This is the same mechanism the cgroup v1 OOM notification uses, offered
 //! on its own so that any producer (another thread, a child that inherited
 //! the fd) can signal a receiver through the monitor's one loop.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use rustix::event::epoll::EventFlags;
-use rustix::io::{read, Errno};
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::io::{read, write, Errno};
 
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Subject};
 
 pub(crate) const INTEREST: EventFlags = EventFlags::IN;
-
-pub(crate) struct CounterWatch {
-    pub(crate) fd: OwnedFd,
-}
 
 /// Reads an eventfd's counter, resetting it. `None` when it was already zero
 /// (another waiter drained it first).
@@ -31,20 +30,65 @@ pub(crate) fn drain(fd: &OwnedFd) -> Result<Option<u64>, Errno> {
     }
 }
 
-impl CounterWatch {
-    #[inline]
-    pub(crate) fn on_ready(&mut self) -> Option<EventKind> {
-        match drain(&self.fd) {
-            Ok(Some(count)) => Some(EventKind::Signaled { count }),
-            Ok(None) => None,
-            Err(e) => {
-                use std::os::fd::AsRawFd;
-                Some(EventKind::Failed(Error::os(
-                    "read eventfd",
-                    Subject::Fd(self.fd.as_raw_fd()),
-                    e,
-                )))
+/// Drains a readable eventfd into an event: the count, nothing (another
+/// waiter got there first), or the failure.
+#[inline(always)]
+pub(crate) fn on_ready(fd: &OwnedFd) -> Option<EventKind> {
+    match drain(fd) {
+        Ok(Some(count)) => Some(EventKind::Signaled { count }),
+        Ok(None) => None,
+        Err(e) => Some(failed(fd, e)),
+    }
+}
+
+#[cold]
+fn failed(fd: &OwnedFd, e: Errno) -> EventKind {
+    EventKind::Failed(Error::os("read eventfd", Subject::Fd(fd.as_raw_fd()), e))
+}
+
+/// Makes an eventfd that is close-on-exec and non-blocking by
+/// construction, so that watching it needs no `fcntl` check.
+pub(crate) fn create() -> Result<OwnedFd, Errno> {
+    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+}
+
+/// The writing side of an eventfd that the monitor made
+/// ([`Monitor::watch_new_eventfd`](crate::Monitor::watch_new_eventfd)):
+/// each [`signal`](Self::signal) adds to its counter, and the watch reports
+/// the sum as [`EventKind::Signaled`](crate::EventKind::Signaled).
+///
+/// It shares the one open eventfd with the watch (no `dup`), so it stays
+/// valid after the watch ends: the fd closes when both are gone, and a
+/// signal after the end reaches nobody. `Clone` it to give it to several
+/// producers; it is `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct EventfdWriter {
+    pub(crate) fd: Arc<OwnedFd>,
+}
+
+impl EventfdWriter {
+    /// Adds `n` to the counter (`n` of 0 is allowed and wakes nobody). Fails
+    /// only when the counter would overflow (`EAGAIN`: 2^64 - 2 unread).
+    pub fn signal(&self, n: u64) -> crate::Result<()> {
+        loop {
+            match write(&*self.fd, &n.to_ne_bytes()) {
+                Ok(_) => return Ok(()),
+                Err(Errno::INTR) => {}
+                Err(e) => {
+                    return Err(Error::os(
+                        "write eventfd",
+                        Subject::Fd(self.fd.as_raw_fd()),
+                        e,
+                    ))
+                }
             }
         }
+    }
+}
+
+impl AsFd for EventfdWriter {
+    /// The eventfd, to pass to whatever else should signal it.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }

@@ -14,23 +14,19 @@
 //! any writer has connected sees none until a writer comes and goes. Pair it
 //! with a pidfd watch on the writer when that matters.
 
-use std::os::fd::OwnedFd;
-
 use rustix::event::epoll::EventFlags;
 
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 
 pub(crate) const INTEREST: EventFlags = EventFlags::empty();
 
-pub(crate) struct HangupWatch {
-    pub(crate) fd: OwnedFd,
-}
-
 /// What ends a hang-up watch: the peer hung up, or the fd is in error.
+#[inline(always)]
 pub(crate) fn is_hangup(flags: EventFlags) -> bool {
     flags.intersects(EventFlags::HUP | EventFlags::ERR | EventFlags::RDHUP)
 }
 
+#[inline(always)]
 pub(crate) fn on_ready(flags: EventFlags) -> Option<EventKind> {
     is_hangup(flags).then_some(EventKind::HungUp)
 }

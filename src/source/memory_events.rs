@@ -21,7 +21,7 @@ use super::kernfs;
 use super::oom_book::{Observation, OomBook};
 use super::Outcome;
 use crate::cgroup::parse::memory_events::{self, MemoryEvents};
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Result};
 
 /// The hierarchical counters.

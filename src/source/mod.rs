@@ -2,9 +2,15 @@
 //!
 //! Each source owns its fd, says what epoll interest it needs, and turns a
 //! readiness into at most two [`EventKind`]s. The monitor calls it with its
-//! table locked, so a source never runs caller code and never blocks: every
-//! fd here is non-blocking, and a spurious wake-up (another thread got there
-//! first) yields nothing.
+//! table in hand (locked, or owned by the one thread that waits), so a
+//! source never runs caller code and never blocks: every fd here is
+//! non-blocking, and a spurious wake-up (another thread got there first)
+//! yields nothing.
+//!
+//! The table keeps a source in two parts: the fd that epoll watches, inline
+//! in the slot for the hot kinds (eventfds, hang-ups, pidfds), and
+//! everything else behind one pointer ([`Cold`]), so that a slot stays at 24
+//! bytes and a large table stays in cache.
 
 pub(crate) mod cgroupfs;
 pub(crate) mod eventfd;
@@ -23,18 +29,20 @@ pub(crate) mod swap_events;
 pub(crate) mod threshold_v1;
 mod v1_notify;
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::num::NonZeroU32;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::event::epoll::EventFlags;
 
 use crate::cgroup::parse::memory_events::MemoryEvents;
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use oom_book::OomBook;
 
-/// The time, read at most once per dispatch pass and only if a source needs
-/// it: most events (exits, eventfds) never do, and a clock read is a large
-/// part of the cost of dispatching one event.
+/// The time, read at most once per readiness and only if a source needs it:
+/// most events (exits, eventfds) never do, and a clock read is a large part
+/// of the cost of dispatching one event.
 #[derive(Default)]
 pub(crate) struct Clock(Option<Instant>);
 
@@ -57,81 +65,169 @@ pub(crate) enum Outcome {
 }
 
 impl From<Option<EventKind>> for Outcome {
-    #[inline]
+    #[inline(always)]
     fn from(e: Option<EventKind>) -> Outcome {
         e.map_or(Outcome::Nothing, Outcome::One)
     }
 }
 
-/// Everything the monitor can watch.
-///
-/// `repr(u8)` gives the enum a plain tag byte: with the default layout the
-/// tag hides in a niche of the fds, and decoding it cost ten instructions
-/// per dispatched event.
+/// Which kind of source a slot holds. Kept in the low four bits of the
+/// slot's stamp, and so of its key: dispatch learns the kind from the same
+/// word that proves the key current, with no tag byte to load.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
-pub(crate) enum Source {
-    // The many and hot kinds inline; the cgroup watches, which carry paths
-    // and counters, boxed, so that a table slot stays small (one allocation
-    // per cgroup watch, none per event).
-    Pid(pidfd::PidWatch),
-    Hangup(hangup::HangupWatch),
-    EventFd(eventfd::CounterWatch),
-    OomV1(Box<oom_v1::OomV1Watch>),
-    MemoryEvents(Box<memory_events::MemoryEventsWatch>),
-    Populated(Box<populated::PopulatedWatch>),
-    PressureV1(Box<pressure_v1::PressureV1Watch>),
-    Threshold(Box<threshold_v1::ThresholdWatch>),
-    Psi(Box<psi::PsiWatch>),
-    Swap(Box<swap_events::SwapEventsWatch>),
+pub(crate) enum Kind {
+    /// A caller's eventfd (inline fd).
+    EventFd = 1,
+    /// An fd watched for hang-up (inline fd).
+    Hangup = 2,
+    /// A pidfd (inline fd); pid and options behind the cold pointer.
+    Pid = 3,
+    /// Everything else: fd and state behind the cold pointer.
+    Cold = 4,
+}
+
+impl Kind {
+    /// The kind in the low four bits of a stamp (`None`: not a kind).
+    #[inline(always)]
+    pub(crate) fn from_bits(bits: u32) -> Option<Kind> {
+        match bits & 0xf {
+            1 => Some(Kind::EventFd),
+            2 => Some(Kind::Hangup),
+            3 => Some(Kind::Pid),
+            4 => Some(Kind::Cold),
+            _ => None,
+        }
+    }
+
+    /// A stamp of generation 0 for this kind; the table adds the
+    /// generation.
+    pub(crate) fn stamp(self) -> NonZeroU32 {
+        NonZeroU32::MIN.saturating_add(self as u32 - 1)
+    }
+}
+
+/// What one watch reads: its fd inline when it is one of the hot kinds, the
+/// rest behind one pointer, and the table's stamp. 16 bytes.
+pub(crate) struct Source {
+    /// The table's stamp for this watch: a generation in the high 28 bits,
+    /// the [`Kind`] in the low four (never zero, which gives the table's
+    /// entry enum its niche: a slot is 24 bytes for an 8-byte receiver).
+    pub(crate) stamp: NonZeroU32,
+    pub(crate) fd: Option<OwnedFd>,
+    pub(crate) cold: Option<Box<Cold>>,
+}
+
+/// The state of the watches that carry more than an fd. Boxed as a whole
+/// (one allocation per watch, none per event).
+pub(crate) enum Cold {
+    Pid(pidfd::PidInfo),
+    /// An eventfd the monitor made; its writer shares the open file.
+    MadeEventFd(Arc<OwnedFd>),
+    OomV1(oom_v1::OomV1Watch),
+    MemoryEvents(memory_events::MemoryEventsWatch),
+    Populated(populated::PopulatedWatch),
+    PressureV1(pressure_v1::PressureV1Watch),
+    Threshold(threshold_v1::ThresholdWatch),
+    Psi(psi::PsiWatch),
+    Swap(swap_events::SwapEventsWatch),
 }
 
 impl Source {
+    /// A caller's eventfd, or a hang-up fd.
+    pub(crate) fn inline(kind: Kind, fd: OwnedFd) -> Source {
+        Source {
+            stamp: kind.stamp(),
+            fd: Some(fd),
+            cold: None,
+        }
+    }
+
+    /// A pidfd and what else its exit needs.
+    pub(crate) fn pid(fd: OwnedFd, info: pidfd::PidInfo) -> Source {
+        Source {
+            stamp: Kind::Pid.stamp(),
+            fd: Some(fd),
+            cold: Some(Box::new(Cold::Pid(info))),
+        }
+    }
+
+    /// A source whose fd lives in its cold part.
+    pub(crate) fn cold(cold: Cold) -> Source {
+        Source {
+            stamp: Kind::Cold.stamp(),
+            fd: None,
+            cold: Some(Box::new(cold)),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn kind(&self) -> Option<Kind> {
+        Kind::from_bits(self.stamp.get())
+    }
+
+    /// The epoll interest of this source.
     pub(crate) fn interest(&self) -> EventFlags {
-        match self {
-            Source::Pid(_) => pidfd::INTEREST,
-            Source::Hangup(_) => hangup::INTEREST,
-            Source::EventFd(_)
-            | Source::OomV1(_)
-            | Source::PressureV1(_)
-            | Source::Threshold(_) => eventfd::INTEREST,
-            Source::MemoryEvents(_) | Source::Populated(_) | Source::Swap(_) => kernfs::INTEREST,
-            Source::Psi(_) => psi::INTEREST,
+        match (self.kind(), self.cold.as_deref()) {
+            (Some(Kind::Pid), _) => pidfd::INTEREST,
+            (Some(Kind::Hangup), _) => hangup::INTEREST,
+            (Some(Kind::EventFd), _) => eventfd::INTEREST,
+            (_, Some(Cold::MemoryEvents(_) | Cold::Populated(_) | Cold::Swap(_))) => {
+                kernfs::INTEREST
+            }
+            (_, Some(Cold::Psi(_))) => psi::INTEREST,
+            _ => eventfd::INTEREST,
         }
     }
 
     /// Takes the baseline of a polled file, once the fd is registered.
     pub(crate) fn arm(&mut self) -> crate::Result<()> {
-        match self {
-            Source::MemoryEvents(w) => w.arm(),
-            Source::Populated(w) => w.arm().map(drop),
-            Source::Swap(w) => w.arm(),
+        match self.cold.as_deref_mut() {
+            Some(Cold::MemoryEvents(w)) => w.arm(),
+            Some(Cold::Populated(w)) => w.arm().map(drop),
+            Some(Cold::Swap(w)) => w.arm(),
             _ => Ok(()),
         }
     }
 
-    /// Turns a readiness into events, if there are any to report.
-    #[inline]
+    /// Turns a readiness into events, if there are any to report. The hot
+    /// kinds are handled here, inline in the dispatch loop; the rest out of
+    /// line.
+    #[inline(always)]
     pub(crate) fn on_ready(&mut self, flags: EventFlags, clock: &mut Clock) -> Outcome {
-        match self {
-            Source::Pid(w) => w.on_ready().into(),
-            Source::Hangup(_) => hangup::on_ready(flags).into(),
-            Source::EventFd(w) => w.on_ready().into(),
-            Source::OomV1(w) => w.check(clock.now(), false),
-            Source::MemoryEvents(w) => w.check(clock.now(), false),
-            Source::Populated(w) => w.on_ready(),
-            Source::PressureV1(w) => w.on_ready(),
-            Source::Threshold(w) => w.on_ready(),
-            Source::Psi(w) => w.on_ready(flags),
-            Source::Swap(w) => w.on_ready(),
+        match (self.kind(), &self.fd) {
+            (Some(Kind::EventFd), Some(fd)) => eventfd::on_ready(fd).into(),
+            (Some(Kind::Hangup), _) => hangup::on_ready(flags).into(),
+            _ => self.on_ready_cold(flags, clock),
+        }
+    }
+    #[inline(never)]
+    fn on_ready_cold(&mut self, flags: EventFlags, clock: &mut Clock) -> Outcome {
+        let Some(cold) = self.cold.as_deref_mut() else {
+            return Outcome::Nothing;
+        };
+        match cold {
+            Cold::Pid(info) => match &self.fd {
+                Some(fd) => info.on_ready(fd).into(),
+                None => Outcome::Nothing,
+            },
+            Cold::MadeEventFd(fd) => eventfd::on_ready(fd).into(),
+            Cold::OomV1(w) => w.check(clock.now(), false),
+            Cold::MemoryEvents(w) => w.check(clock.now(), false),
+            Cold::Populated(w) => w.on_ready(),
+            Cold::PressureV1(w) => w.on_ready(),
+            Cold::Threshold(w) => w.on_ready(),
+            Cold::Psi(w) => w.on_ready(flags),
+            Cold::Swap(w) => w.on_ready(),
         }
     }
 
     /// A due re-check (`force`: report whatever is there now, because a
     /// process in the cgroup has exited and its OOM must come first).
     pub(crate) fn recheck(&mut self, now: Instant, force: bool) -> Outcome {
-        match self {
-            Source::OomV1(w) => w.check(now, force),
-            Source::MemoryEvents(w) => w.check(now, force),
+        match self.cold.as_deref_mut() {
+            Some(Cold::OomV1(w)) => w.check(now, force),
+            Some(Cold::MemoryEvents(w)) => w.check(now, force),
             _ => Outcome::Nothing,
         }
     }
@@ -141,42 +237,52 @@ impl Source {
     /// to signal.
     pub(crate) fn is_kernfs(&self) -> bool {
         matches!(
-            self,
-            Source::MemoryEvents(_) | Source::Populated(_) | Source::Swap(_)
+            self.cold.as_deref(),
+            Some(Cold::MemoryEvents(_) | Cold::Populated(_) | Cold::Swap(_))
         )
     }
 
     /// The OOM bookkeeping, for the OOM watches.
     pub(crate) fn oom_book(&mut self) -> Option<&mut OomBook> {
-        match self {
-            Source::OomV1(w) => Some(w.book()),
-            Source::MemoryEvents(w) => Some(w.book()),
+        match self.cold.as_deref_mut() {
+            Some(Cold::OomV1(w)) => Some(w.book()),
+            Some(Cold::MemoryEvents(w)) => Some(w.book()),
+            _ => None,
+        }
+    }
+
+    /// The process's info, for a pidfd watch.
+    pub(crate) fn pid_info(&self) -> Option<&pidfd::PidInfo> {
+        match self.cold.as_deref() {
+            Some(Cold::Pid(info)) => Some(info),
             _ => None,
         }
     }
 
     /// Work owed when the monitor is dropped with the watch still live.
     pub(crate) fn on_monitor_drop(&self) {
-        if let Source::Pid(w) = self {
-            w.reap_if_exited();
+        if let (Some(Cold::Pid(info)), Some(fd)) = (self.cold.as_deref(), &self.fd) {
+            info.reap_if_exited(fd);
         }
     }
-}
 
-impl AsFd for Source {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Source::Pid(w) => w.fd.as_fd(),
-            Source::Hangup(w) => w.fd.as_fd(),
-            Source::EventFd(w) => w.fd.as_fd(),
-            Source::OomV1(w) => w.efd.as_fd(),
-            Source::MemoryEvents(w) => w.fd.as_fd(),
-            Source::Populated(w) => w.fd.as_fd(),
-            Source::PressureV1(w) => w.efd.as_fd(),
-            Source::Threshold(w) => w.efd.as_fd(),
-            Source::Psi(w) => w.fd.as_fd(),
-            Source::Swap(w) => w.fd.as_fd(),
+    /// The fd registered with epoll.
+    pub(crate) fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        if let Some(fd) = &self.fd {
+            return Some(fd.as_fd());
         }
+        Some(match self.cold.as_deref()? {
+            // Inline for this kind; never here.
+            Cold::Pid(_) => return None,
+            Cold::MadeEventFd(fd) => fd.as_fd(),
+            Cold::OomV1(w) => w.efd.as_fd(),
+            Cold::MemoryEvents(w) => w.fd.as_fd(),
+            Cold::Populated(w) => w.fd.as_fd(),
+            Cold::PressureV1(w) => w.efd.as_fd(),
+            Cold::Threshold(w) => w.efd.as_fd(),
+            Cold::Psi(w) => w.fd.as_fd(),
+            Cold::Swap(w) => w.fd.as_fd(),
+        })
     }
 }
 

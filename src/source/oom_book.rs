@@ -52,7 +52,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cgroup::parse::memory_events::MemoryEvents;
-use crate::monitor::ExitStatus;
+use crate::event::ExitStatus;
 
 /// The first re-check of an OOM without a kill; each later one doubles.
 const SETTLE_FIRST: Duration = Duration::from_millis(2);
@@ -549,10 +549,7 @@ mod tests {
     fn only_a_sigkill_or_an_unknown_status_claims_a_kill() {
         let t = Instant::now();
         let mut b = OomBook::default();
-        assert!(matches!(
-            b.observe(ev(2, 2, 0), false, t),
-            Observation::Report(_)
-        ));
+        let (_, t, _) = settle(&mut b, ev(2, 2, 0), t);
         // Exits that cannot be the OOM killer's claim nothing...
         assert!(!b.claim_kill_for(ExitStatus::Code(0), t));
         assert!(!b.claim_kill_for(ExitStatus::Code(137), t));

@@ -19,7 +19,7 @@ use super::cgroupfs::CgroupDir;
 use super::oom_book::{Observation, OomBook};
 use super::{eventfd::drain, v1_notify, Outcome};
 use crate::cgroup::parse::{memory_events::MemoryEvents, oom_control};
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Result, Subject};
 
 const FILE: &str = "memory.oom_control";

@@ -12,41 +12,45 @@ use rustix::event::epoll::EventFlags;
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions, WaitIdStatus};
 
-use crate::monitor::{EventKind, Exit, ExitStatus};
+use crate::event::{EventKind, Exit, ExitStatus, WatchId};
 use crate::{Error, Subject};
 
 pub(crate) const INTEREST: EventFlags = EventFlags::IN;
 
-pub(crate) struct PidWatch {
-    pub(crate) fd: OwnedFd,
+/// What a process watch keeps besides its pidfd (which the table holds
+/// inline): needed only at the exit, so it lives behind the slot's cold
+/// pointer.
+pub(crate) struct PidInfo {
     pub(crate) pid: i32,
     /// Reap our child on exit (`false`: leave the zombie to the caller, and
     /// read its status with `WNOWAIT`).
     pub(crate) reap: bool,
+    /// The OOM watch of the process's cgroup, re-read before its exit is
+    /// reported so that the OOM comes first.
+    pub(crate) oom_link: Option<WatchId>,
 }
 
-impl PidWatch {
-    /// Opens a pidfd for `pid`. `ESRCH` means the process is already gone
-    /// (exited and reaped), which the error says in so many words.
-    pub(crate) fn open(pid: i32, reap: bool) -> Result<PidWatch, Error> {
-        // `Pid::from_raw` asserts on negative values: check first.
-        let id = (pid > 0)
-            .then(|| Pid::from_raw(pid))
-            .flatten()
-            .ok_or_else(|| {
-                Error::invalid(
-                    "watch",
-                    Subject::Pid(pid),
-                    "a pid must be greater than zero",
-                )
-            })?;
-        // pidfds are always close-on-exec.
-        let fd = pidfd_open(id, PidfdFlags::empty())
-            .map_err(|e| Error::os("open pidfd for", Subject::Pid(pid), e))?;
-        Ok(PidWatch { fd, pid, reap })
-    }
+/// Opens a pidfd for `pid`. `ESRCH` means the process is already gone
+/// (exited and reaped), which the error says in so many words.
+pub(crate) fn open(pid: i32) -> Result<OwnedFd, Error> {
+    // `Pid::from_raw` asserts on negative values: check first.
+    let id = (pid > 0)
+        .then(|| Pid::from_raw(pid))
+        .flatten()
+        .ok_or_else(|| {
+            Error::invalid(
+                "watch",
+                Subject::Pid(pid),
+                "a pid must be greater than zero",
+            )
+        })?;
+    // pidfds are always close-on-exec.
+    pidfd_open(id, PidfdFlags::empty())
+        .map_err(|e| Error::os("open pidfd for", Subject::Pid(pid), e))
+}
 
-    pub(crate) fn on_ready(&mut self) -> Option<EventKind> {
+impl PidInfo {
+    pub(crate) fn on_ready(&self, fd: &OwnedFd) -> Option<EventKind> {
         let mut options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
         if !self.reap {
             options |= WaitIdOptions::NOWAIT;
@@ -59,7 +63,7 @@ impl PidWatch {
                 reaped,
             }))
         };
-        match waitid(WaitId::PidFd(self.fd.as_fd()), options) {
+        match waitid(WaitId::PidFd(fd.as_fd()), options) {
             Ok(Some(st)) => exit(status_of(&st), self.reap),
             // Readable but not yet waitable: not an exit (yet).
             Ok(None) => None,
@@ -75,10 +79,10 @@ impl PidWatch {
 
     /// Reaps the child if it has already exited, so that dropping the
     /// monitor does not leave zombies behind that it promised to reap.
-    pub(crate) fn reap_if_exited(&self) {
+    pub(crate) fn reap_if_exited(&self, fd: &OwnedFd) {
         if self.reap {
             let _ = waitid(
-                WaitId::PidFd(self.fd.as_fd()),
+                WaitId::PidFd(fd.as_fd()),
                 WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
             );
         }

@@ -11,7 +11,7 @@ use super::cgroupfs::CgroupDir;
 use super::kernfs;
 use super::Outcome;
 use crate::cgroup::parse::cgroup_events;
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Result};
 
 const FILE: &str = "cgroup.events";

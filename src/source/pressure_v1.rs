@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::cgroupfs::CgroupDir;
 use super::{eventfd::drain, v1_notify, Outcome};
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Result, Subject};
 
 /// A v1 memory pressure level.

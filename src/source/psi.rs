@@ -18,7 +18,7 @@ use rustix::io::Errno;
 use super::cgroupfs::{is_removed, open_pressure_file, read_at_start};
 use super::Outcome;
 use crate::cgroup::parse::psi::PsiTrigger;
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Result};
 
 pub(crate) const INTEREST: EventFlags = EventFlags::PRI;

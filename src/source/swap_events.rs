@@ -12,7 +12,7 @@ use super::cgroupfs::CgroupDir;
 use super::kernfs;
 use super::Outcome;
 use crate::cgroup::parse::swap_events::{self, SwapEvents};
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::{Error, Result};
 
 const FILE: &str = "memory.swap.events";

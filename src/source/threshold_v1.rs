@@ -16,7 +16,7 @@ use super::kernfs::parse_error as kernfs_parse_error;
 use super::pressure_v1::on_v1_ready;
 use super::{v1_notify, Outcome};
 use crate::cgroup::parse::number::parse_u64_file;
-use crate::monitor::EventKind;
+use crate::event::EventKind;
 use crate::Result;
 
 pub(crate) struct ThresholdWatch {

@@ -335,8 +335,8 @@ pub fn dir_names(dir: &std::path::Path) -> Vec<String> {
 pub fn wait_until<T: Clone + std::fmt::Debug>(
     m: &ctrmon::Monitor<T>,
     limit: std::time::Duration,
-    mut done: impl FnMut(&[ctrmon::Event<T>]) -> bool,
-) -> Vec<ctrmon::Event<T>> {
+    mut done: impl FnMut(&[ctrmon::Event<'static, T>]) -> bool,
+) -> Vec<ctrmon::Event<'static, T>> {
     let deadline = std::time::Instant::now() + limit;
     let mut got = Vec::new();
     while !done(&got) {
@@ -344,8 +344,10 @@ pub fn wait_until<T: Clone + std::fmt::Debug>(
             std::time::Instant::now() < deadline,
             "timed out after {limit:?}; events so far: {got:?}"
         );
-        m.wait(Some(std::time::Duration::from_millis(100)), |e| got.push(e))
-            .unwrap();
+        m.wait(Some(std::time::Duration::from_millis(100)), |e| {
+            got.push(e.cloned())
+        })
+        .unwrap();
     }
     got
 }

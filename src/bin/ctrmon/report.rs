@@ -32,8 +32,8 @@ impl Target {
 }
 
 /// The line for `event`, if it has one.
-pub fn line(targets: &[Target], event: &Event<u32>) -> Option<String> {
-    let target = &targets[event.receiver as usize];
+pub fn line(targets: &[Target], event: &Event<'_, u32>) -> Option<String> {
+    let target = &targets[*event.receiver as usize];
     if matches!(target, Target::Output) {
         return None;
     }

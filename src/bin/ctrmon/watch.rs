@@ -114,7 +114,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
                     return;
                 }
             }
-            match (&targets[event.receiver as usize], &event.kind) {
+            match (&targets[*event.receiver as usize], &event.kind) {
                 // A v2 cgroup has two watches (OOM and populated); its end is
                 // counted on the OOM watch's.
                 (Target::Pid(_) | Target::Cgroup(_) | Target::Psi(_), k) if k.is_final() => {

@@ -1,8 +1,14 @@
-//! What the monitor hands to the caller: watch ids and events.
+//! The event vocabulary: what a watch is called ([`WatchId`]), what can
+//! happen to it ([`EventKind`], [`Exit`]), and what a handler receives
+//! ([`Event`], its [`Receiver`]).
+//!
+//! It sits at the crate root, below both the sources (which produce
+//! `EventKind`s) and the monitor (which delivers them), so that the
+//! dependency runs one way: monitor → sources → events.
 
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 
-use super::table::Key;
 use crate::cgroup::parse::memory_events::MemoryEvents;
 use crate::cgroup::parse::swap_events::SwapEvents;
 use crate::PressureLevel;
@@ -14,27 +20,27 @@ use crate::PressureLevel;
 /// good: a new watch that reuses the slot gets a new generation, so an old id
 /// can neither see the new watch's events nor unwatch it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WatchId(pub(crate) Key);
+pub struct WatchId(pub(crate) u64);
 
 impl WatchId {
-    /// The raw 64-bit value (generation in the high half, slot in the low).
-    /// Useful as a log key; it is unique for the monitor's lifetime, barring
-    /// 2^32 watches made while the old id is still held.
+    /// The raw 64-bit value (the slot's stamp, a generation and the kind of
+    /// source, in the high half; the slot in the low). Useful as a log key;
+    /// it is unique for the monitor's lifetime, barring 2^28 watches made
+    /// while the old id is still held.
     pub fn as_u64(self) -> u64 {
-        self.0.as_u64()
+        self.0
     }
 }
 
 impl fmt::Debug for WatchId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WatchId({:#x})", self.0.as_u64())
+        write!(f, "WatchId({:#x})", self.0)
     }
 }
 
 impl fmt::Display for WatchId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let raw = self.0.as_u64();
-        write!(f, "watch {}.{}", raw & 0xffff_ffff, raw >> 32)
+        write!(f, "watch {}.{}", self.0 & 0xffff_ffff, self.0 >> 36)
     }
 }
 
@@ -136,6 +142,11 @@ pub enum EventKind {
     /// Reading or reaping the source failed. Ends the watch, so that a broken
     /// source cannot make the loop spin; the error names the fd or pid.
     Failed(crate::Error),
+    /// The watch was ended by `unwatch` while its receiver was lent to a
+    /// handler (for this very event's watch, or by another thread during a
+    /// delivery), so `unwatch` could not hand the receiver back: it comes
+    /// back here instead, right after that handler returns. Ends the watch.
+    Unwatched,
 }
 
 impl EventKind {
@@ -143,7 +154,11 @@ impl EventKind {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            EventKind::Exited(_) | EventKind::HungUp | EventKind::Removed | EventKind::Failed(_)
+            EventKind::Exited(_)
+                | EventKind::HungUp
+                | EventKind::Removed
+                | EventKind::Failed(_)
+                | EventKind::Unwatched
         )
     }
 }
@@ -151,22 +166,108 @@ impl EventKind {
 /// One delivered event, with the receiver value that was registered with the
 /// watch.
 ///
-/// For an event that ends the watch ([`is_final`](Self::is_final)), `receiver`
-/// is the value itself, handed back. For any other event it is a clone: use a
-/// cheap `T` (an index, an `Arc`, a small id) if events are frequent.
+/// For an event that ends the watch ([`is_final`](Self::is_final)) the
+/// receiver is the value itself, handed back ([`Receiver::Owned`]). For any
+/// other event it is lent ([`Receiver::Lent`]): the handler may read and
+/// change it in place, and it goes back into the monitor's table when the
+/// handler returns. Nothing is cloned, so `T` can be anything (a
+/// `oneshot::Sender`, a `Box<dyn FnMut>`...).
+///
+/// `Event` derefs nothing itself; `event.receiver` derefs to `T`.
 #[derive(Debug)]
-pub struct Event<T> {
+pub struct Event<'a, T> {
     /// The watch this event belongs to.
     pub id: WatchId,
     /// What happened.
     pub kind: EventKind,
-    /// The caller's receiver value for this watch.
-    pub receiver: T,
+    /// The caller's receiver value for this watch: lent, or handed back.
+    pub receiver: Receiver<'a, T>,
 }
 
-impl<T> Event<T> {
+impl<'a, T> Event<'a, T> {
     /// True when the watch ended with this event.
     pub fn is_final(&self) -> bool {
         self.kind.is_final()
+    }
+
+    /// The receiver, when this event handed it back (a final event).
+    pub fn into_receiver(self) -> Option<T> {
+        self.receiver.into_owned()
+    }
+
+    /// A copy of the event that does not borrow from the monitor: a lent
+    /// receiver is cloned (a final one is moved). For tests and for
+    /// collecting events; a handler that only reads the receiver needs none
+    /// of this.
+    pub fn cloned(self) -> Event<'static, T>
+    where
+        T: Clone,
+    {
+        Event {
+            id: self.id,
+            kind: self.kind,
+            receiver: Receiver::Owned(match self.receiver {
+                Receiver::Lent(r) => r.clone(),
+                Receiver::Owned(r) => r,
+            }),
+        }
+    }
+}
+
+/// An event's receiver value: lent for the duration of the handler, or
+/// handed back for good. Derefs to `T` either way.
+#[derive(Debug)]
+pub enum Receiver<'a, T> {
+    /// The watch goes on; the value stays in the monitor.
+    Lent(&'a mut T),
+    /// The watch has ended; the value is the caller's again.
+    Owned(T),
+}
+
+impl<'a, T> Receiver<'a, T> {
+    /// The value, if it was handed back.
+    pub fn into_owned(self) -> Option<T> {
+        match self {
+            Receiver::Lent(_) => None,
+            Receiver::Owned(t) => Some(t),
+        }
+    }
+
+    /// True when the value is the caller's again (the watch ended).
+    pub fn is_owned(&self) -> bool {
+        matches!(self, Receiver::Owned(_))
+    }
+}
+
+impl<T> Deref for Receiver<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        match self {
+            Receiver::Lent(r) => r,
+            Receiver::Owned(r) => r,
+        }
+    }
+}
+
+impl<T> DerefMut for Receiver<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        match self {
+            Receiver::Lent(r) => r,
+            Receiver::Owned(r) => r,
+        }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Receiver<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        T::fmt(self, f)
+    }
+}
+
+impl<T: PartialEq> PartialEq<T> for Receiver<'_, T> {
+    fn eq(&self, other: &T) -> bool {
+        **self == *other
     }
 }
