@@ -384,7 +384,10 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
                 .wait(Some(Duration::ZERO), |e| {
                     if let EventKind::Exited(x) = e.kind {
                         assert!(x.reaped, "{x:?}");
-                        assert!(exits.insert(*e.receiver, x.status).is_none(), "twice: {x:?}");
+                        assert!(
+                            exits.insert(*e.receiver, x.status).is_none(),
+                            "twice: {x:?}"
+                        );
                         let mut owned = owned.lock().unwrap();
                         let n = owned.get_mut(&x.pid).expect("an owned pid");
                         *n -= 1;

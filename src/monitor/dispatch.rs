@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustix::event::epoll;
+use rustix::event::epoll::{self, EventFlags};
 use rustix::event::Timespec;
 use rustix::io::Errno;
 
@@ -499,6 +499,13 @@ impl<T> Inner<T> {
             Outcome::RecheckLater => {
                 if !self.settling.contains(&key) {
                     self.settling.push(key);
+                    // A non-child's pidfd stays readable while it waits for
+                    // its parent: stop listening (the timer looks again).
+                    if let Some(w) = self.table.get(key) {
+                        if let (Some(_), Some(fd)) = (w.source.pid_info(), w.source.as_fd()) {
+                            let _ = core.epoll.modify(fd, key.as_u64(), EventFlags::empty());
+                        }
+                    }
                 }
                 self.schedule_changed = true;
             }
@@ -602,8 +609,9 @@ where
             continue;
         };
         let outcome = w.source.recheck(now, false);
-        let mut group = Group::new();
-        inner.push_outcome(core, key, outcome, &mut group, A::EXCLUSIVE);
+        // An exit (a non-child's, whose parent has now reaped it) takes the
+        // same path as from a readiness: its cgroup's OOM first.
+        let group = inner.resolve(core, key, outcome, clock, A::EXCLUSIVE);
         delivered += deliver(access, group, handler);
     }
     let (_, inner) = access.parts();

@@ -34,7 +34,8 @@ const TIMER_KEY: u64 = u64::MAX - 1;
 struct Inner<T> {
     table: Table<T>,
     /// OOM watches waiting to see the kill of an OOM they were told of; each
-    /// has a re-check time (`OomBook::recheck_at`). Rarely more than a few.
+    /// has a re-check time (`OomBook::recheck_at`); and non-children's exits
+    /// waiting for their parent to reap them. Rarely more than a few.
     settling: Vec<Key>,
     /// When the kernfs watches are next re-armed (`rearm_kernfs_due`); set
     /// while there are any.

@@ -93,6 +93,7 @@ impl<T> Monitor<T> {
             pid,
             reap,
             oom_link,
+            retry: None,
         };
         self.add(Source::pid(fd, info), receiver, Subject::Pid(pid))
     }

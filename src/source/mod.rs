@@ -208,7 +208,7 @@ impl Source {
         };
         match cold {
             Cold::Pid(info) => match &self.fd {
-                Some(fd) => info.on_ready(fd).into(),
+                Some(fd) => info.on_ready(fd, clock),
                 None => Outcome::Nothing,
             },
             Cold::MadeEventFd(fd) => eventfd::on_ready(fd).into(),
@@ -228,7 +228,23 @@ impl Source {
         match self.cold.as_deref_mut() {
             Some(Cold::OomV1(w)) => w.check(now, force),
             Some(Cold::MemoryEvents(w)) => w.check(now, force),
+            // A non-child's exit, waiting for its parent to reap it.
+            Some(Cold::Pid(info)) => match &self.fd {
+                Some(fd) if info.retry.is_some() => info.on_ready(fd, &mut Clock(Some(now))),
+                _ => Outcome::Nothing,
+            },
             _ => Outcome::Nothing,
+        }
+    }
+
+    /// When this watch's re-check is due: an OOM waiting for its kill, a
+    /// non-child's exit waiting for its parent to reap it.
+    pub(crate) fn recheck_at(&mut self) -> Option<Instant> {
+        match self.cold.as_deref_mut() {
+            Some(Cold::OomV1(w)) => w.book().recheck_at(),
+            Some(Cold::MemoryEvents(w)) => w.book().recheck_at(),
+            Some(Cold::Pid(info)) => info.recheck_at(),
+            _ => None,
         }
     }
 

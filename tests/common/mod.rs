@@ -572,3 +572,14 @@ pub fn my_zombies() -> Vec<i32> {
     }
     found
 }
+
+/// True when this kernel keeps exit statuses for pidfds (`PIDFD_INFO_EXIT`,
+/// Linux 6.15+): then the exit of a process that is not ours comes with its
+/// real status once its parent has reaped it. The v2 test guest runs 6.1.
+pub fn kernel_has_exit_info() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 15)
+}

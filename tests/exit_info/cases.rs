@@ -6,22 +6,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{memory_hierarchy, Kid, TestCgroup};
+use common::{kernel_has_exit_info, memory_hierarchy, Kid, TestCgroup};
 use ctrmon::pidfd::{exit_info, ExitInfo};
 use ctrmon::ExitStatus;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
-
-/// True when this kernel keeps exit statuses for pidfds (6.15+). On an
-/// older one (the v2 test guest runs Debian's 6.1) every test here still
-/// asserts: that the answer is `Unsupported`, never a made-up status.
-fn kernel_has_exit_info() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 15)
-}
 
 /// What `exit_info` must say of a reaped process that ended with `status`.
 fn reaped_as(status: ExitStatus) -> ExitInfo {
@@ -183,4 +172,108 @@ fn an_fd_that_is_not_a_pidfd_gets_unsupported() {
     // before 6.13 does not.
     let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
     assert_eq!(exit_info(efd.as_fd()).unwrap(), ExitInfo::Unsupported);
+}
+
+// Through the monitor: a non-child's exit comes with the kernel's status
+// (waiting, if need be, for its parent to reap it), and an OOM kill in a
+// linked cgroup is marked.
+
+fn monitor_exit(m: &mut ctrmon::Monitor<()>) -> ctrmon::Exit {
+    let mut exit = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exit.is_none() {
+        assert!(Instant::now() < deadline, "no exit");
+        m.wait_mut(Some(Duration::from_millis(100)), |e, _| {
+            if let ctrmon::EventKind::Exited(x) = e.kind {
+                exit = Some(x);
+            }
+        })
+        .unwrap();
+    }
+    exit.unwrap()
+}
+
+fn expected_exit(status: ExitStatus) -> (ExitStatus, Option<ctrmon::WhyUnknown>) {
+    if kernel_has_exit_info() {
+        (status, None)
+    } else {
+        (ExitStatus::Unknown, Some(ctrmon::WhyUnknown::NoExitInfo))
+    }
+}
+
+#[test]
+fn the_monitor_reports_a_non_childs_code() {
+    let mut m = ctrmon::Monitor::new().unwrap();
+    let mut g = Grandchild::start("read x <&3; exit 3");
+    m.watch_pid(g.pid, ()).unwrap();
+    g.go();
+    let x = monitor_exit(&mut m);
+    assert_eq!((x.pid, x.reaped), (g.pid, false));
+    assert_eq!((x.status, x.unknown), expected_exit(ExitStatus::Code(3)));
+}
+
+#[test]
+fn the_monitor_waits_for_a_slow_parent_to_reap() {
+    // The parent reaps only when told to (a line on its stdin), long after
+    // the exit: the pidfd is readable well before the kernel has a status.
+    let mut m = ctrmon::Monitor::new().unwrap();
+    let outer = "sleep 600 & echo $!; read y; wait $!";
+    let mut parent = Kid::spawn(
+        Command::new("sh")
+            .args(["-c", outer])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut reap_now = parent.child.stdin.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: i32 = line.trim().parse().unwrap();
+    let pidfd = pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()).unwrap();
+    m.watch_pid(pid, ()).unwrap();
+    pidfd_send_signal(&pidfd, Signal::KILL).unwrap();
+    if kernel_has_exit_info() {
+        // A zombie: nothing to report yet, and no busy loop meanwhile (the
+        // wait sleeps between the retries).
+        let cpu = thread_cpu();
+        let n = m
+            .wait_mut(Some(Duration::from_millis(500)), |e, _| {
+                panic!("nothing before the reap: {e:?}")
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+        let spent = thread_cpu() - cpu;
+        assert!(spent < Duration::from_millis(150), "{spent:?} of CPU in 500 ms");
+    }
+    reap_now.write_all(b"now\n").unwrap();
+    let x = monitor_exit(&mut m);
+    assert_eq!((x.status, x.unknown), expected_exit(ExitStatus::Signal(9)));
+}
+
+#[test]
+fn the_monitor_marks_a_non_childs_oom_kill() {
+    let Some(root) = memory_hierarchy() else {
+        return;
+    };
+    let cg = TestCgroup::new(&root, "exitinfo-monitor-oom");
+    cg.limit_memory(32 << 20);
+    let mut m = ctrmon::Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    let mut g = Grandchild::start(&format!(
+        "echo $$ > '{}/cgroup.procs' && read x <&3 && exec tail /dev/zero",
+        cg.path.display()
+    ));
+    m.watch_pid_in(g.pid, cgw, ()).unwrap();
+    g.go();
+    let x = monitor_exit(&mut m);
+    assert_eq!((x.status, x.unknown), expected_exit(ExitStatus::Signal(9)));
+    assert!(x.oom_killed, "{x:?}");
+}
+
+/// CPU time this thread has used (`/proc/thread-self/schedstat`).
+fn thread_cpu() -> Duration {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    Duration::from_nanos(text.split_whitespace().next().unwrap().parse().unwrap())
 }

@@ -43,7 +43,10 @@ pub fn line(targets: &[Target], event: &Event<'_, u32>) -> Option<String> {
             l = match x.status {
                 ExitStatus::Code(c) => l.num("code", c),
                 ExitStatus::Signal(s) => l.num("signal", s),
-                ExitStatus::Unknown => l,
+                ExitStatus::Unknown => match x.unknown {
+                    Some(why) => l.str("unknown", why.as_str()),
+                    None => l,
+                },
             };
             if x.oom_killed {
                 l = l.bool("oom_killed", true);
