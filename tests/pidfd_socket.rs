@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{helper, helper_role, open_fds, run_scenarios, Kid, TmpDir};
 use ctrmon::pidfd::{is_pidfd, PidfdListener, ReceivedPidfd};
+use ctrmon::{EventKind, ExitStatus, Monitor};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use rustix::process::{getpid, pidfd_open, waitid, PidfdFlags, WaitId, WaitIdOptions};
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
             not_a_pidfd,
         ),
         ("a_sender_that_sends_nothing_is_refused", silent),
+        ("a_received_pidfd_is_watched_to_its_exit", watched),
+        ("watch_pidfd_refuses_what_is_not_a_pidfd", watch_not_a_pidfd),
+        ("watch_pidfd_of_a_process_already_reaped", watch_reaped),
     ])
 }
 
@@ -232,4 +236,64 @@ fn not_a_pidfd() {
 
 fn silent() {
     refused("silent", "closed the connection without sending a pidfd");
+}
+
+fn next_exit(m: &mut Monitor<&'static str>) -> (ctrmon::Exit, &'static str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no exit");
+        let mut got = None;
+        m.wait_mut(Some(Duration::from_millis(100)), |e, _| {
+            if let EventKind::Exited(x) = e.kind {
+                got = Some((x, e.receiver.into_owned().unwrap()));
+            }
+        })
+        .unwrap();
+        if let Some(g) = got {
+            return g;
+        }
+    }
+}
+
+fn watched() {
+    let mut x = Exchange::start("runc");
+    let got = x.receive().unwrap();
+    let mut m = Monitor::new().unwrap();
+    m.watch_pidfd(got.pidfd, "init").unwrap();
+    drop(x.sender.child.stdin.take());
+    let (exit, name) = next_exit(&mut m);
+    assert_eq!(name, "init");
+    // The sender is our child here: reaped by the monitor, through the
+    // pidfd it sent.
+    assert_eq!(
+        (exit.pid, exit.status, exit.reaped),
+        (x.sender.pid(), ExitStatus::Code(5), true)
+    );
+}
+
+fn watch_not_a_pidfd() {
+    let m: Monitor<()> = Monitor::new().unwrap();
+    let (r, _w) = rustix::pipe::pipe().unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&r);
+    let before = open_fds();
+    let err = m.watch_pidfd(r, ()).unwrap_err();
+    assert!(err.to_string().contains(&format!("fd {raw}")), "{err}");
+    assert!(err.to_string().contains("not a pidfd"), "{err}");
+    // The fd was closed with the refusal.
+    assert_eq!(open_fds().len(), before.len() - 1);
+}
+
+fn watch_reaped() {
+    let mut m = Monitor::new().unwrap();
+    let kid = Kid::sh("exit 9");
+    let pidfd = rustix::io::fcntl_dupfd_cloexec(kid.pidfd(), 0).unwrap();
+    assert!(kid.reap());
+    m.watch_pidfd(pidfd, "gone").unwrap();
+    let (exit, _) = next_exit(&mut m);
+    assert_eq!((exit.pid, exit.reaped), (0, false));
+    if common::kernel_has_exit_info() {
+        assert_eq!((exit.status, exit.unknown), (ExitStatus::Code(9), None));
+    } else {
+        assert_eq!(exit.status, ExitStatus::Unknown);
+    }
 }

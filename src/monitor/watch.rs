@@ -81,6 +81,44 @@ impl<T> Monitor<T> {
         self.add_pid(pid, false, None, receiver)
     }
 
+    /// Watches the process that `pidfd` names, as
+    /// [`watch_pid`](Self::watch_pid) does, taking ownership of the pidfd.
+    ///
+    /// A pidfd names one process for good, so there is no window in which
+    /// the pid could be reused by another process between a spawn (or a
+    /// runtime's pid file) and the watch: use this with a pidfd from
+    /// `pidfd_open` right after `fork`, or one a runtime sent
+    /// ([`PidfdListener`](crate::pidfd::PidfdListener), `runc
+    /// --pidfd-socket`). The exit's [`pid`](crate::Exit::pid) is the pid the
+    /// pidfd named when it was watched, or 0 if the process had already
+    /// been reaped (its exit is then reported at once, with the status the
+    /// kernel kept, if any).
+    ///
+    /// # Errors
+    ///
+    /// `pidfd` must be a pidfd ([`is_pidfd`](crate::pidfd::is_pidfd)); the
+    /// error names the fd.
+    pub fn watch_pidfd(&self, pidfd: OwnedFd, receiver: T) -> Result<WatchId> {
+        self.add_pidfd(pidfd, None, receiver)
+    }
+
+    /// [`watch_pidfd`](Self::watch_pidfd) linked to the OOM watch of the
+    /// process's cgroup, as [`watch_pid_in`](Self::watch_pid_in).
+    pub fn watch_pidfd_in(&self, pidfd: OwnedFd, cgroup: WatchId, receiver: T) -> Result<WatchId> {
+        self.add_pidfd(pidfd, Some(cgroup), receiver)
+    }
+
+    fn add_pidfd(&self, fd: OwnedFd, oom_link: Option<WatchId>, receiver: T) -> Result<WatchId> {
+        let raw = fd.as_raw_fd();
+        if !crate::pidfd::is_pidfd(fd.as_fd()) {
+            return Err(Error::invalid("watch", Subject::Fd(raw), "not a pidfd"));
+        }
+        source::adopt_fd(fd.as_fd(), false)
+            .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
+        let pid = crate::pidfd::pid_of(fd.as_fd())?.unwrap_or(0);
+        self.add_pid_with(fd, pid, true, oom_link, receiver)
+    }
+
     fn add_pid(
         &self,
         pid: i32,
@@ -89,6 +127,17 @@ impl<T> Monitor<T> {
         receiver: T,
     ) -> Result<WatchId> {
         let fd = source::pidfd::open(pid)?;
+        self.add_pid_with(fd, pid, reap, oom_link, receiver)
+    }
+
+    fn add_pid_with(
+        &self,
+        fd: OwnedFd,
+        pid: i32,
+        reap: bool,
+        oom_link: Option<WatchId>,
+        receiver: T,
+    ) -> Result<WatchId> {
         let info = PidInfo {
             pid,
             reap,
