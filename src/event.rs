@@ -187,6 +187,11 @@ pub enum EventKind {
     /// Reading or reaping the source failed. Ends the watch, so that a broken
     /// source cannot make the loop spin; the error names the fd or pid.
     Failed(crate::Error),
+    /// A child of this process that nobody watched was reaped by the watch
+    /// from [`Monitor::reap_orphans`](crate::Monitor::reap_orphans): an
+    /// orphan re-parented to this subreaper (or PID 1), or a child whose
+    /// watch had ended. The watch goes on.
+    Orphan(crate::reaper::Orphan),
     /// The watch was ended by `unwatch` while its receiver was lent to a
     /// handler (for this very event's watch, or by another thread during a
     /// delivery), so `unwatch` could not hand the receiver back: it comes

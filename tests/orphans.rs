@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Child, ExitCode, Stdio};
@@ -43,6 +44,15 @@ fn main() -> ExitCode {
         ("a_bounded_reap_goes_on_at_the_next_call", bounded_reap),
         ("storm_orphans_spread_over_300ms", || storm(200, 300, 1)),
         ("storm_orphans_within_10ms", || storm(200, 10, 2)),
+        ("monitor_storm_shared_wait", || {
+            storm_in_monitor(200, 300, 3, false)
+        }),
+        ("monitor_storm_owned_wait", || {
+            storm_in_monitor(200, 300, 4, true)
+        }),
+        ("monitor_storm_shared_wait_within_10ms", || {
+            storm_in_monitor(200, 10, 5, false)
+        }),
     ]);
     // Whatever a failed scenario left: reap it, so no zombie outlives us
     // (they would be re-parented and reaped anyway; be tidy).
@@ -262,25 +272,24 @@ fn bounded_reap() {
     drop(kids);
 }
 
-/// What the spawner thread learned about each parent it started.
+/// What the spawner learned about each parent it started.
 struct Spawned {
     pid: i32,
     code: i32,
     child: Child,
 }
 
-/// `parents` children under this subreaper, each leaving 1–3 orphans that
-/// exit before, at about the same time as, or after their parent (parent
-/// lifetimes spread over `spread_ms`). A second thread spawns and watches
-/// them under holds (every tenth waits 30 ms between spawn and watch, and
-/// exits at once), while this thread runs the loop: the monitor for the
-/// watched children, the reaper for the rest.
-fn storm(parents: usize, spread_ms: u64, seed: u64) {
+/// Parents: (lifetime ms, exit code, orphans as (lifetime ms, status)).
+type Plan = Vec<(u64, i32, Vec<(u64, ExitStatus)>)>;
+
+/// `parents` parents, each leaving 1–3 orphans that exit before, at about
+/// the same time as, or after it (parent lifetimes spread over
+/// `spread_ms`; every tenth parent exits at once).
+fn plan(parents: usize, spread_ms: u64, seed: u64) -> Plan {
     let seed = seed ^ (std::process::id() as u64) << 20 ^ 0x9e37_79b9;
     println!("storm: {parents} parents, spread {spread_ms} ms, seed {seed:#x}");
     let mut rng = Rng(seed);
-    // Plan: (parent delay, code, orphans as (delay, status)).
-    let mut plan = Vec::new();
+    let mut plan: Plan = Vec::new();
     for i in 0..parents {
         let delay = if i % 10 == 0 {
             0
@@ -306,7 +315,51 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
             .collect();
         plan.push((delay, code, orphans));
     }
+    plan
+}
 
+/// Starts parent `i` of `plan` and watches it, under a hold: every tenth
+/// waits 30 ms between spawn and watch (it exits at once, so its zombie
+/// sits unwatched meanwhile). `watch` records the pid as owned, then
+/// watches it.
+fn spawn_parent(
+    plan: &Plan,
+    i: usize,
+    hold: impl FnOnce() -> ctrmon::reaper::Hold,
+    watch: impl FnOnce(i32) -> ctrmon::Result<ctrmon::WatchId>,
+) -> Spawned {
+    let (delay, code, orphans) = &plan[i];
+    let mut args = vec![delay.to_string(), code.to_string()];
+    args.extend(
+        orphans
+            .iter()
+            .map(|(d, st)| format!("{d}:{}", status_arg(*st))),
+    );
+    let hold = hold();
+    let child = helper("parent", &args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn parent");
+    let pid = child.id() as i32;
+    if i % 10 == 0 {
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    if let Err(e) = watch(pid) {
+        panic!("watch parent {i} (pid {pid}): {e}");
+    }
+    drop(hold);
+    Spawned {
+        pid,
+        code: *code,
+        child,
+    }
+}
+
+/// The standalone reaper beside a monitor: a second thread spawns and
+/// watches the parents under holds, while this thread runs the loop (the
+/// monitor for the watched children, then the reaper for the rest).
+fn storm(parents: usize, spread_ms: u64, seed: u64) {
+    let plan = plan(parents, spread_ms, seed);
     let monitor: Monitor<usize> = Monitor::new().unwrap();
     let mut reaper = OrphanReaper::new().unwrap();
     let holder = reaper.holder();
@@ -316,44 +369,26 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
     let spawned_all = AtomicBool::new(false);
     let mut exits: HashMap<usize, ExitStatus> = HashMap::new();
     let mut orphans: Vec<Orphan> = Vec::new();
-    let mut scans = 0u32;
+    let mut passes = 0u32;
 
     let spawned: Vec<Spawned> = std::thread::scope(|s| {
         let spawner = s.spawn(|| {
-            let mut out = Vec::new();
-            for (i, (delay, code, orphans)) in plan.iter().enumerate() {
-                let mut args = vec![delay.to_string(), code.to_string()];
-                args.extend(
-                    orphans
-                        .iter()
-                        .map(|(d, st)| format!("{d}:{}", status_arg(*st))),
-                );
-                let hold = holder.hold();
-                let child = helper("parent", &args)
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .expect("spawn parent");
-                let pid = child.id() as i32;
-                if i % 10 == 0 {
-                    // Exits at once: its zombie sits unwatched meanwhile.
-                    std::thread::sleep(Duration::from_millis(30));
-                }
-                *owned.lock().unwrap().entry(pid).or_default() += 1;
-                if let Err(e) = monitor.watch_pid(pid, i) {
-                    owned.lock().unwrap().remove(&pid);
-                    panic!("watch parent {i} (pid {pid}): {e}");
-                }
-                drop(hold);
-                out.push(Spawned {
-                    pid,
-                    code: *code,
-                    child,
-                });
-            }
+            let out = (0..plan.len())
+                .map(|i| {
+                    spawn_parent(
+                        &plan,
+                        i,
+                        || holder.hold(),
+                        |pid| {
+                            *owned.lock().unwrap().entry(pid).or_default() += 1;
+                            monitor.watch_pid(pid, i)
+                        },
+                    )
+                })
+                .collect();
             spawned_all.store(true, Ordering::SeqCst);
             out
         });
-
         let deadline = Instant::now() + Duration::from_secs(60);
         let expected_orphans: usize = plan.iter().map(|p| p.2.len()).sum();
         while !(spawned_all.load(Ordering::SeqCst)
@@ -382,24 +417,23 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
             // the rest: in one thread, so the two never reap at once.
             monitor
                 .wait(Some(Duration::ZERO), |e| {
-                    if let EventKind::Exited(x) = e.kind {
-                        assert!(x.reaped, "{x:?}");
-                        assert!(
-                            exits.insert(*e.receiver, x.status).is_none(),
-                            "twice: {x:?}"
-                        );
-                        let mut owned = owned.lock().unwrap();
-                        let n = owned.get_mut(&x.pid).expect("an owned pid");
-                        *n -= 1;
-                        if *n == 0 {
-                            owned.remove(&x.pid);
-                        }
-                    } else {
+                    let EventKind::Exited(x) = e.kind else {
                         panic!("unexpected event {e:?}");
+                    };
+                    assert!(x.reaped, "{x:?}");
+                    assert!(
+                        exits.insert(*e.receiver, x.status).is_none(),
+                        "twice: {x:?}"
+                    );
+                    let mut owned = owned.lock().unwrap();
+                    let n = owned.get_mut(&x.pid).expect("an owned pid");
+                    *n -= 1;
+                    if *n == 0 {
+                        owned.remove(&x.pid);
                     }
                 })
                 .unwrap();
-            scans += 1;
+            passes += 1;
             reaper
                 .reap(
                     |pid| owned.lock().unwrap().contains_key(&pid),
@@ -409,13 +443,111 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
         }
         spawner.join().unwrap()
     });
-
     // A last look, a little later: nothing more may turn up.
     std::thread::sleep(Duration::from_millis(100));
     reaper.reap(|_| false, |o| orphans.push(o)).unwrap();
-    assert_eq!(my_zombies(), Vec::<i32>::new(), "zombies left");
+    verify(spawned, &exits, &orphans, passes);
+}
 
-    // Every watched child's real status, each once.
+/// The monitor reaping orphans itself (`Monitor::reap_orphans`), on the
+/// shared path (a spawner thread watches while this one waits) or the
+/// single-owner one (this thread spawns, then waits with `wait_mut`).
+fn storm_in_monitor(parents: usize, spread_ms: u64, seed: u64, owner: bool) {
+    const ORPHANS: usize = usize::MAX;
+    let plan = plan(parents, spread_ms, seed);
+    let mut monitor: Monitor<usize> = Monitor::new().unwrap();
+    let orphan_watch = monitor.reap_orphans(ORPHANS).unwrap();
+    let exits: RefCell<HashMap<usize, ExitStatus>> = RefCell::default();
+    let orphans: RefCell<Vec<Orphan>> = RefCell::default();
+    let mut passes = 0u32;
+    let expected_orphans: usize = plan.iter().map(|p| p.2.len()).sum();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut on_event = |e: ctrmon::Event<'_, usize>| match e.kind {
+        EventKind::Exited(x) => {
+            assert!(x.reaped, "{x:?}");
+            assert!(
+                exits.borrow_mut().insert(*e.receiver, x.status).is_none(),
+                "twice: {x:?}"
+            );
+        }
+        EventKind::Orphan(o) => {
+            assert_eq!((*e.receiver, e.id), (ORPHANS, orphan_watch));
+            orphans.borrow_mut().push(o);
+        }
+        _ => panic!("unexpected event {e:?}"),
+    };
+    let spawned: Vec<Spawned> = if owner {
+        let spawned: Vec<Spawned> = (0..plan.len())
+            .map(|i| {
+                spawn_parent(
+                    &plan,
+                    i,
+                    || monitor.hold_orphans(),
+                    |pid| monitor.watch_pid(pid, i),
+                )
+            })
+            .collect();
+        while exits.borrow().len() < parents || orphans.borrow().len() < expected_orphans {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {} of {parents} exits, {} of {expected_orphans} orphans",
+                exits.borrow().len(),
+                orphans.borrow().len()
+            );
+            passes += 1;
+            monitor
+                .wait_mut(Some(Duration::from_millis(100)), |e, _| on_event(e))
+                .unwrap();
+        }
+        spawned
+    } else {
+        let spawned_all = AtomicBool::new(false);
+        let m = &monitor;
+        std::thread::scope(|s| {
+            let spawner = s.spawn(|| {
+                let out = (0..plan.len())
+                    .map(|i| spawn_parent(&plan, i, || m.hold_orphans(), |pid| m.watch_pid(pid, i)))
+                    .collect();
+                spawned_all.store(true, Ordering::SeqCst);
+                out
+            });
+            while !(spawned_all.load(Ordering::SeqCst)
+                && exits.borrow().len() == parents
+                && orphans.borrow().len() >= expected_orphans)
+            {
+                if spawner.is_finished() && !spawned_all.load(Ordering::SeqCst) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out: {} of {parents} exits, {} of {expected_orphans} orphans",
+                    exits.borrow().len(),
+                    orphans.borrow().len()
+                );
+                passes += 1;
+                m.wait(Some(Duration::from_millis(100)), &mut on_event)
+                    .unwrap();
+            }
+            spawner.join().unwrap()
+        })
+    };
+    // A last look, a little later: nothing more may turn up.
+    monitor
+        .wait_mut(Some(Duration::from_millis(200)), |e, _| on_event(e))
+        .unwrap();
+    verify(spawned, &exits.borrow(), &orphans.borrow(), passes);
+}
+
+/// Every watched child's real status, each once; every orphan reaped once
+/// with its status, nothing else reaped; no zombie left.
+fn verify(
+    spawned: Vec<Spawned>,
+    exits: &HashMap<usize, ExitStatus>,
+    orphans: &[Orphan],
+    passes: u32,
+) {
+    assert_eq!(my_zombies(), Vec::<i32>::new(), "zombies left");
+    let parents = spawned.len();
     for (i, sp) in spawned.iter().enumerate() {
         assert_eq!(
             exits.get(&i),
@@ -424,7 +556,6 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
             sp.pid
         );
     }
-    // Every orphan reaped once, with its status; nothing else reaped.
     let mut expected: Vec<(i32, ExitStatus)> = Vec::new();
     let (mut before, mut after) = (0, 0);
     for mut sp in spawned {
@@ -451,7 +582,7 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
     assert_eq!(got, expected);
     println!(
         "storm: {} orphans reaped ({before} exited before their parent, {after} after or with it), \
-         {parents} exits, {scans} loop passes",
+         {parents} exits, {passes} loop passes",
         got.len()
     );
     assert!(

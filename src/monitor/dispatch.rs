@@ -496,6 +496,7 @@ impl<T> Inner<T> {
                 self.push(core, key, EventKind::Memory(oom), group, exclusive);
                 self.push(core, key, EventKind::Removed, group, exclusive);
             }
+            Outcome::ReapOrphans => self.reap_orphans(core, key, group, exclusive),
             Outcome::RecheckLater => {
                 if !self.settling.contains(&key) {
                     self.settling.push(key);
@@ -512,6 +513,39 @@ impl<T> Inner<T> {
         }
     }
 
+    /// SIGCHLD: reaps up to a group's worth of orphans, leaving every
+    /// watched pid to its watch. More than that: the reaper raises SIGCHLD
+    /// again, and the rest come with the next readiness.
+    #[cold]
+    fn reap_orphans(&mut self, core: &Core, key: Key, group: &mut Group<T>, exclusive: bool) {
+        let Inner {
+            table,
+            watched_pids,
+            ..
+        } = self;
+        let Some(reaper) = table.get_mut(key).and_then(|w| w.source.orphan_reaper()) else {
+            return;
+        };
+        // One place left for a failure.
+        const MAX: usize = Group::<()>::CAP - 1;
+        let mut found = [None; MAX];
+        let mut n = 0;
+        let reaped = reaper.reap_at_most(
+            MAX,
+            |pid| watched_pids.as_ref().is_some_and(|m| m.contains_key(&pid)),
+            |orphan| {
+                found[n] = Some(orphan);
+                n += 1;
+            },
+        );
+        for orphan in found.into_iter().flatten() {
+            self.push(core, key, EventKind::Orphan(orphan), group, exclusive);
+        }
+        if let Err(e) = reaped {
+            self.push(core, key, EventKind::Failed(e), group, exclusive);
+        }
+    }
+
     /// Queues one event; a final one takes the watch out of the table and
     /// epoll, and carries it. A non-final one is lent at delivery.
     fn push(
@@ -524,7 +558,10 @@ impl<T> Inner<T> {
     ) {
         let watch = if kind.is_final() {
             match core.remove(&mut self.table, key, exclusive) {
-                Removal::Removed(w) => Some(w),
+                Removal::Removed(w) => {
+                    self.index_pid(&w.source, false);
+                    Some(w)
+                }
                 // Lent (to a handler that is running a nested wait), or gone.
                 Removal::Lent | Removal::Missing => return,
             }

@@ -390,6 +390,75 @@ impl<T> Monitor<T> {
         )
     }
 
+    /// Reaps every child of this process that nobody watches — orphans
+    /// re-parented to it as a subreaper
+    /// ([`become_subreaper`](crate::reaper::become_subreaper)) or PID 1 —
+    /// and reports each as an [`EventKind::Orphan`](crate::EventKind::Orphan)
+    /// (pid, code or signal) on the watch this returns, which lasts until
+    /// `unwatch`. A watched child is never taken: its watch reaps it and
+    /// reports its real status. See [`crate::reaper`] for how, and for what
+    /// the caller must do:
+    ///
+    /// - block SIGCHLD in the main thread before any other thread starts
+    ///   ([`block_sigchld`](crate::reaper::block_sigchld)); this fails,
+    ///   naming the thread, if one has it unblocked;
+    /// - spawn and watch each child under a [`hold_orphans`](Self::hold_orphans)
+    ///   (else a child that exits before it is watched is reaped as an
+    ///   orphan, and `watch_pid` fails: the process is gone);
+    /// - not mix this with another reaper of children in the process, such
+    ///   as tokio's process driver (conmon-rs #80).
+    ///
+    /// A child watched with
+    /// [`watch_pid_without_reaping`](Self::watch_pid_without_reaping) is
+    /// left alone only until its exit is delivered; reap it under a hold.
+    ///
+    /// # Errors
+    ///
+    /// A thread with SIGCHLD unblocked; orphan reaping already on.
+    pub fn reap_orphans(&self, receiver: T) -> Result<WatchId> {
+        let reaper = crate::reaper::OrphanReaper::with_holder(self.core.holds.clone())?;
+        {
+            let mut inner = self.lock();
+            if inner.watched_pids.is_some() {
+                return Err(Error::invalid(
+                    "reap orphans",
+                    Subject::None,
+                    "this monitor already reaps orphans",
+                ));
+            }
+            // The pid watches made so far.
+            let mut map = std::collections::HashMap::new();
+            for (_, w) in inner.table.iter() {
+                if let Some(info) = w.source.pid_info().filter(|i| i.pid > 0) {
+                    *map.entry(info.pid).or_default() += 1;
+                }
+            }
+            inner.watched_pids = Some(map);
+        }
+        let added = self.add(Source::cold(Cold::Orphans(reaper)), receiver, Subject::None);
+        if added.is_err() {
+            self.lock().watched_pids = None;
+        }
+        added
+    }
+
+    /// Holds orphan reaping off until the [`Hold`](crate::reaper::Hold) is
+    /// dropped: spawn a child and watch it under one, so that a child that
+    /// exits at once is not reaped as an orphan before its watch exists.
+    /// Cheap (an atomic count); harmless when orphan reaping is off.
+    ///
+    /// ```no_run
+    /// # let monitor = ctrmon::Monitor::new()?;
+    /// let hold = monitor.hold_orphans();
+    /// let child = std::process::Command::new("my-init").spawn()?;
+    /// monitor.watch_pid(child.id() as i32, "init")?;
+    /// drop(hold);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hold_orphans(&self) -> crate::reaper::Hold {
+        self.core.holds.hold()
+    }
+
     fn add(&self, mut source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
         let mut inner = self.lock();
         if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
@@ -432,6 +501,7 @@ impl<T> Monitor<T> {
             return Err(e);
         }
         let kernfs = source.is_kernfs();
+        inner.index_pid(&source, true);
         let inserted = inner.table.insert(Watch { source, receiver });
         if kernfs {
             self.core.kernfs.fetch_add(1, Ordering::AcqRel);

@@ -53,6 +53,12 @@ impl OrphanReaper {
     /// to that thread, whose default action discards it, and orphans would
     /// stay zombies.
     pub fn new() -> Result<OrphanReaper> {
+        Self::with_holder(Holder::new())
+    }
+
+    /// A reaper whose holds are taken through `holds` (made before the
+    /// reaper, so that holds can be handed out before it exists).
+    pub(crate) fn with_holder(holds: Holder) -> Result<OrphanReaper> {
         let set = SignalSet::new(&[Signal::CHILD])?;
         let tasks = rustix::fs::open(
             TASKS,
@@ -66,7 +72,7 @@ impl OrphanReaper {
             dirents: vec![MaybeUninit::uninit(); 4096],
             text: Vec::new(),
             pids: Vec::new(),
-            holds: Holder(Arc::new(Holds::default())),
+            holds,
         };
         reaper.check_every_thread_blocks_sigchld()?;
         Ok(reaper)
@@ -305,6 +311,10 @@ struct Holds {
 pub struct Holder(Arc<Holds>);
 
 impl Holder {
+    pub(crate) fn new() -> Holder {
+        Holder(Arc::new(Holds::default()))
+    }
+
     /// See [`OrphanReaper::hold`].
     pub fn hold(&self) -> Hold {
         self.0.count.fetch_add(1, SeqCst);

@@ -62,6 +62,9 @@ pub(crate) enum Outcome {
     /// Nothing yet; look again later (an OOM waiting for its kill; the
     /// source's `OomBook` holds the time).
     RecheckLater,
+    /// SIGCHLD: the monitor scans for orphans (it alone knows which pids
+    /// are watched).
+    ReapOrphans,
 }
 
 impl From<Option<EventKind>> for Outcome {
@@ -131,6 +134,8 @@ pub(crate) enum Cold {
     Threshold(threshold_v1::ThresholdWatch),
     Psi(psi::PsiWatch),
     Swap(swap_events::SwapEventsWatch),
+    /// The orphan reaper (its SIGCHLD signalfd).
+    Orphans(crate::reaper::OrphanReaper),
 }
 
 impl Source {
@@ -219,6 +224,7 @@ impl Source {
             Cold::Threshold(w) => w.on_ready(),
             Cold::Psi(w) => w.on_ready(flags),
             Cold::Swap(w) => w.on_ready(),
+            Cold::Orphans(_) => Outcome::ReapOrphans,
         }
     }
 
@@ -267,6 +273,14 @@ impl Source {
         }
     }
 
+    /// The orphan reaper, for its watch.
+    pub(crate) fn orphan_reaper(&mut self) -> Option<&mut crate::reaper::OrphanReaper> {
+        match self.cold.as_deref_mut() {
+            Some(Cold::Orphans(r)) => Some(r),
+            _ => None,
+        }
+    }
+
     /// The process's info, for a pidfd watch.
     pub(crate) fn pid_info(&self) -> Option<&pidfd::PidInfo> {
         match self.cold.as_deref() {
@@ -298,6 +312,7 @@ impl Source {
             Cold::Threshold(w) => w.efd.as_fd(),
             Cold::Psi(w) => w.fd.as_fd(),
             Cold::Swap(w) => w.fd.as_fd(),
+            Cold::Orphans(r) => r.as_fd(),
         })
     }
 }
