@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         ("a_received_pidfd_is_watched_to_its_exit", watched),
         ("watch_pidfd_refuses_what_is_not_a_pidfd", watch_not_a_pidfd),
         ("watch_pidfd_of_a_process_already_reaped", watch_reaped),
+        ("ctrmon_watch_pidfd_socket", cli_watch),
     ])
 }
 
@@ -296,4 +297,76 @@ fn watch_reaped() {
     } else {
         assert_eq!(exit.status, ExitStatus::Unknown);
     }
+}
+
+/// `ctrmon watch --pidfd-socket PATH`: a `pidfd` line per process
+/// received, then its exit with the status the kernel kept; a bad sender is
+/// named on standard error and the listener goes on; SIGTERM ends it and
+/// the socket file goes with it.
+fn cli_watch() {
+    let dir = TmpDir::new("pidfd-cli");
+    let path = dir.path.join("pidfd.sock");
+    let mut ctrmon = Kid::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ctrmon"))
+            .args(["watch", "--pidfd-socket"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let spath = path.display().to_string();
+    // A sender that breaks the protocol first: refused, named.
+    let mut bad = Kid::spawn(
+        helper("nofd", &[spath.clone()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(bad.child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    drop(bad.child.stdin.take());
+    // Then a good one.
+    let mut good = Kid::spawn(
+        helper("runc", &[spath.clone()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let mut out = BufReader::new(ctrmon.child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains("\"event\":\"pidfd\""), "{first}");
+    assert!(
+        first.contains(&format!("\"pid\":{}", good.pid())),
+        "{first}"
+    );
+    assert!(first.contains("\"payload\":\"standard\""), "{first}");
+    // Released, it exits 5; we are its parent and reap it.
+    drop(good.child.stdin.take());
+    assert_eq!(good.child.wait().unwrap().code(), Some(5));
+    let mut exit = String::new();
+    out.read_line(&mut exit).unwrap();
+    assert!(exit.contains("\"event\":\"exit\""), "{exit}");
+    assert!(exit.contains(&format!("\"pid\":{}", good.pid())), "{exit}");
+    if common::kernel_has_exit_info() {
+        assert!(exit.contains("\"code\":5"), "{exit}");
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(ctrmon.pid()).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(ctrmon.child.wait().unwrap().code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(ctrmon.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains(&spath) && err.contains("without a file descriptor"),
+        "{err}"
+    );
+    assert!(!path.exists(), "the socket file is removed at the end");
 }

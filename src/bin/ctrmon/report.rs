@@ -10,6 +10,9 @@ use crate::json::Line;
 /// these, which is cheap to clone on every event.
 pub enum Target {
     Pid(i32),
+    /// A process whose pidfd came over `--pidfd-socket` (one target for
+    /// all of them: the exit line names the pid).
+    Received,
     /// A cgroup's OOM watch.
     Cgroup(PathBuf),
     /// A v2 cgroup's `populated` watch (its removal is reported once, by the
@@ -24,6 +27,7 @@ impl Target {
     fn tag(&self, line: Line) -> Line {
         match self {
             Target::Pid(p) => line.num("pid", p),
+            Target::Received => line,
             Target::Cgroup(d) | Target::Populated(d) => line.path("cgroup", d),
             Target::Psi(f) => line.path("file", f),
             Target::Output => line,
