@@ -322,7 +322,7 @@ fn cli_watch() {
     let spath = path.display().to_string();
     // A sender that breaks the protocol first: refused, named.
     let mut bad = Kid::spawn(
-        helper("nofd", &[spath.clone()])
+        helper("nofd", std::slice::from_ref(&spath))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped()),
     );
@@ -333,7 +333,7 @@ fn cli_watch() {
     drop(bad.child.stdin.take());
     // Then a good one.
     let mut good = Kid::spawn(
-        helper("runc", &[spath.clone()])
+        helper("runc", std::slice::from_ref(&spath))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped()),
     );
