@@ -409,12 +409,13 @@ pub(super) struct Pending<T> {
 impl<T> Group<T> {
     /// The most events one readiness can produce: a process's exit,
     /// preceded by its linked cgroup's OOM and, if the cgroup went away
-    /// meanwhile, that cgroup's removal.
-    pub(super) const CAP: usize = 3;
+    /// meanwhile, that cgroup's removal, and followed by the end of its
+    /// exit FIFO's watch.
+    pub(super) const CAP: usize = 4;
 
     pub(super) fn new() -> Group<T> {
         Group {
-            items: [None, None, None],
+            items: [None, None, None, None],
         }
     }
 
@@ -478,7 +479,18 @@ impl<T> Inner<T> {
                 self.push_outcome(core, link, outcome, group, exclusive);
             }
         }
+        let fifo = self
+            .table
+            .get(key)
+            .and_then(|w| w.source.pid_info())
+            .and_then(|info| info.exit_fifo);
         self.push(core, key, EventKind::Exited(exit), group, exclusive);
+        // The process's exit FIFO ends with it, hung up or not.
+        if let Some(fifo) = fifo.map(|id| Key::from_u64(id.0)) {
+            if self.table.get(fifo).is_some() {
+                self.push(core, fifo, EventKind::HungUp, group, exclusive);
+            }
+        }
     }
 
     pub(super) fn push_outcome(

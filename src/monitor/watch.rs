@@ -143,6 +143,7 @@ impl<T> Monitor<T> {
             reap,
             oom_link,
             retry: None,
+            exit_fifo: None,
         };
         self.add(Source::pid(fd, info), receiver, Subject::Pid(pid))
     }
@@ -165,6 +166,58 @@ impl<T> Monitor<T> {
         source::adopt_fd(fd.as_fd(), false)
             .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
         self.add(Source::inline(Kind::Hangup, fd), receiver, Subject::Fd(raw))
+    }
+
+    /// Watches `fd`, the read end of `process`'s exit FIFO, for a hang-up
+    /// as [`watch_hangup`](Self::watch_hangup) does, linked to the pid
+    /// watch `process` (from [`watch_pid`](Self::watch_pid) and the like):
+    /// the FIFO's watch ends with the process. When the process's exit is
+    /// delivered and the FIFO has not hung up, its
+    /// [`HungUp`](crate::EventKind::HungUp) follows the exit at once. So a
+    /// FIFO opened after its writer had already gone — which never hangs up
+    /// (see the FIFO race above) — is still reported, at the process's exit,
+    /// instead of never.
+    ///
+    /// # Errors
+    ///
+    /// `process` must be a live pid watch; if its process's exit is
+    /// delivered while this call runs, the FIFO is not watched and the
+    /// error says so.
+    pub fn watch_exit_fifo(&self, fd: OwnedFd, process: WatchId, receiver: T) -> Result<WatchId> {
+        let pid_key = Key::from_u64(process.0);
+        let not_live = || {
+            Error::invalid(
+                "watch exit FIFO of",
+                Subject::Watch(process),
+                "not a live process watch (its exit may have been delivered already)",
+            )
+        };
+        let live = |inner: &mut super::Inner<T>| {
+            inner
+                .table
+                .get_mut(pid_key)
+                .is_some_and(|w| w.source.pid_info().is_some())
+        };
+        if !live(&mut self.lock()) {
+            return Err(not_live());
+        }
+        let fifo = self.watch_hangup(fd, receiver)?;
+        let mut inner = self.lock();
+        match inner
+            .table
+            .get_mut(pid_key)
+            .and_then(|w| w.source.pid_info_mut())
+        {
+            Some(info) => {
+                info.exit_fifo = Some(fifo);
+                Ok(fifo)
+            }
+            None => {
+                drop(inner);
+                let _ = self.unwatch(fifo);
+                Err(not_live())
+            }
+        }
     }
 
     /// Watches an eventfd: each time it becomes readable the monitor drains

@@ -281,6 +281,14 @@ impl Source {
         }
     }
 
+    /// The process's info, to change, for a pidfd watch.
+    pub(crate) fn pid_info_mut(&mut self) -> Option<&mut pidfd::PidInfo> {
+        match self.cold.as_deref_mut() {
+            Some(Cold::Pid(info)) => Some(info),
+            _ => None,
+        }
+    }
+
     /// The process's info, for a pidfd watch.
     pub(crate) fn pid_info(&self) -> Option<&pidfd::PidInfo> {
         match self.cold.as_deref() {

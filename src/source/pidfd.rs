@@ -46,6 +46,8 @@ pub(crate) struct PidInfo {
     /// Set once a non-child has exited but its parent has not reaped it:
     /// when to look again, and when to give up.
     pub(crate) retry: Option<Retry>,
+    /// The process's exit FIFO watch, ended with the process's exit.
+    pub(crate) exit_fifo: Option<WatchId>,
 }
 
 #[derive(Clone, Copy)]
