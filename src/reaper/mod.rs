@@ -92,6 +92,10 @@ pub fn become_subreaper() -> Result<()> {
 /// Blocks SIGCHLD in the calling thread, and so in every thread it starts
 /// from now on. Call it in the main thread before any other thread starts
 /// (see the [module docs](self) for why and what happens otherwise).
-pub fn block_sigchld() -> Result<()> {
-    block(&SignalSet::new(&[Signal::CHILD])?)
+/// Returns the set, for children to unblock before `exec`
+/// ([`ChildSetup::unblock`](crate::spawn::ChildSetup::unblock)).
+pub fn block_sigchld() -> Result<SignalSet> {
+    let set = SignalSet::new(&[Signal::CHILD])?;
+    block(&set)?;
+    Ok(set)
 }
