@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             hold_keeps_child,
         ),
         ("a_bounded_reap_goes_on_at_the_next_call", bounded_reap),
+        ("one_orphan_reaper_per_monitor_until_unwatched", one_reaper),
         ("storm_orphans_spread_over_300ms", || storm(200, 300, 1)),
         ("storm_orphans_within_10ms", || storm(200, 10, 2)),
         ("monitor_storm_shared_wait", || {
@@ -270,6 +271,40 @@ fn bounded_reap() {
     assert_eq!(reaped, want);
     assert!(got.iter().all(|o| o.status == ExitStatus::Code(4)));
     drop(kids);
+}
+
+fn one_reaper() {
+    let mut m: Monitor<&str> = Monitor::new().unwrap();
+    let first = m.reap_orphans("first").unwrap();
+    let err = m.reap_orphans("second").unwrap_err();
+    assert!(err.to_string().contains("already reaps orphans"), "{err}");
+    assert_eq!(m.unwatch(first).unwrap(), "first");
+    let second = m.reap_orphans("second").unwrap();
+    // It works: a stray child is reaped and reported on the new watch.
+    let stray = helper("orphan", &["0".into(), "6".into()]).spawn().unwrap();
+    let pid = stray.id() as i32;
+    let mut got = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.is_none() {
+        assert!(Instant::now() < deadline, "the stray child was not reaped");
+        m.wait_mut(Some(Duration::from_millis(100)), |e, _| {
+            if let EventKind::Orphan(o) = e.kind {
+                got = Some((e.id, o));
+            }
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        got,
+        Some((
+            second,
+            Orphan {
+                pid,
+                status: ExitStatus::Code(6)
+            }
+        ))
+    );
+    drop(stray);
 }
 
 /// What the spawner learned about each parent it started.

@@ -472,7 +472,9 @@ impl<T> Monitor<T> {
         let reaper = crate::reaper::OrphanReaper::with_holder(self.core.holds.clone())?;
         {
             let mut inner = self.lock();
-            if inner.watched_pids.is_some() {
+            // Another reaper's watch still live (one ended by `unwatch`
+            // or a failure may be replaced).
+            if inner.table.iter().any(|(_, w)| w.source.is_orphan_reaper()) {
                 return Err(Error::invalid(
                     "reap orphans",
                     Subject::None,

@@ -273,6 +273,11 @@ impl Source {
         }
     }
 
+    /// True for the orphan reaper's watch.
+    pub(crate) fn is_orphan_reaper(&self) -> bool {
+        matches!(self.cold.as_deref(), Some(Cold::Orphans(_)))
+    }
+
     /// The orphan reaper, for its watch.
     pub(crate) fn orphan_reaper(&mut self) -> Option<&mut crate::reaper::OrphanReaper> {
         match self.cold.as_deref_mut() {
