@@ -11,7 +11,10 @@
 //! (PikoCI #681), how zombies pile up under conmon-rs (crun #1482), and how
 //! containerd's shim reaper drops exits (containerd #8557, #13544).
 //!
-//! [`OrphanReaper`] reaps by pid, and only pids nobody owns:
+//! [`OrphanReaper`] reaps by pid, and only pids nobody owns. Use it on its
+//! own beside any loop, or let the monitor run it
+//! ([`Monitor::reap_orphans`](crate::Monitor::reap_orphans), which counts
+//! its watched pids for `keep` and reports each orphan as an event):
 //!
 //! 1. **SIGCHLD as an fd.** The signal is blocked in every thread and read
 //!    from a signalfd in the same loop as everything else. Signals coalesce,
