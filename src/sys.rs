@@ -55,20 +55,13 @@ pub(crate) fn signalfd(set: &SigSet, nonblock: bool) -> io::Result<OwnedFd> {
 /// `CLOSE_RANGE_CLOEXEC`, Linux 5.11+). Async-signal-safe; closes nothing, so
 /// no owner of those fds is disturbed.
 pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
+    let (last, flags) = (u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
     // SAFETY: a raw syscall with integer arguments only; it changes flags,
     // never closes an fd.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+    match unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
-    Ok(())
 }
 
 /// Runs `setup.in_child()` in `cmd`'s child between `fork` and `exec`.

@@ -1,9 +1,10 @@
 //! The `/dev/kmsg` parser against records recorded on this project's
 //! development machine (kernel 6.18, cgroup v1 memory), kept in the fuzz
 //! seed corpus: `real-*` files are records as one `read` returned them,
-//! `crafted-*` files follow the kernel's format for what could not be
-//! produced here (a global OOM, `memory.oom.group` on v2, continuation
-//! lines) or are damaged on purpose.
+//! `real-6.1-*` come from Debian's 6.1 in the v2 test guest (a
+//! `memory.oom.group` kill, which needs v2), `crafted-*` files follow the
+//! kernel's format for what could not be produced (a global OOM,
+//! continuation lines) or are damaged on purpose.
 
 use ctrmon::cgroup::parse::kmsg_oom::{parse, KillScope, OomLine};
 
@@ -141,11 +142,25 @@ fn global_and_group_kills() {
     assert_eq!(c.oom_memcg, None);
     assert_eq!(c.task_memcg.unwrap().raw(), b"/user.slice");
     assert_eq!(c.constraint, Some(&b"CONSTRAINT_NONE"[..]));
-    let Some(OomLine::GroupKill { memcg }) = parse(corpus!("crafted-group-kill")).unwrap().oom()
+    let Some(OomLine::GroupKill { memcg }) =
+        parse(corpus!("real-6.1-group-tasks-in")).unwrap().oom()
     else {
         panic!()
     };
-    assert_eq!(memcg.raw(), b"/ctrmon-test-group/ctrmon-test-leaf");
+    assert_eq!(memcg.raw(), b"/ctrmon-test-kmsg-group-147");
+    // Debian's 6.1 writes the lines as 6.18 does.
+    let Some(OomLine::Context(c)) = parse(corpus!("real-6.1-group-context")).unwrap().oom() else {
+        panic!()
+    };
+    assert_eq!((c.pid, c.comm.raw()), (153, &b"tail"[..]));
+    assert_eq!(c.oom_memcg, c.task_memcg);
+    let Some(OomLine::Killed(k)) = parse(corpus!("real-6.1-group-killed-member-1"))
+        .unwrap()
+        .oom()
+    else {
+        panic!()
+    };
+    assert_eq!((k.pid, k.comm.raw(), k.uid), (151, &b"sleep"[..], Some(0)));
     // The tail of an `oom-kill:` line logged in pieces still names its victim.
     let Some(OomLine::Context(c)) = parse(corpus!("crafted-fragment-tail")).unwrap().oom() else {
         panic!()

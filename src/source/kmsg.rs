@@ -69,6 +69,9 @@ impl std::error::Error for Unavailable {}
 /// One step of reading the log.
 #[derive(Debug)]
 pub struct Next<'a> {
+    /// The record's bytes as read (escaped text: printable ASCII and the
+    /// newlines that end its lines).
+    pub raw: &'a [u8],
     /// Records lost just before this one: overwritten before they were
     /// read (`EPIPE`), too large (`EINVAL`), or not parsable. At least 1
     /// when the count is unknown.
@@ -115,7 +118,8 @@ impl KmsgReader {
                 Err(e) => return Err(Error::os("read", Subject::Path(PATH.into()), e)),
             }
         };
-        let record = kmsg_oom::parse(&self.buf[..n]);
+        let raw = &self.buf[..n];
+        let record = kmsg_oom::parse(raw);
         let lost_before = match &record {
             Ok(r) => {
                 let lost = lost_between(self.expected, r.seq);
@@ -130,6 +134,7 @@ impl KmsgReader {
             Err(_) => 0,
         };
         Ok(Some(Next {
+            raw,
             lost_before,
             record,
         }))

@@ -259,6 +259,7 @@ impl OomBook {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

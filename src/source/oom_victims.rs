@@ -6,7 +6,10 @@
 //! time window, and a SIGKILL from elsewhere is not mistaken for one. The
 //! `oom-kill:` context line that precedes a kill (when the kernel's rate
 //! limit lets it through) adds which cgroup's limit fired and where the
-//! victim lived; `memory.oom.group` kills are preceded by the group's path.
+//! victim lived. A `memory.oom.group` kill logs the chosen victim, then the
+//! group's path, then the group's other tasks; the kernel's `oom_lock`
+//! keeps one OOM's lines together, so the victim logged just before the
+//! group line is the chosen one.
 //!
 //! Pure bookkeeping, no I/O: it is fed parsed records and asked about pids.
 
@@ -54,6 +57,9 @@ pub struct VictimBook {
     victims: VecDeque<Victim>,
     contexts: VecDeque<Context>,
     group: Option<Vec<u8>>,
+    /// The victim logged since the last context line, outside any group:
+    /// the chosen one, if a group line follows.
+    chosen: Option<i32>,
 }
 
 fn owned(e: Option<Escaped<'_>>) -> Option<Vec<u8>> {
@@ -71,8 +77,9 @@ impl VictimBook {
     pub fn add(&mut self, record: &Record<'_>) -> Option<&Victim> {
         match record.oom()? {
             OomLine::Context(c) => {
-                // A new OOM: a group kill announced before it is over.
+                // A new OOM: the last one's group kill is over.
                 self.group = None;
+                self.chosen = None;
                 if self.contexts.len() == KEEP_CONTEXTS {
                     self.contexts.pop_front();
                 }
@@ -84,7 +91,13 @@ impl VictimBook {
                 None
             }
             OomLine::GroupKill { memcg } => {
-                self.group = Some(memcg.to_vec());
+                let memcg = memcg.to_vec();
+                if let Some(pid) = self.chosen.take() {
+                    if let Some(v) = self.victims.iter_mut().rev().find(|v| v.pid == pid) {
+                        v.group = Some(memcg.clone());
+                    }
+                }
+                self.group = Some(memcg);
                 None
             }
             OomLine::Killed(k) => {
@@ -100,6 +113,7 @@ impl VictimBook {
                 if self.victims.len() == KEEP {
                     self.victims.pop_front();
                 }
+                self.chosen = self.group.is_none().then_some(k.pid);
                 self.victims.push_back(Victim {
                     pid: k.pid,
                     comm: k.comm.to_vec(),
@@ -205,14 +219,24 @@ mod tests {
     }
 
     #[test]
-    fn group_kills_carry_their_group() {
+    fn group_kills_carry_their_group_the_chosen_victim_too() {
+        // Debian's 6.1 in the v2 guest: the chosen victim, then the group
+        // line, then the group's other tasks.
         let mut book = VictimBook::new();
-        book.add(&corpus!("crafted-group-kill"));
-        let v = book.add(&corpus!("crafted-global-killed")).unwrap();
-        assert_eq!(
-            v.group.as_deref(),
-            Some(&b"/ctrmon-test-group/ctrmon-test-leaf"[..])
-        );
+        for r in [
+            corpus!("real-6.1-group-context"),
+            corpus!("real-6.1-group-killed-chosen"),
+            corpus!("real-6.1-group-tasks-in"),
+            corpus!("real-6.1-group-killed-member-1"),
+            corpus!("real-6.1-group-killed-member-2"),
+        ] {
+            book.add(&r);
+        }
+        let group = &b"/ctrmon-test-kmsg-group-147"[..];
+        for pid in [153, 151, 152] {
+            let v = book.take(pid).unwrap();
+            assert_eq!(v.group.as_deref(), Some(group), "{v:?}");
+        }
         // The next OOM's context ends the group.
         book.add(&corpus!("real-context-memcg"));
         assert_eq!(book.add(&corpus!("real-killed-memcg")).unwrap().group, None);

@@ -25,9 +25,10 @@
 //! The first (rate-limited with the rest of the OOM report) says which
 //! cgroup's limit fired and where the victim lived; the second is printed
 //! for every victim, never rate-limited, and is `Out of memory: Killed
-//! process …` for a global OOM. With `memory.oom.group` set, `Tasks in
-//! <path> are going to be killed due to memory.oom.group set` comes first,
-//! then one `Killed process` line per task. A task name is at most 15 bytes
+//! process …` for a global OOM. With `memory.oom.group` set, the chosen
+//! victim's `Killed process` line is followed by `Tasks in <path> are going
+//! to be killed due to memory.oom.group set`, then one `Killed process`
+//! line per other task of that cgroup (recorded on Debian's 6.1). A task name is at most 15 bytes
 //! but may contain spaces, commas and parentheses, and a cgroup path may
 //! contain anything but `/` within a name; the parsers below anchor on the
 //! parts of each line that names cannot fake (see each function).
