@@ -71,7 +71,9 @@ impl ExitStatus {
 /// A watched process has exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
-    /// The pid that was watched.
+    /// The pid that was watched (0 for a pidfd watched with
+    /// [`Monitor::watch_pidfd`](crate::Monitor::watch_pidfd) after its
+    /// process had been reaped).
     pub pid: i32,
     /// Its exit status, if we could learn it.
     pub status: ExitStatus,
