@@ -51,8 +51,9 @@ pub enum ExitStatus {
     Code(i32),
     /// It was killed by this signal.
     Signal(i32),
-    /// It exited, but it was not our child (or someone else reaped it first),
-    /// so the kernel does not give us its status.
+    /// It exited, but it was not our child (or someone else reaped it
+    /// first), and the kernel could not tell us how: see
+    /// [`Exit::unknown`].
     Unknown,
 }
 
@@ -70,7 +71,9 @@ impl ExitStatus {
 /// A watched process has exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
-    /// The pid that was watched.
+    /// The pid that was watched (0 for a pidfd watched with
+    /// [`Monitor::watch_pidfd`](crate::Monitor::watch_pidfd) after its
+    /// process had been reaped).
     pub pid: i32,
     /// Its exit status, if we could learn it.
     pub status: ExitStatus,
@@ -86,6 +89,50 @@ pub struct Exit {
     /// watch asked for reaping). When false and the process is our child, it
     /// is still a zombie waiting for the caller's `wait`.
     pub reaped: bool,
+    /// Why [`status`](Self::status) is [`ExitStatus::Unknown`] (`None` when
+    /// it is known).
+    pub unknown: Option<WhyUnknown>,
+}
+
+/// Why a process's exit status could not be learnt.
+///
+/// Our own child is reaped with `waitid`, which gives its status. Another's
+/// process (or our child reaped by someone else) is asked about through its
+/// pidfd (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux 6.15+), which
+/// gives the status once the process's parent has reaped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WhyUnknown {
+    /// The kernel keeps no exit status for pidfds (before Linux 6.15), or
+    /// the process is outside this process's pid namespace.
+    NoExitInfo,
+    /// The process's parent had not reaped it (it stayed a zombie) within
+    /// the time the monitor waits for that, about two seconds.
+    NotReaped,
+    /// Asking the kernel failed (the error is not kept; this is rare).
+    Failed,
+}
+
+impl WhyUnknown {
+    /// A sentence for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhyUnknown::NoExitInfo => {
+                "not our child, and this kernel gives exit statuses only to the parent \
+                 (PIDFD_INFO_EXIT needs Linux 6.15)"
+            }
+            WhyUnknown::NotReaped => {
+                "not our child, and its parent did not reap it within 2 s (it is a zombie)"
+            }
+            WhyUnknown::Failed => "not our child, and asking the kernel for its status failed",
+        }
+    }
+}
+
+impl fmt::Display for WhyUnknown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What happened to a watched source.
@@ -142,6 +189,11 @@ pub enum EventKind {
     /// Reading or reaping the source failed. Ends the watch, so that a broken
     /// source cannot make the loop spin; the error names the fd or pid.
     Failed(crate::Error),
+    /// A child of this process that nobody watched was reaped by the watch
+    /// from [`Monitor::reap_orphans`](crate::Monitor::reap_orphans): an
+    /// orphan re-parented to this subreaper (or PID 1), or a child whose
+    /// watch had ended. The watch goes on.
+    Orphan(crate::reaper::Orphan),
     /// The watch was ended by `unwatch` while its receiver was lent to a
     /// handler (for this very event's watch, or by another thread during a
     /// delivery), so `unwatch` could not hand the receiver back: it comes

@@ -8,8 +8,12 @@
 //! one kernel mechanism through direct syscalls (`rustix`; the few calls it
 //! lacks sit in one private module, the crate's only `unsafe`).
 //!
-//! - Process exits: pidfds, reaping our children with `waitid(P_PIDFD)`, and
-//!   the exit-FIFO hang-up of containerd 0.2's shims.
+//! - Process exits: pidfds, reaping our children with `waitid(P_PIDFD)`,
+//!   another's process's status from its pidfd once its parent has reaped
+//!   it (Linux 6.15+), pidfds handed over by a runtime ([`pidfd`]), and the
+//!   exit-FIFO hang-up of containerd 0.2's shims, linked to its process.
+//! - Shims and inits: a subreaper that reaps every orphan and never a
+//!   watched child's status ([`reaper`], [`Monitor::reap_orphans`]).
 //! - Out-of-memory: cgroup v1 (an eventfd through `cgroup.event_control`)
 //!   and v2 (`memory.events`), reported as counter increases, with a
 //!   process's OOM delivered before its exit
@@ -90,6 +94,8 @@ pub mod cgroup;
 mod error;
 mod event;
 mod monitor;
+pub mod pidfd;
+pub mod reaper;
 pub mod signal;
 mod source;
 pub mod spawn;
@@ -108,7 +114,7 @@ pub use error::{Error, Result, Subject};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use event::{Event, EventKind, Exit, ExitStatus, Receiver, WatchId};
+pub use event::{Event, EventKind, Exit, ExitStatus, Receiver, WatchId, WhyUnknown};
 #[doc(hidden)]
 pub use monitor::table_slot_size;
 pub use monitor::Monitor;

@@ -1,11 +1,11 @@
 //! Every call of the crate that needs `unsafe`, each behind a safe function.
 //!
-//! rustix has no `sigprocmask`/`signalfd` and no `close_range`, and the
-//! standard library's only hook between `fork` and `exec` (`pre_exec`) is
-//! unsafe. Nothing else in the crate may use `unsafe`.
+//! rustix has no `sigprocmask`/`signalfd`, no `close_range` and no
+//! `PIDFD_GET_INFO`, and the standard library's only hook between `fork` and
+//! `exec` (`pre_exec`) is unsafe. Nothing else in the crate may use `unsafe`.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 
 /// A set of signals, as the kernel takes it.
@@ -74,4 +74,20 @@ pub(crate) fn before_exec(cmd: &mut std::process::Command, setup: crate::spawn::
     unsafe {
         cmd.pre_exec(move || setup.in_child());
     }
+}
+
+/// `ioctl(PIDFD_GET_INFO)` asking for `mask` (Linux 6.13+): the kernel's
+/// `mask` of what it filled in, and the wait status (`exit_code`, valid when
+/// the mask has `PIDFD_INFO_EXIT`).
+pub(crate) fn pidfd_get_info(pidfd: BorrowedFd<'_>, mask: u64) -> io::Result<(u64, i32)> {
+    // SAFETY: `pidfd_info` is plain integers, so all-zero is a valid value.
+    let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
+    info.mask = mask;
+    // SAFETY: the request's size (encoded in `PIDFD_GET_INFO`) is that of
+    // `info`, which outlives the call; the kernel writes at most that much.
+    let rc = unsafe { libc::ioctl(pidfd.as_raw_fd(), libc::PIDFD_GET_INFO, &mut info) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((info.mask, info.exit_code))
 }

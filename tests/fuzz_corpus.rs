@@ -16,6 +16,7 @@ use ctrmon::cgroup::parse::{
     swap_events,
 };
 use ctrmon::cgroup::{locate_in, nearest_containing_in};
+use ctrmon::reaper::proc::{parse_children, signal_blocked};
 
 /// Runs one input through target `name`, as `fuzz/fuzz_targets/<name>.rs`
 /// does; false for an unknown target.
@@ -95,6 +96,10 @@ fn replay(name: &str, data: &[u8]) -> bool {
             if let Ok(Some(i)) = nearest_containing_in(cgroup, mountinfo, &dirs) {
                 assert!(i < dirs.len());
             }
+        }
+        "proc_task" => {
+            assert!(parse_children(data).all(|pid| pid > 0));
+            let _ = (signal_blocked(data, 17), signal_blocked(data, 64));
         }
         _ => return false,
     }

@@ -67,9 +67,11 @@ on_both_paths!(
     killed_child_reports_the_signal,
     zombie_is_reported_on_the_next_wait,
     without_reaping_leaves_the_zombie_to_the_caller,
-    grandchild_exit_is_reported_without_status,
+    grandchild_exit_is_reported_with_the_kernels_status,
     exit_fifo_hangs_up_when_the_writer_exits,
     exit_fifo_race_a_late_reader_never_sees_the_hangup,
+    a_linked_exit_fifo_opened_too_late_ends_with_its_process,
+    a_linked_exit_fifo_that_hangs_up_first_is_reported_once,
     eventfd_counts_are_drained_and_the_watch_goes_on,
     stale_event_for_a_reused_slot_never_reaches_the_new_receiver,
     handler_can_add_and_remove_watches_without_deadlock,
@@ -214,7 +216,7 @@ fn without_reaping_leaves_the_zombie_to_the_caller(path: Path) {
     assert!(kid.reap(), "the zombie must still be ours to reap");
 }
 
-fn grandchild_exit_is_reported_without_status(path: Path) {
+fn grandchild_exit_is_reported_with_the_kernels_status(path: Path) {
     let mut m = Monitor::new().unwrap();
     // sh starts a sleep in the background and waits for a line on stdin-less
     // `read`; we learn the grandchild's pid from its stdout.
@@ -233,9 +235,16 @@ fn grandchild_exit_is_reported_without_status(path: Path) {
     m.watch_pid(grandchild, ()).unwrap();
     rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).unwrap();
     let x = exit_of(&next_final(path, &mut m).kind);
+    // Its parent (`sh`, in `wait`) reaps it; the kernel then keeps the
+    // status for pidfds (6.15+), or gives us none.
+    let expected = if common::kernel_has_exit_info() {
+        (ExitStatus::Signal(9), None)
+    } else {
+        (ExitStatus::Unknown, Some(ctrmon::WhyUnknown::NoExitInfo))
+    };
     assert_eq!(
-        (x.pid, x.status, x.reaped),
-        (grandchild, ExitStatus::Unknown, false)
+        (x.pid, x.status, x.unknown, x.reaped),
+        (grandchild, expected.0, expected.1, false)
     );
 }
 
@@ -317,6 +326,91 @@ fn exit_fifo_race_a_late_reader_never_sees_the_hangup(path: Path) {
         next_final(path, &mut m).kind,
         EventKind::Exited(_)
     ));
+}
+
+/// Every event of `m` until both `a` and `b` have ended, in order.
+fn until_both_end<T: std::fmt::Debug + Clone>(
+    path: Path,
+    m: &mut Monitor<T>,
+    a: WatchId,
+    b: WatchId,
+) -> Vec<(WatchId, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got: Vec<(WatchId, String)> = Vec::new();
+    let ended = |got: &[(WatchId, String)], id| got.iter().any(|(g, _)| *g == id);
+    while !(ended(&got, a) && ended(&got, b)) {
+        assert!(Instant::now() < deadline, "not both ended: {got:?}");
+        wait(path, m, Some(Duration::from_millis(200)), |e, _| {
+            assert!(e.is_final(), "{e:?}");
+            got.push((e.id, format!("{:?}", e.kind)));
+        });
+    }
+    got
+}
+
+fn a_linked_exit_fifo_opened_too_late_ends_with_its_process(path: Path) {
+    // The writer came and went before the reader opened (the FIFO race):
+    // linked to its process, the FIFO's watch still ends, right after the
+    // process's exit.
+    let dir = TempDir::new(&format!("fifo-linked-late-{path:?}"));
+    let fifo = mkfifo(&dir.0);
+    let holder = open_fifo_reader(&fifo);
+    // The writer opens the FIFO, closes it, and runs on as `sleep`.
+    let kid = Kid::sh(&format!(
+        "exec 3>'{}'; exec 3>&-; exec sleep 600",
+        fifo.display()
+    ));
+    let mut m = Monitor::new().unwrap();
+    let pid = m.watch_pid(kid.pid(), "init").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{}/comm", kid.pid())).unwrap_or_default()
+        != "sleep\n"
+    {
+        assert!(Instant::now() < deadline, "the writer never got to sleep");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(holder);
+    let late = open_fifo_reader(&fifo);
+    let exit_fifo = m.watch_exit_fifo(late, pid, "fifo").unwrap();
+    // Nothing while it runs.
+    assert_eq!(
+        wait(path, &mut m, Some(Duration::from_millis(100)), |_, _| {}),
+        0
+    );
+    kid.kill();
+    let got = until_both_end(path, &mut m, pid, exit_fifo);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, pid, "the exit first: {got:?}");
+    assert!(got[0].1.starts_with("Exited"), "{got:?}");
+    assert_eq!((got[1].0, got[1].1.as_str()), (exit_fifo, "HungUp"));
+    assert!(m.is_empty());
+}
+
+fn a_linked_exit_fifo_that_hangs_up_first_is_reported_once(path: Path) {
+    let dir = TempDir::new(&format!("fifo-linked-{path:?}"));
+    let fifo = mkfifo(&dir.0);
+    let mut m = Monitor::new().unwrap();
+    let reader = open_fifo_reader(&fifo);
+    // The writer closes the FIFO, then lives on a little.
+    let kid = Kid::sh(&format!(
+        "exec 3>'{}'; exec 3>&-; sleep 0.3",
+        fifo.display()
+    ));
+    let pid = m.watch_pid(kid.pid(), "init").unwrap();
+    let exit_fifo = m.watch_exit_fifo(reader, pid, "fifo").unwrap();
+    let got = until_both_end(path, &mut m, pid, exit_fifo);
+    assert_eq!(got.len(), 2, "each ends once: {got:?}");
+    assert_eq!((got[0].0, got[0].1.as_str()), (exit_fifo, "HungUp"));
+    assert_eq!(got[1].0, pid);
+    // A FIFO linked to a watch that has ended is refused.
+    let err = m
+        .watch_exit_fifo(open_fifo_reader(&fifo), pid, "again")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a live process watch"),
+        "{err}"
+    );
+    assert!(m.is_empty());
 }
 
 fn eventfd_counts_are_drained_and_the_watch_goes_on(path: Path) {

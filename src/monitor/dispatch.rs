@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustix::event::epoll;
+use rustix::event::epoll::{self, EventFlags};
 use rustix::event::Timespec;
 use rustix::io::Errno;
 
@@ -449,12 +449,13 @@ pub(super) struct Pending<T> {
 impl<T> Group<T> {
     /// The most events one readiness can produce: a process's exit,
     /// preceded by its linked cgroup's OOM and, if the cgroup went away
-    /// meanwhile, that cgroup's removal.
-    pub(super) const CAP: usize = 3;
+    /// meanwhile, that cgroup's removal, and followed by the end of its
+    /// exit FIFO's watch.
+    pub(super) const CAP: usize = 4;
 
     pub(super) fn new() -> Group<T> {
         Group {
-            items: [None, None, None],
+            items: [None, None, None, None],
         }
     }
 
@@ -518,7 +519,18 @@ impl<T> Inner<T> {
                 self.push_outcome(core, link, outcome, group, exclusive);
             }
         }
+        let fifo = self
+            .table
+            .get(key)
+            .and_then(|w| w.source.pid_info())
+            .and_then(|info| info.exit_fifo);
         self.push(core, key, EventKind::Exited(exit), group, exclusive);
+        // The process's exit FIFO ends with it, hung up or not.
+        if let Some(fifo) = fifo.map(|id| Key::from_u64(id.0)) {
+            if self.table.get(fifo).is_some() {
+                self.push(core, fifo, EventKind::HungUp, group, exclusive);
+            }
+        }
     }
 
     pub(super) fn push_outcome(
@@ -536,12 +548,53 @@ impl<T> Inner<T> {
                 self.push(core, key, EventKind::Memory(oom), group, exclusive);
                 self.push(core, key, EventKind::Removed, group, exclusive);
             }
+            Outcome::ReapOrphans => self.reap_orphans(core, key, group, exclusive),
             Outcome::RecheckLater => {
                 if !self.settling.contains(&key) {
                     self.settling.push(key);
+                    // A non-child's pidfd stays readable while it waits for
+                    // its parent: stop listening (the timer looks again).
+                    if let Some(w) = self.table.get(key) {
+                        if let (Some(_), Some(fd)) = (w.source.pid_info(), w.source.as_fd()) {
+                            let _ = core.epoll.modify(fd, key.as_u64(), EventFlags::empty());
+                        }
+                    }
                 }
                 self.schedule_changed = true;
             }
+        }
+    }
+
+    /// SIGCHLD: reaps up to a group's worth of orphans, leaving every
+    /// watched pid to its watch. More than that: the reaper raises SIGCHLD
+    /// again, and the rest come with the next readiness.
+    #[cold]
+    fn reap_orphans(&mut self, core: &Core, key: Key, group: &mut Group<T>, exclusive: bool) {
+        let Inner {
+            table,
+            watched_pids,
+            ..
+        } = self;
+        let Some(reaper) = table.get_mut(key).and_then(|w| w.source.orphan_reaper()) else {
+            return;
+        };
+        // One place left for a failure.
+        const MAX: usize = Group::<()>::CAP - 1;
+        let mut found = [None; MAX];
+        let mut n = 0;
+        let reaped = reaper.reap_at_most(
+            MAX,
+            |pid| watched_pids.as_ref().is_some_and(|m| m.contains_key(&pid)),
+            |orphan| {
+                found[n] = Some(orphan);
+                n += 1;
+            },
+        );
+        for orphan in found.into_iter().flatten() {
+            self.push(core, key, EventKind::Orphan(orphan), group, exclusive);
+        }
+        if let Err(e) = reaped {
+            self.push(core, key, EventKind::Failed(e), group, exclusive);
         }
     }
 
@@ -557,7 +610,10 @@ impl<T> Inner<T> {
     ) {
         let watch = if kind.is_final() {
             match core.remove(&mut self.table, key, exclusive) {
-                Removal::Removed(w) => Some(w),
+                Removal::Removed(w) => {
+                    self.index_pid(&w.source, false);
+                    Some(w)
+                }
                 // Lent (to a handler that is running a nested wait), or gone.
                 Removal::Lent | Removal::Missing => return,
             }
@@ -643,8 +699,9 @@ where
             continue;
         };
         let outcome = w.source.recheck(now, false);
-        let mut group = Group::new();
-        inner.push_outcome(core, key, outcome, &mut group, A::EXCLUSIVE);
+        // An exit (a non-child's, whose parent has now reaped it) takes the
+        // same path as from a readiness: its cgroup's OOM first.
+        let group = inner.resolve(core, key, outcome, clock, A::EXCLUSIVE);
         delivered += deliver(access, group, handler);
     }
     let (_, inner) = access.parts();

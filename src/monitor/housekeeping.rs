@@ -1,5 +1,6 @@
-//! Timed work: OOM re-checks that wait for a kill to be counted, and the
-//! periodic re-arming of kernfs watches, scheduled on the monitor's timerfd.
+//! Timed work: OOM re-checks that wait for a kill to be counted, exits of
+//! non-children that wait for their parent to reap them, and the periodic
+//! re-arming of kernfs watches, scheduled on the monitor's timerfd.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ impl<T> Inner<T> {
         } = self;
         let due = settling
             .iter()
-            .filter_map(|k| table.get_mut(*k)?.source.oom_book()?.recheck_at())
+            .filter_map(|k| table.get_mut(*k)?.source.recheck_at())
             .chain(*next_rearm)
             .min();
         timer.set(due);
@@ -54,7 +55,7 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Takes the next OOM watch whose re-check time has come off the
+    /// Takes the next watch whose re-check time has come off the
     /// settling list. Watches that were unwatched, removed, or are no longer
     /// settling leave the list on the way.
     pub(super) fn next_due(&mut self, now: Instant) -> Option<Key> {
@@ -66,10 +67,7 @@ impl<T> Inner<T> {
                 i += 1;
                 continue;
             }
-            let due = self
-                .table
-                .get_mut(key)
-                .and_then(|w| w.source.oom_book()?.recheck_at());
+            let due = self.table.get_mut(key).and_then(|w| w.source.recheck_at());
             match due {
                 Some(t) if t > now => i += 1,
                 Some(_) => {

@@ -8,6 +8,7 @@ mod timer;
 mod waker;
 mod watch;
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -34,7 +35,8 @@ const TIMER_KEY: u64 = u64::MAX - 1;
 struct Inner<T> {
     table: Table<T>,
     /// OOM watches waiting to see the kill of an OOM they were told of; each
-    /// has a re-check time (`OomBook::recheck_at`). Rarely more than a few.
+    /// has a re-check time (`OomBook::recheck_at`); and non-children's exits
+    /// waiting for their parent to reap them. Rarely more than a few.
     settling: Vec<Key>,
     /// When the kernfs watches are next re-armed (`rearm_kernfs_due`); set
     /// while there are any.
@@ -45,6 +47,31 @@ struct Inner<T> {
     schedule_changed: bool,
     /// Threads in `unwatch` waiting for a lent receiver to come back.
     unwatch_waiters: usize,
+    /// With orphan reaping on: how many live pid watches name each pid
+    /// (a count: a pid reaped a moment ago may already name a new child).
+    /// The orphan reaper leaves these pids to their watches.
+    watched_pids: Option<HashMap<i32, u32>>,
+}
+
+impl<T> Inner<T> {
+    /// Counts a pid watch in `watched_pids` (`by` = 1), or uncounts it
+    /// (`by` = -1) when it ends.
+    fn index_pid(&mut self, source: &Source, add: bool) {
+        let (Some(map), Some(info)) = (&mut self.watched_pids, source.pid_info()) else {
+            return;
+        };
+        if info.pid <= 0 {
+            return;
+        }
+        if add {
+            *map.entry(info.pid).or_default() += 1;
+        } else if let Some(n) = map.get_mut(&info.pid) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&info.pid);
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -158,6 +185,9 @@ struct Core {
     /// Signalled when a receiver lent by `wait` comes back and a thread
     /// waits in `unwatch` for it.
     returned: Condvar,
+    /// Holds on the orphan reaper ([`Monitor::hold_orphans`]), handed out
+    /// whether or not it runs.
+    holds: crate::reaper::Holder,
 }
 
 impl<T> Monitor<T> {
@@ -183,6 +213,7 @@ impl<T> Monitor<T> {
                 kernfs: AtomicUsize::new(0),
                 shut_down: AtomicBool::new(false),
                 returned: Condvar::new(),
+                holds: crate::reaper::Holder::new(),
             },
             inner: Mutex::new(Inner {
                 table: Table::new(),
@@ -191,6 +222,7 @@ impl<T> Monitor<T> {
                 timer,
                 schedule_changed: false,
                 unwatch_waiters: 0,
+                watched_pids: None,
             }),
         })
     }
@@ -237,6 +269,9 @@ impl<T> Monitor<T> {
             inner.unwatch_waiters -= 1;
         }
         let removed = self.core.remove(&mut inner.table, key, false);
+        if let Removal::Removed(w) = &removed {
+            inner.index_pid(&w.source, false);
+        }
         drop(inner);
         match removed {
             // The fd closes here, outside the lock.

@@ -81,6 +81,44 @@ impl<T> Monitor<T> {
         self.add_pid(pid, false, None, receiver)
     }
 
+    /// Watches the process that `pidfd` names, as
+    /// [`watch_pid`](Self::watch_pid) does, taking ownership of the pidfd.
+    ///
+    /// A pidfd names one process for good, so there is no window in which
+    /// the pid could be reused by another process between a spawn (or a
+    /// runtime's pid file) and the watch: use this with a pidfd from
+    /// `pidfd_open` right after `fork`, or one a runtime sent
+    /// ([`PidfdListener`](crate::pidfd::PidfdListener), `runc
+    /// --pidfd-socket`). The exit's [`pid`](crate::Exit::pid) is the pid the
+    /// pidfd named when it was watched, or 0 if the process had already
+    /// been reaped (its exit is then reported at once, with the status the
+    /// kernel kept, if any).
+    ///
+    /// # Errors
+    ///
+    /// `pidfd` must be a pidfd ([`is_pidfd`](crate::pidfd::is_pidfd)); the
+    /// error names the fd.
+    pub fn watch_pidfd(&self, pidfd: OwnedFd, receiver: T) -> Result<WatchId> {
+        self.add_pidfd(pidfd, None, receiver)
+    }
+
+    /// [`watch_pidfd`](Self::watch_pidfd) linked to the OOM watch of the
+    /// process's cgroup, as [`watch_pid_in`](Self::watch_pid_in).
+    pub fn watch_pidfd_in(&self, pidfd: OwnedFd, cgroup: WatchId, receiver: T) -> Result<WatchId> {
+        self.add_pidfd(pidfd, Some(cgroup), receiver)
+    }
+
+    fn add_pidfd(&self, fd: OwnedFd, oom_link: Option<WatchId>, receiver: T) -> Result<WatchId> {
+        let raw = fd.as_raw_fd();
+        if !crate::pidfd::is_pidfd(fd.as_fd()) {
+            return Err(Error::invalid("watch", Subject::Fd(raw), "not a pidfd"));
+        }
+        source::adopt_fd(fd.as_fd(), false)
+            .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
+        let pid = crate::pidfd::pid_of(fd.as_fd())?.unwrap_or(0);
+        self.add_pid_with(fd, pid, true, oom_link, receiver)
+    }
+
     fn add_pid(
         &self,
         pid: i32,
@@ -89,10 +127,23 @@ impl<T> Monitor<T> {
         receiver: T,
     ) -> Result<WatchId> {
         let fd = source::pidfd::open(pid)?;
+        self.add_pid_with(fd, pid, reap, oom_link, receiver)
+    }
+
+    fn add_pid_with(
+        &self,
+        fd: OwnedFd,
+        pid: i32,
+        reap: bool,
+        oom_link: Option<WatchId>,
+        receiver: T,
+    ) -> Result<WatchId> {
         let info = PidInfo {
             pid,
             reap,
             oom_link,
+            retry: None,
+            exit_fifo: None,
         };
         self.add(Source::pid(fd, info), receiver, Subject::Pid(pid))
     }
@@ -115,6 +166,58 @@ impl<T> Monitor<T> {
         source::adopt_fd(fd.as_fd(), false)
             .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
         self.add(Source::inline(Kind::Hangup, fd), receiver, Subject::Fd(raw))
+    }
+
+    /// Watches `fd`, the read end of `process`'s exit FIFO, for a hang-up
+    /// as [`watch_hangup`](Self::watch_hangup) does, linked to the pid
+    /// watch `process` (from [`watch_pid`](Self::watch_pid) and the like):
+    /// the FIFO's watch ends with the process. When the process's exit is
+    /// delivered and the FIFO has not hung up, its
+    /// [`HungUp`](crate::EventKind::HungUp) follows the exit at once. So a
+    /// FIFO opened after its writer had already gone — which never hangs up
+    /// (see the FIFO race above) — is still reported, at the process's exit,
+    /// instead of never.
+    ///
+    /// # Errors
+    ///
+    /// `process` must be a live pid watch; if its process's exit is
+    /// delivered while this call runs, the FIFO is not watched and the
+    /// error says so.
+    pub fn watch_exit_fifo(&self, fd: OwnedFd, process: WatchId, receiver: T) -> Result<WatchId> {
+        let pid_key = Key::from_u64(process.0);
+        let not_live = || {
+            Error::invalid(
+                "watch exit FIFO of",
+                Subject::Watch(process),
+                "not a live process watch (its exit may have been delivered already)",
+            )
+        };
+        let live = |inner: &mut super::Inner<T>| {
+            inner
+                .table
+                .get_mut(pid_key)
+                .is_some_and(|w| w.source.pid_info().is_some())
+        };
+        if !live(&mut self.lock()) {
+            return Err(not_live());
+        }
+        let fifo = self.watch_hangup(fd, receiver)?;
+        let mut inner = self.lock();
+        match inner
+            .table
+            .get_mut(pid_key)
+            .and_then(|w| w.source.pid_info_mut())
+        {
+            Some(info) => {
+                info.exit_fifo = Some(fifo);
+                Ok(fifo)
+            }
+            None => {
+                drop(inner);
+                let _ = self.unwatch(fifo);
+                Err(not_live())
+            }
+        }
     }
 
     /// Watches an eventfd: each time it becomes readable the monitor drains
@@ -323,6 +426,77 @@ impl<T> Monitor<T> {
         )
     }
 
+    /// Reaps every child of this process that nobody watches — orphans
+    /// re-parented to it as a subreaper
+    /// ([`become_subreaper`](crate::reaper::become_subreaper)) or PID 1 —
+    /// and reports each as an [`EventKind::Orphan`](crate::EventKind::Orphan)
+    /// (pid, code or signal) on the watch this returns, which lasts until
+    /// `unwatch`. A watched child is never taken: its watch reaps it and
+    /// reports its real status. See [`crate::reaper`] for how, and for what
+    /// the caller must do:
+    ///
+    /// - block SIGCHLD in the main thread before any other thread starts
+    ///   ([`block_sigchld`](crate::reaper::block_sigchld)); this fails,
+    ///   naming the thread, if one has it unblocked;
+    /// - spawn and watch each child under a [`hold_orphans`](Self::hold_orphans)
+    ///   (else a child that exits before it is watched is reaped as an
+    ///   orphan, and `watch_pid` fails: the process is gone);
+    /// - not mix this with another reaper of children in the process, such
+    ///   as tokio's process driver (conmon-rs #80).
+    ///
+    /// A child watched with
+    /// [`watch_pid_without_reaping`](Self::watch_pid_without_reaping) is
+    /// left alone only until its exit is delivered; reap it under a hold.
+    ///
+    /// # Errors
+    ///
+    /// A thread with SIGCHLD unblocked; orphan reaping already on.
+    pub fn reap_orphans(&self, receiver: T) -> Result<WatchId> {
+        let reaper = crate::reaper::OrphanReaper::with_holder(self.core.holds.clone())?;
+        {
+            let mut inner = self.lock();
+            // Another reaper's watch still live (one ended by `unwatch`
+            // or a failure may be replaced).
+            if inner.table.iter().any(|(_, w)| w.source.is_orphan_reaper()) {
+                return Err(Error::invalid(
+                    "reap orphans",
+                    Subject::None,
+                    "this monitor already reaps orphans",
+                ));
+            }
+            // The pid watches made so far.
+            let mut map = std::collections::HashMap::new();
+            for (_, w) in inner.table.iter() {
+                if let Some(info) = w.source.pid_info().filter(|i| i.pid > 0) {
+                    *map.entry(info.pid).or_default() += 1;
+                }
+            }
+            inner.watched_pids = Some(map);
+        }
+        let added = self.add(Source::cold(Cold::Orphans(reaper)), receiver, Subject::None);
+        if added.is_err() {
+            self.lock().watched_pids = None;
+        }
+        added
+    }
+
+    /// Holds orphan reaping off until the [`Hold`](crate::reaper::Hold) is
+    /// dropped: spawn a child and watch it under one, so that a child that
+    /// exits at once is not reaped as an orphan before its watch exists.
+    /// Cheap (an atomic count); harmless when orphan reaping is off.
+    ///
+    /// ```no_run
+    /// # let monitor = ctrmon::Monitor::new()?;
+    /// let hold = monitor.hold_orphans();
+    /// let child = std::process::Command::new("my-init").spawn()?;
+    /// monitor.watch_pid(child.id() as i32, "init")?;
+    /// drop(hold);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hold_orphans(&self) -> crate::reaper::Hold {
+        self.core.holds.hold()
+    }
+
     fn add(&self, mut source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
         let mut inner = self.lock();
         if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
@@ -365,6 +539,7 @@ impl<T> Monitor<T> {
             return Err(e);
         }
         let kernfs = source.is_kernfs();
+        inner.index_pid(&source, true);
         let inserted = inner.table.insert(Watch { source, receiver });
         if kernfs {
             self.core.kernfs.fetch_add(1, Ordering::AcqRel);

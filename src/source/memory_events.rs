@@ -165,6 +165,7 @@ mod tests {
             Outcome::One(EventKind::Memory(d)) => Some(*d),
             Outcome::Nothing => None,
             Outcome::RecheckLater => panic!("unexpected re-check"),
+            Outcome::ReapOrphans => panic!("unexpected orphan scan"),
             Outcome::One(k) => panic!("unexpected {k:?}"),
             Outcome::OomThenRemoved(d) => panic!("unexpected removal after {d:?}"),
         }

@@ -62,6 +62,9 @@ pub(crate) enum Outcome {
     /// Nothing yet; look again later (an OOM waiting for its kill; the
     /// source's `OomBook` holds the time).
     RecheckLater,
+    /// SIGCHLD: the monitor scans for orphans (it alone knows which pids
+    /// are watched).
+    ReapOrphans,
 }
 
 impl From<Option<EventKind>> for Outcome {
@@ -131,6 +134,8 @@ pub(crate) enum Cold {
     Threshold(threshold_v1::ThresholdWatch),
     Psi(psi::PsiWatch),
     Swap(swap_events::SwapEventsWatch),
+    /// The orphan reaper (its SIGCHLD signalfd).
+    Orphans(crate::reaper::OrphanReaper),
 }
 
 impl Source {
@@ -208,7 +213,7 @@ impl Source {
         };
         match cold {
             Cold::Pid(info) => match &self.fd {
-                Some(fd) => info.on_ready(fd).into(),
+                Some(fd) => info.on_ready(fd, clock),
                 None => Outcome::Nothing,
             },
             Cold::MadeEventFd(fd) => eventfd::on_ready(fd).into(),
@@ -219,6 +224,7 @@ impl Source {
             Cold::Threshold(w) => w.on_ready(),
             Cold::Psi(w) => w.on_ready(flags),
             Cold::Swap(w) => w.on_ready(),
+            Cold::Orphans(_) => Outcome::ReapOrphans,
         }
     }
 
@@ -228,7 +234,23 @@ impl Source {
         match self.cold.as_deref_mut() {
             Some(Cold::OomV1(w)) => w.check(now, force),
             Some(Cold::MemoryEvents(w)) => w.check(now, force),
+            // A non-child's exit, waiting for its parent to reap it.
+            Some(Cold::Pid(info)) => match &self.fd {
+                Some(fd) if info.retry.is_some() => info.on_ready(fd, &mut Clock(Some(now))),
+                _ => Outcome::Nothing,
+            },
             _ => Outcome::Nothing,
+        }
+    }
+
+    /// When this watch's re-check is due: an OOM waiting for its kill, a
+    /// non-child's exit waiting for its parent to reap it.
+    pub(crate) fn recheck_at(&mut self) -> Option<Instant> {
+        match self.cold.as_deref_mut() {
+            Some(Cold::OomV1(w)) => w.book().recheck_at(),
+            Some(Cold::MemoryEvents(w)) => w.book().recheck_at(),
+            Some(Cold::Pid(info)) => info.recheck_at(),
+            _ => None,
         }
     }
 
@@ -247,6 +269,27 @@ impl Source {
         match self.cold.as_deref_mut() {
             Some(Cold::OomV1(w)) => Some(w.book()),
             Some(Cold::MemoryEvents(w)) => Some(w.book()),
+            _ => None,
+        }
+    }
+
+    /// True for the orphan reaper's watch.
+    pub(crate) fn is_orphan_reaper(&self) -> bool {
+        matches!(self.cold.as_deref(), Some(Cold::Orphans(_)))
+    }
+
+    /// The orphan reaper, for its watch.
+    pub(crate) fn orphan_reaper(&mut self) -> Option<&mut crate::reaper::OrphanReaper> {
+        match self.cold.as_deref_mut() {
+            Some(Cold::Orphans(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The process's info, to change, for a pidfd watch.
+    pub(crate) fn pid_info_mut(&mut self) -> Option<&mut pidfd::PidInfo> {
+        match self.cold.as_deref_mut() {
+            Some(Cold::Pid(info)) => Some(info),
             _ => None,
         }
     }
@@ -282,6 +325,7 @@ impl Source {
             Cold::Threshold(w) => w.efd.as_fd(),
             Cold::Psi(w) => w.fd.as_fd(),
             Cold::Swap(w) => w.fd.as_fd(),
+            Cold::Orphans(r) => r.as_fd(),
         })
     }
 }

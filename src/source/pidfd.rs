@@ -3,19 +3,34 @@
 //! A pidfd names one process for good: unlike a pid number, it cannot come to
 //! mean a different process after the first is reaped and its number reused.
 //! It becomes readable when the process exits. For our own child,
-//! `waitid(P_PIDFD)` then reaps it and gives its code or signal; for anyone
-//! else's process the kernel says `ECHILD` and all we know is that it exited.
+//! `waitid(P_PIDFD)` then reaps it and gives its code or signal. For anyone
+//! else's process the kernel says `ECHILD`; since Linux 6.15 it keeps the
+//! status with the pidfd once the process's parent has reaped it
+//! (`PIDFD_GET_INFO`, [`crate::pidfd::exit_info`]). The parent may not have
+//! done so yet when the pidfd turns readable (the process is a zombie): then
+//! the watch stops listening to its pidfd (which stays readable) and looks
+//! again from the monitor's timer, after 1, 2, 4 ... 100 ms, for up to
+//! [`GIVE_UP_AFTER`]; after that, or on a kernel that keeps no status, the
+//! exit is reported with [`ExitStatus::Unknown`] and the reason.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use rustix::event::epoll::EventFlags;
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions, WaitIdStatus};
 
-use crate::event::{EventKind, Exit, ExitStatus, WatchId};
+use super::{Clock, Outcome};
+use crate::event::{EventKind, Exit, ExitStatus, WatchId, WhyUnknown};
+use crate::pidfd::{exit_info, ExitInfo};
 use crate::{Error, Subject};
 
 pub(crate) const INTEREST: EventFlags = EventFlags::IN;
+
+/// How long a non-child's exit waits for its parent to reap it.
+pub(crate) const GIVE_UP_AFTER: Duration = Duration::from_secs(2);
+const FIRST_RETRY: Duration = Duration::from_millis(1);
+const LONGEST_RETRY: Duration = Duration::from_millis(100);
 
 /// What a process watch keeps besides its pidfd (which the table holds
 /// inline): needed only at the exit, so it lives behind the slot's cold
@@ -28,6 +43,18 @@ pub(crate) struct PidInfo {
     /// The OOM watch of the process's cgroup, re-read before its exit is
     /// reported so that the OOM comes first.
     pub(crate) oom_link: Option<WatchId>,
+    /// Set once a non-child has exited but its parent has not reaped it:
+    /// when to look again, and when to give up.
+    pub(crate) retry: Option<Retry>,
+    /// The process's exit FIFO watch, ended with the process's exit.
+    pub(crate) exit_fifo: Option<WatchId>,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Retry {
+    pub(crate) next: Instant,
+    step: Duration,
+    give_up: Instant,
 }
 
 /// Opens a pidfd for `pid`. `ESRCH` means the process is already gone
@@ -50,31 +77,73 @@ pub(crate) fn open(pid: i32) -> Result<OwnedFd, Error> {
 }
 
 impl PidInfo {
-    pub(crate) fn on_ready(&self, fd: &OwnedFd) -> Option<EventKind> {
+    /// The pidfd is readable (or, once it waits for a parent to reap it,
+    /// its re-check is due).
+    pub(crate) fn on_ready(&mut self, fd: &OwnedFd, clock: &mut Clock) -> Outcome {
         let mut options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
         if !self.reap {
             options |= WaitIdOptions::NOWAIT;
         }
-        let exit = |status, reaped| {
-            Some(EventKind::Exited(Exit {
-                pid: self.pid,
-                status,
-                oom_killed: false,
-                reaped,
-            }))
-        };
         match waitid(WaitId::PidFd(fd.as_fd()), options) {
-            Ok(Some(st)) => exit(status_of(&st), self.reap),
+            Ok(Some(st)) => self.exit(status_of(&st), self.reap, None),
             // Readable but not yet waitable: not an exit (yet).
-            Ok(None) => None,
+            Ok(None) => Outcome::Nothing,
             // Not our child, or someone else reaped it first.
-            Err(Errno::CHILD) => exit(ExitStatus::Unknown, false),
-            Err(e) => Some(EventKind::Failed(Error::os(
+            Err(Errno::CHILD) => self.not_ours(fd, clock),
+            Err(e) => Outcome::One(EventKind::Failed(Error::os(
                 "wait for",
                 Subject::Pid(self.pid),
                 e,
             ))),
         }
+    }
+
+    /// Another's process has exited: its status from the kernel, now or
+    /// after its parent has reaped it.
+    #[cold]
+    fn not_ours(&mut self, fd: &OwnedFd, clock: &mut Clock) -> Outcome {
+        let why = match exit_info(fd.as_fd()) {
+            Ok(ExitInfo::Exited(status)) => return self.exit(status, false, None),
+            Ok(ExitInfo::Unsupported) => WhyUnknown::NoExitInfo,
+            Ok(ExitInfo::NotYet) => {
+                let now = clock.now();
+                match &mut self.retry {
+                    None => {
+                        self.retry = Some(Retry {
+                            next: now + FIRST_RETRY,
+                            step: FIRST_RETRY,
+                            give_up: now + GIVE_UP_AFTER,
+                        });
+                        return Outcome::RecheckLater;
+                    }
+                    Some(r) if now < r.give_up => {
+                        r.step = (r.step * 2).min(LONGEST_RETRY);
+                        r.next = (now + r.step).min(r.give_up);
+                        return Outcome::RecheckLater;
+                    }
+                    Some(_) => WhyUnknown::NotReaped,
+                }
+            }
+            Err(_) => WhyUnknown::Failed,
+        };
+        self.exit(ExitStatus::Unknown, false, Some(why))
+    }
+
+    fn exit(&mut self, status: ExitStatus, reaped: bool, unknown: Option<WhyUnknown>) -> Outcome {
+        self.retry = None;
+        Outcome::One(EventKind::Exited(Exit {
+            pid: self.pid,
+            status,
+            oom_killed: false,
+            reaped,
+            unknown,
+        }))
+    }
+
+    /// When a non-child's exit is next looked at, while its parent has not
+    /// reaped it.
+    pub(crate) fn recheck_at(&self) -> Option<Instant> {
+        self.retry.map(|r| r.next)
     }
 
     /// Reaps the child if it has already exited, so that dropping the

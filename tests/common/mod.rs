@@ -481,3 +481,105 @@ pub fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+// ---------------------------------------------------------------------------
+// For test binaries without the libtest harness (`harness = false`): those
+// whose process must be set up before any thread starts (SIGCHLD blocked, a
+// subreaper), and which re-run themselves as helper processes.
+
+/// Runs each scenario whose name matches the command line's filters (none:
+/// all), in order, on the main thread; prints libtest-like lines and exits
+/// non-zero if any failed.
+pub fn run_scenarios(scenarios: &[(&str, fn())]) -> std::process::ExitCode {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in scenarios {
+            println!("{name}: test");
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    let chosen: Vec<_> = scenarios
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", chosen.len());
+    let mut failed = Vec::new();
+    for (name, run) in &chosen {
+        let started = std::time::Instant::now();
+        let ok = std::panic::catch_unwind(run).is_ok();
+        println!(
+            "test {name} ... {} ({:.2} s)",
+            if ok { "ok" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed; {} filtered out\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        chosen.len() - failed.len(),
+        failed.len(),
+        scenarios.len() - chosen.len()
+    );
+    if failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        println!("failures: {failed:?}");
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// The helper role this process was started for (`CTRMON_TEST_HELPER`), if
+/// any: the test binary re-runs itself as the processes it needs.
+pub fn helper_role() -> Option<String> {
+    std::env::var("CTRMON_TEST_HELPER").ok()
+}
+
+/// A command that runs this test binary as helper `role` with `args`.
+pub fn helper(role: &str, args: &[String]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.env("CTRMON_TEST_HELPER", role).args(args);
+    cmd
+}
+
+/// Pids of zombies whose parent is this process (`/proc/*/stat`: state `Z`,
+/// ppid = ours).
+pub fn my_zombies() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ...": comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
+        if state == Some("Z") && ppid == Some(me) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// True when this kernel keeps exit statuses for pidfds (`PIDFD_INFO_EXIT`,
+/// Linux 6.15+): then the exit of a process that is not ours comes with its
+/// real status once its parent has reaped it. The v2 test guest runs 6.1.
+pub fn kernel_has_exit_info() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 15)
+}

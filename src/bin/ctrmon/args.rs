@@ -14,7 +14,8 @@ ctrmon: watch container processes for exit and cgroups for OOM from one epoll lo
 Usage:
   ctrmon run [OPTIONS] [--] COMMAND [ARG...]
       Run COMMAND in a fresh memory cgroup and report its OOMs and exit.
-  ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]... [--events FILE]
+  ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]...
+               [--pidfd-socket PATH] [--events FILE]
       Watch processes for exit, cgroups for OOM and removal, and PSI triggers.
   ctrmon gc [--cgroup-parent DIR]
       Remove the cgroups of ctrmon runs that were killed before they could.
@@ -60,7 +61,8 @@ Exit status:
 ";
 
 pub const WATCH_HELP: &str = "\
-Usage: ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]... [--events FILE]
+Usage: ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]...
+                    [--pidfd-socket PATH] [--events FILE]
 
 Watch processes for exit, cgroups for OOM and removal (and, on v2, emptiness),
 and PSI triggers (FILE=\"some|full <stall us> <window us>\"), and print JSON
@@ -83,6 +85,11 @@ Options:
   --populated-only      watch each v2 DIR for populated and removal alone (for
                         a cgroup without the memory controller)
   --psi FILE=TRIGGER    a PSI trigger on a pressure file
+  --pidfd-socket PATH   listen at PATH (a new unix socket, removed at the end)
+                        for pidfds, as `runc run --pidfd-socket PATH` and
+                        crun's run.oci.pidfd_receiver=PATH send them, and
+                        watch each process received (a \"pidfd\" line, then
+                        its exit); the watch then ends only on a signal
   --events FILE         write the JSON lines to FILE (`-`: standard output)
   -h, --help            show this help
 
@@ -154,6 +161,7 @@ pub struct Watch {
     pub pids: Vec<i32>,
     pub cgroups: Vec<PathBuf>,
     pub psi: Vec<(PathBuf, PsiTrigger)>,
+    pub pidfd_socket: Option<PathBuf>,
     pub events: Events,
     /// `--local-events`: v2 OOM watches read `memory.events.local`.
     pub local_events: bool,
@@ -248,6 +256,7 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         pids: Vec::new(),
         cgroups: Vec::new(),
         psi: Vec::new(),
+        pidfd_socket: None,
         events: Events::Default,
         local_events: false,
         populated_only: false,
@@ -271,13 +280,14 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     .map_err(|e| UsageError(format!("--psi trigger {trigger:?}: {e}")))?;
                 w.psi.push((file.into(), trigger));
             }
+            Long("pidfd-socket") => w.pidfd_socket = Some(p.value()?.into()),
             Long("events") => w.events = events(p.value()?),
             Short('h') | Long("help") => return Ok(Command::Help(WATCH_HELP)),
             other => return Err(other.unexpected().into()),
         }
     }
-    if w.pids.is_empty() && w.cgroups.is_empty() && w.psi.is_empty() {
-        return err("watch needs at least one --pid, --cgroup or --psi");
+    if w.pids.is_empty() && w.cgroups.is_empty() && w.psi.is_empty() && w.pidfd_socket.is_none() {
+        return err("watch needs at least one --pid, --cgroup, --psi or --pidfd-socket");
     }
     Ok(Command::Watch(w))
 }
@@ -488,6 +498,10 @@ mod tests {
         assert!(p(&["watch", "--psi", "/proc/pressure/cpu"]).is_err());
         assert!(p(&["watch", "--psi", "f=some 0 1"]).is_err());
         assert!(p(&["watch", "--pid", "1", "stray"]).is_err());
+        let Command::Watch(w) = p(&["watch", "--pidfd-socket", "/run/x.sock"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(w.pidfd_socket, Some(PathBuf::from("/run/x.sock")));
         assert_eq!(p(&["gc"]).unwrap(), Command::Gc(Gc::default()));
         assert_eq!(
             p(&["gc", "--cgroup-parent=/x"]).unwrap(),

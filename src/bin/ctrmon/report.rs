@@ -10,6 +10,9 @@ use crate::json::Line;
 /// these, which is cheap to clone on every event.
 pub enum Target {
     Pid(i32),
+    /// A process whose pidfd came over `--pidfd-socket` (one target for
+    /// all of them: the exit line names the pid).
+    Received,
     /// A cgroup's OOM watch.
     Cgroup(PathBuf),
     /// A v2 cgroup's `populated` watch (its removal is reported once, by the
@@ -28,6 +31,7 @@ impl Target {
     fn tag(&self, line: Line) -> Line {
         match self {
             Target::Pid(p) => line.num("pid", p),
+            Target::Received => line,
             Target::Cgroup(d)
             | Target::Populated(d)
             | Target::PopulatedAlone(d)
@@ -50,7 +54,10 @@ pub fn line(targets: &[Target], event: &Event<'_, u32>) -> Option<String> {
             l = match x.status {
                 ExitStatus::Code(c) => l.num("code", c),
                 ExitStatus::Signal(s) => l.num("signal", s),
-                ExitStatus::Unknown => l,
+                ExitStatus::Unknown => match x.unknown {
+                    Some(why) => l.str("unknown", why.as_str()),
+                    None => l,
+                },
             };
             if x.oom_killed {
                 l = l.bool("oom_killed", true);

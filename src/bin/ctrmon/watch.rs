@@ -18,6 +18,7 @@ use crate::report::{self, Target};
 use crate::{fail, say, signals, Failure};
 
 mod link;
+mod pidfds;
 use link::OomWatches;
 
 /// The status when the output was closed: 128 + SIGPIPE, what a shell
@@ -95,6 +96,16 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
             live += 1;
         }
     }
+    // Pidfds from a runtime: watched as they come, each with a `pidfd` line.
+    let received = pidfds::Pending::default();
+    let _socket = match &opts.pidfd_socket {
+        Some(path) => {
+            let id = targets.len() as u32;
+            targets.push(Target::Received);
+            Some(pidfds::listen(path, monitor.clone(), id, received.clone())?)
+        }
+        None => None,
+    };
     // The output's reader going away ends the watch. A regular file cannot
     // hang up, and epoll refuses it (EPERM): nothing to watch then.
     let output = targets.len() as u32;
@@ -115,13 +126,22 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
         }
     });
 
-    // With only /proc/pressure triggers there is nothing to end on but a
-    // signal.
-    let ends = live > 0;
+    // With only /proc/pressure triggers, or a socket that may always bring
+    // more, there is nothing to end on but a signal.
+    let ends = live > 0 && opts.pidfd_socket.is_none();
     let finished = |live: usize| ends && live == 0;
     let mut output_closed = false;
     let mut write_error = None;
     while !monitor.is_shut_down() && !finished(live) {
+        let lines = std::mem::take(&mut *received.lock().unwrap_or_else(|e| e.into_inner()));
+        for line in lines {
+            if let Err(e) = out.write_line(line.as_bytes()) {
+                write_error = Some(e);
+            }
+        }
+        if write_error.is_some() {
+            return Ok(OUTPUT_CLOSED);
+        }
         monitor.wait(None, |event| {
             if output_closed || write_error.is_some() {
                 return;

@@ -1,0 +1,90 @@
+//! The two `/proc` files the orphan reaper reads, as pure parsers.
+//!
+//! - `/proc/self/task/<tid>/children`: the pids of the thread's children,
+//!   separated by spaces (`"812 813 "`). Children belong to the thread that
+//!   forked them, and orphans to whichever thread the kernel picked, so the
+//!   reaper reads the file of every thread.
+//! - `/proc/self/task/<tid>/status`: its `SigBlk:` line is the thread's
+//!   blocked-signal mask in hex, bit `signo - 1` for each signal.
+
+/// The pids in a `children` file, in order. Anything that is not a positive
+/// decimal number fitting an `i32` is skipped: no panic on any input.
+pub fn parse_children(text: &[u8]) -> impl Iterator<Item = i32> + '_ {
+    text.split(|b| b.is_ascii_whitespace()).filter_map(|word| {
+        if word.is_empty() || word.len() > 10 || !word.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = word.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        i32::try_from(n).ok().filter(|&p| p > 0)
+    })
+}
+
+/// Whether the `status` file says `signo` is blocked; `None` when it has no
+/// well-formed `SigBlk:` line or `signo` is outside 1..=64.
+pub fn signal_blocked(status: &[u8], signo: i32) -> Option<bool> {
+    if !(1..=64).contains(&signo) {
+        return None;
+    }
+    let line = status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"SigBlk:"))?;
+    let hex = line.iter().filter(|b| !b.is_ascii_whitespace());
+    let mut digits = 0;
+    let mut mask = 0u64;
+    for &c in hex {
+        digits += 1;
+        if digits > 16 {
+            return None;
+        }
+        let d = (c as char).to_digit(16)?;
+        mask = (mask << 4) | u64::from(d);
+    }
+    if digits == 0 {
+        return None;
+    }
+    Some(mask & (1 << (signo - 1)) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_lists_parse() {
+        let v: Vec<i32> = parse_children(b"812 813 9 ").collect();
+        assert_eq!(v, [812, 813, 9]);
+        assert_eq!(parse_children(b"").count(), 0);
+        assert_eq!(parse_children(b"\n").count(), 0);
+        // Garbage, zero, negative, too large: skipped.
+        let v: Vec<i32> = parse_children(b"0 -4 x12 2147483648 99999999999999 7\n").collect();
+        assert_eq!(v, [7]);
+        assert_eq!(
+            parse_children(b"2147483647").collect::<Vec<_>>(),
+            [i32::MAX]
+        );
+    }
+
+    #[test]
+    fn blocked_masks_parse() {
+        let status =
+            b"Name:\tx\nSigPnd:\t0000000000000000\nSigBlk:\t0000000000010000\nSigIgn:\t0\n";
+        assert_eq!(signal_blocked(status, 17), Some(true));
+        assert_eq!(signal_blocked(status, 2), Some(false));
+        assert_eq!(
+            signal_blocked(b"SigBlk:\tfffffffe7ffbfeff\n", 64),
+            Some(true)
+        );
+        assert_eq!(signal_blocked(b"SigBlk:\tzz\n", 17), None);
+        assert_eq!(signal_blocked(b"SigBlk:\t\n", 17), None);
+        assert_eq!(signal_blocked(b"SigBlk:\t00000000000000000\n", 17), None);
+        assert_eq!(signal_blocked(b"Name: x\n", 17), None);
+        assert_eq!(signal_blocked(status, 0), None);
+        assert_eq!(signal_blocked(status, 65), None);
+    }
+
+    #[test]
+    fn this_thread_status_parses() {
+        let status = std::fs::read("/proc/thread-self/status").unwrap();
+        assert!(signal_blocked(&status, 17).is_some());
+    }
+}

@@ -1,0 +1,372 @@
+//! pidfds received over a unix socket, from sender processes that speak the
+//! protocol of `runc --pidfd-socket` (connect to a `SOCK_STREAM` socket,
+//! send the payload `standard` with the process's own pidfd in one
+//! `SCM_RIGHTS` message, close) and crun's `run.oci.pidfd_receiver` (a
+//! space as payload, a pidfd the runtime opened), and from senders that
+//! break it.
+//!
+//! Debian's runc (1.1.x) predates `--pidfd-socket` (runc 1.2), so the
+//! sender is this binary, re-run as a helper process.
+
+mod common;
+
+use std::io::{BufRead, BufReader, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{helper, helper_role, open_fds, run_scenarios, Kid, TmpDir};
+use ctrmon::pidfd::{is_pidfd, PidfdListener, ReceivedPidfd};
+use ctrmon::{EventKind, ExitStatus, Monitor};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::process::{getpid, pidfd_open, waitid, PidfdFlags, WaitId, WaitIdOptions};
+
+fn main() -> ExitCode {
+    if let Some(role) = helper_role() {
+        sender(&role);
+    }
+    run_scenarios(&[
+        ("runc_protocol_pidfd_names_the_sender", runc_protocol),
+        ("crun_protocol_pidfd_is_received", crun_protocol),
+        (
+            "a_sender_that_connects_early_is_read_when_it_sends",
+            late_sender,
+        ),
+        ("a_message_without_an_fd_is_refused", no_fd),
+        ("two_fds_are_refused_and_both_closed", two_fds),
+        (
+            "an_fd_that_is_not_a_pidfd_is_refused_and_closed",
+            not_a_pidfd,
+        ),
+        ("a_sender_that_sends_nothing_is_refused", silent),
+        ("a_received_pidfd_is_watched_to_its_exit", watched),
+        ("watch_pidfd_refuses_what_is_not_a_pidfd", watch_not_a_pidfd),
+        ("watch_pidfd_of_a_process_already_reaped", watch_reaped),
+        ("ctrmon_watch_pidfd_socket", cli_watch),
+    ])
+}
+
+/// The sender process: `CTRMON_TEST_HELPER=<mode>`, the socket path as the
+/// argument. Connects, sends per `mode`, prints `sent`, then waits for a
+/// line on stdin and exits with code 5.
+fn sender(mode: &str) -> ! {
+    let path = std::env::args().nth(1).expect("socket path");
+    let conn = UnixStream::connect(&path).expect("connect");
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).expect("pidfd_open self");
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+    let send = |payload: &[u8], fds: &[&OwnedFd]| {
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !borrowed.is_empty() {
+            assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
+        }
+        sendmsg(
+            &conn,
+            &[IoSlice::new(payload)],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .expect("sendmsg");
+    };
+    match mode {
+        "runc" => send(b"standard", &[&me]),
+        "crun" => send(b" ", &[&me]),
+        "late" => {
+            std::thread::sleep(Duration::from_millis(200));
+            send(b"standard", &[&me])
+        }
+        "nofd" => send(b"standard", &[]),
+        "twofds" => send(b"standard", &[&me, &pipe_r]),
+        "notpidfd" => send(b"standard", &[&pipe_r]),
+        "silent" => {}
+        other => panic!("unknown sender mode {other}"),
+    }
+    drop(conn);
+    println!("sent");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    std::process::exit(5)
+}
+
+/// A listener in a temporary directory and a sender started against it.
+struct Exchange {
+    listener: PidfdListener,
+    sender: Kid,
+    _dir: TmpDir,
+}
+
+impl Exchange {
+    fn start(mode: &str) -> Exchange {
+        let dir = TmpDir::new(&format!("pidfd-{mode}"));
+        let path = dir.path.join("pidfd.sock");
+        let listener = PidfdListener::bind(&path).unwrap();
+        let sender = Kid::spawn(
+            helper(mode, &[path.display().to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
+        Exchange {
+            listener,
+            sender,
+            _dir: dir,
+        }
+    }
+
+    /// Accepts the sender's connection and receives from it, waiting for
+    /// readiness as an event loop would.
+    fn receive(&self) -> ctrmon::Result<ReceivedPidfd> {
+        wait_readable(self.listener.as_fd());
+        let conn = self
+            .listener
+            .accept()
+            .unwrap()
+            .expect("a pending connection");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            wait_readable(conn.as_fd());
+            if let Some(got) = conn.receive()? {
+                return Ok(got);
+            }
+            assert!(Instant::now() < deadline, "no message");
+        }
+    }
+
+    /// Waits until the sender says it has sent (and closed its end).
+    fn wait_sent(&mut self) {
+        let mut line = String::new();
+        BufReader::new(self.sender.child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "sent\n");
+    }
+
+    fn path(&self) -> String {
+        self.listener.path().display().to_string()
+    }
+}
+
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    let limit = Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    assert_eq!(
+        poll(&mut fds, Some(&limit)).unwrap(),
+        1,
+        "not readable in 10 s"
+    );
+}
+
+/// The received pidfd names the sender: releasing it, we reap it through
+/// that pidfd (it is our child) and read its code.
+fn assert_names_sender(x: &mut Exchange, got: &ReceivedPidfd) {
+    assert!(is_pidfd(got.pidfd.as_fd()));
+    assert_eq!(got.pid, Some(x.sender.pid()));
+    let flags = rustix::io::fcntl_getfd(&got.pidfd).unwrap();
+    assert!(
+        flags.contains(rustix::io::FdFlags::CLOEXEC),
+        "received close-on-exec"
+    );
+    drop(x.sender.child.stdin.take());
+    let st = waitid(WaitId::PidFd(got.pidfd.as_fd()), WaitIdOptions::EXITED)
+        .unwrap()
+        .expect("an exit");
+    assert_eq!(st.exit_status(), Some(5));
+}
+
+fn runc_protocol() {
+    let mut x = Exchange::start("runc");
+    let got = x.receive().unwrap();
+    assert_eq!(got.payload, b"standard");
+    assert_names_sender(&mut x, &got);
+}
+
+fn crun_protocol() {
+    let mut x = Exchange::start("crun");
+    let got = x.receive().unwrap();
+    assert_eq!(got.payload, b" ");
+    assert_names_sender(&mut x, &got);
+}
+
+fn late_sender() {
+    let mut x = Exchange::start("late");
+    wait_readable(x.listener.as_fd());
+    let conn = x.listener.accept().unwrap().expect("a pending connection");
+    // Connected, nothing sent yet: not an error, not a pidfd.
+    assert!(conn.receive().unwrap().is_none());
+    wait_readable(conn.as_fd());
+    let got = conn.receive().unwrap().expect("the pidfd");
+    assert_names_sender(&mut x, &got);
+}
+
+/// Runs `mode`'s sender, receives, and checks the error names the socket
+/// and says `why`, and that no fd was left open by the refusal.
+fn refused(mode: &str, why: &str) {
+    let mut x = Exchange::start(mode);
+    // Let the sender finish first, so that the fds counted before are all
+    // of ours that will be open during the receive.
+    x.wait_sent();
+    let before = open_fds();
+    let err = x.receive().unwrap_err();
+    let after = open_fds();
+    let text = err.to_string();
+    assert!(text.contains(&x.path()), "names the socket: {text}");
+    assert!(text.contains(why), "says {why:?}: {text}");
+    assert_eq!(err.path_involved(), Some(x.listener.path()));
+    // The listener's accepted connection is dropped inside `receive`'s
+    // caller by now; anything else still open would be a leak.
+    assert_eq!(before, after, "fds before and after the refusal");
+}
+
+fn no_fd() {
+    refused("nofd", "without a file descriptor");
+}
+
+fn two_fds() {
+    refused("twofds", "2 file descriptors");
+}
+
+fn not_a_pidfd() {
+    refused("notpidfd", "not a pidfd (pipe:[");
+}
+
+fn silent() {
+    refused("silent", "closed the connection without sending a pidfd");
+}
+
+fn next_exit(m: &mut Monitor<&'static str>) -> (ctrmon::Exit, &'static str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no exit");
+        let mut got = None;
+        m.wait_mut(Some(Duration::from_millis(100)), |e, _| {
+            if let EventKind::Exited(x) = e.kind {
+                got = Some((x, e.receiver.into_owned().unwrap()));
+            }
+        })
+        .unwrap();
+        if let Some(g) = got {
+            return g;
+        }
+    }
+}
+
+fn watched() {
+    let mut x = Exchange::start("runc");
+    let got = x.receive().unwrap();
+    let mut m = Monitor::new().unwrap();
+    m.watch_pidfd(got.pidfd, "init").unwrap();
+    drop(x.sender.child.stdin.take());
+    let (exit, name) = next_exit(&mut m);
+    assert_eq!(name, "init");
+    // The sender is our child here: reaped by the monitor, through the
+    // pidfd it sent.
+    assert_eq!(
+        (exit.pid, exit.status, exit.reaped),
+        (x.sender.pid(), ExitStatus::Code(5), true)
+    );
+}
+
+fn watch_not_a_pidfd() {
+    let m: Monitor<()> = Monitor::new().unwrap();
+    let (r, _w) = rustix::pipe::pipe().unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&r);
+    let before = open_fds();
+    let err = m.watch_pidfd(r, ()).unwrap_err();
+    assert!(err.to_string().contains(&format!("fd {raw}")), "{err}");
+    assert!(err.to_string().contains("not a pidfd"), "{err}");
+    // The fd was closed with the refusal.
+    assert_eq!(open_fds().len(), before.len() - 1);
+}
+
+fn watch_reaped() {
+    let mut m = Monitor::new().unwrap();
+    let kid = Kid::sh("exit 9");
+    let pidfd = rustix::io::fcntl_dupfd_cloexec(kid.pidfd(), 0).unwrap();
+    assert!(kid.reap());
+    m.watch_pidfd(pidfd, "gone").unwrap();
+    let (exit, _) = next_exit(&mut m);
+    assert_eq!((exit.pid, exit.reaped), (0, false));
+    if common::kernel_has_exit_info() {
+        assert_eq!((exit.status, exit.unknown), (ExitStatus::Code(9), None));
+    } else {
+        assert_eq!(exit.status, ExitStatus::Unknown);
+    }
+}
+
+/// `ctrmon watch --pidfd-socket PATH`: a `pidfd` line per process
+/// received, then its exit with the status the kernel kept; a bad sender is
+/// named on standard error and the listener goes on; SIGTERM ends it and
+/// the socket file goes with it.
+fn cli_watch() {
+    let dir = TmpDir::new("pidfd-cli");
+    let path = dir.path.join("pidfd.sock");
+    let mut ctrmon = Kid::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ctrmon"))
+            .args(["watch", "--pidfd-socket"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let spath = path.display().to_string();
+    // A sender that breaks the protocol first: refused, named.
+    let mut bad = Kid::spawn(
+        helper("nofd", std::slice::from_ref(&spath))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(bad.child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    drop(bad.child.stdin.take());
+    // Then a good one.
+    let mut good = Kid::spawn(
+        helper("runc", std::slice::from_ref(&spath))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let mut out = BufReader::new(ctrmon.child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains("\"event\":\"pidfd\""), "{first}");
+    assert!(
+        first.contains(&format!("\"pid\":{}", good.pid())),
+        "{first}"
+    );
+    assert!(first.contains("\"payload\":\"standard\""), "{first}");
+    // Released, it exits 5; we are its parent and reap it.
+    drop(good.child.stdin.take());
+    assert_eq!(good.child.wait().unwrap().code(), Some(5));
+    let mut exit = String::new();
+    out.read_line(&mut exit).unwrap();
+    assert!(exit.contains("\"event\":\"exit\""), "{exit}");
+    assert!(exit.contains(&format!("\"pid\":{}", good.pid())), "{exit}");
+    if common::kernel_has_exit_info() {
+        assert!(exit.contains("\"code\":5"), "{exit}");
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(ctrmon.pid()).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(ctrmon.child.wait().unwrap().code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(ctrmon.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains(&spath) && err.contains("without a file descriptor"),
+        "{err}"
+    );
+    assert!(!path.exists(), "the socket file is removed at the end");
+}
