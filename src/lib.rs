@@ -103,7 +103,9 @@ pub use error::{Error, Result, Subject};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use event::{Event, EventKind, Exit, ExitStatus, Receiver, WatchId};
+pub use event::{
+    Event, EventKind, Exit, ExitStatus, KmsgMode, MemoryReport, OomVictim, Receiver, WatchId,
+};
 #[doc(hidden)]
 pub use monitor::table_slot_size;
 pub use monitor::Monitor;

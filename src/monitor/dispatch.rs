@@ -25,7 +25,7 @@ use rustix::io::Errno;
 
 use super::epoll::{key_and_flags, millis_timespec, EventBuf, BATCH};
 use super::table::{Key, Ready, Removal, Watch};
-use super::{Core, Inner, Monitor, TIMER_KEY, WAKER_KEY};
+use super::{Core, Inner, Monitor, KMSG_KEY, TIMER_KEY, WAKER_KEY};
 use crate::event::{Event, EventKind, Exit, Receiver, WatchId};
 use crate::source::{Clock, Outcome};
 use crate::{Error, Result, Subject};
@@ -316,6 +316,7 @@ where
             }
             // Done once the batch's events are delivered.
             Ready::Miss if data == TIMER_KEY => housekeeping = true,
+            Ready::Miss if data == KMSG_KEY => inner.on_kmsg_ready(&mut clock),
             // Stale: the watch ended after the kernel queued this event.
             Ready::Miss => {}
         }
@@ -463,20 +464,21 @@ impl<T> Inner<T> {
             .get(key)
             .and_then(|w| w.source.pid_info())
             .and_then(|info| info.oom_link);
-        if let Some(link) = link.map(|id| Key::from_u64(id.0)) {
+        let link = link.map(|id| Key::from_u64(id.0));
+        if let Some(link) = link {
             // OOM before exit: whatever the cgroup has not reported yet goes
-            // out first, then the exit, marked if a recent kill is its own.
-            // Both from one look, before a removal found by that look can
-            // take the cgroup's watch (and its count of kills) away.
+            // out first, then the exit, marked if the kill is its own. Both
+            // from one look, before a removal found by that look can take
+            // the cgroup's watch (and its count of kills) away.
             let now = clock.now();
             if let Some(w) = self.table.get_mut(link) {
                 let outcome = w.source.recheck(now, true);
-                exit.oom_killed = w
-                    .source
-                    .oom_book()
-                    .is_some_and(|b| b.claim_kill_for(exit.status, now));
+                exit.oom_killed = self.judge_exit(exit.pid, exit.status, Some(link), now);
                 self.push_outcome(core, link, outcome, group, exclusive);
             }
+        } else if !matches!(self.kmsg, super::kmsg::KmsgState::Off) {
+            // Without a linked cgroup only the log can tell.
+            exit.oom_killed = self.judge_exit(exit.pid, exit.status, None, clock.now());
         }
         self.push(core, key, EventKind::Exited(exit), group, exclusive);
     }
@@ -489,9 +491,19 @@ impl<T> Inner<T> {
         group: &mut Group<T>,
         exclusive: bool,
     ) {
+        let outcome = match (&self.kmsg, outcome) {
+            (
+                super::kmsg::KmsgState::On(_),
+                o @ (Outcome::Kills(_)
+                | Outcome::One(EventKind::Memory(_) | EventKind::Removed)
+                | Outcome::OomThenRemoved(_)),
+            ) => self.name_victims(key, o),
+            (_, o) => o,
+        };
         match outcome {
             Outcome::Nothing => {}
             Outcome::One(kind) => self.push(core, key, kind, group, exclusive),
+            Outcome::Kills(m) => self.push(core, key, EventKind::Memory(m), group, exclusive),
             Outcome::OomThenRemoved(oom) => {
                 self.push(core, key, EventKind::Memory(oom), group, exclusive);
                 self.push(core, key, EventKind::Removed, group, exclusive);

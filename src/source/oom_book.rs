@@ -115,6 +115,10 @@ pub(crate) struct OomBook {
     held: Option<Hold>,
     /// Increases without a kill are not reported before this time.
     quiet_until: Option<Instant>,
+    /// Kills reported whose victims the kernel log did not name in the
+    /// same event (the log was not read, or not yet written): a victim
+    /// named later is not counted again at the cgroup's removal.
+    pub(crate) unnamed_kills: u64,
 }
 
 impl OomBook {

@@ -45,6 +45,10 @@ Options:
                         instead of standard error
   --keep-fds            pass ctrmon's inherited file descriptors above 2 on to
                         COMMAND (by default they are closed at its exec)
+  --no-kmsg             do not read the kernel log (/dev/kmsg): OOM-killed exits
+                        are then recognized by the cgroup's kill counter alone
+                        (see the README); without root or CAP_SYSLOG the log
+                        is not read anyway
   -h, --help            show this help
 
 Exit status:
@@ -56,6 +60,7 @@ Exit status:
 
 pub const WATCH_HELP: &str = "\
 Usage: ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]... [--events FILE]
+                    [--no-kmsg]
 
 Watch processes for exit, cgroups for OOM and removal (and, on v2, emptiness),
 and PSI triggers (FILE=\"some|full <stall us> <window us>\"), and print JSON
@@ -72,6 +77,10 @@ Options:
   --cgroup DIR          a memory cgroup directory (v1 or v2)
   --psi FILE=TRIGGER    a PSI trigger on a pressure file
   --events FILE         write the JSON lines to FILE (`-`: standard output)
+  --no-kmsg             do not read the kernel log (/dev/kmsg): OOM-killed exits
+                        are then recognized by the cgroup's kill counter alone
+                        (see the README); without root or CAP_SYSLOG the log
+                        is not read anyway
   -h, --help            show this help
 
 Exit status:
@@ -133,6 +142,7 @@ pub struct Run {
     pub cgroup_parent: Option<PathBuf>,
     pub events: Events,
     pub keep_fds: bool,
+    pub no_kmsg: bool,
     pub command: Vec<OsString>,
 }
 
@@ -142,6 +152,7 @@ pub struct Watch {
     pub cgroups: Vec<PathBuf>,
     pub psi: Vec<(PathBuf, PsiTrigger)>,
     pub events: Events,
+    pub no_kmsg: bool,
 }
 
 #[derive(Debug, PartialEq, Default)]
@@ -196,6 +207,7 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         cgroup_parent: None,
         events: Events::Default,
         keep_fds: false,
+        no_kmsg: false,
         command: Vec::new(),
     };
     while let Some(arg) = p.next()? {
@@ -207,6 +219,7 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
             Long("cgroup-parent") => run.cgroup_parent = Some(p.value()?.into()),
             Long("events") => run.events = events(p.value()?),
             Long("keep-fds") => run.keep_fds = true,
+            Long("no-kmsg") => run.no_kmsg = true,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             // The command, after `--` or not: everything from here is its own.
             Value(first) => {
@@ -229,6 +242,7 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         cgroups: Vec::new(),
         psi: Vec::new(),
         events: Events::Default,
+        no_kmsg: false,
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -248,6 +262,7 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                 w.psi.push((file.into(), trigger));
             }
             Long("events") => w.events = events(p.value()?),
+            Long("no-kmsg") => w.no_kmsg = true,
             Short('h') | Long("help") => return Ok(Command::Help(WATCH_HELP)),
             other => return Err(other.unexpected().into()),
         }

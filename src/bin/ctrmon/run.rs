@@ -49,7 +49,11 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         cg.write(file, &bytes.to_string())?;
     }
 
-    let monitor: Monitor<u32> = Monitor::new()?;
+    let monitor: Monitor<u32> = if opts.no_kmsg {
+        Monitor::new_without_kmsg()?
+    } else {
+        Monitor::new()?
+    };
     let cg_watch = monitor.watch_cgroup_oom(&cg.path, 0)?;
 
     let mut cmd = Command::new(&opts.command[0]);
