@@ -230,7 +230,10 @@ fn contention(kmsg: bool) {
                 t.sigkilled
             );
             // A victim is named once, in its own cgroup's events.
-            assert!(t.victims as u64 <= *kills, "round {round} cgroup {c}: {t:?}");
+            assert!(
+                t.victims as u64 <= *kills,
+                "round {round} cgroup {c}: {t:?}"
+            );
             assert!(*kills >= 1, "round {round} cgroup {c}: no OOM kill at all");
             assert_eq!(t.marked, t.sigkilled, "round {round} cgroup {c}: {t:?}");
             assert!(t.kill_events as u64 <= *kills);
