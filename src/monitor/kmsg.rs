@@ -51,11 +51,20 @@ pub(super) struct KmsgOn {
     pub(super) reader: KmsgReader,
     /// Victims waiting for their exit.
     book: VictimBook,
-    /// Victims waiting to be named in their cgroup's OOM event, with the
-    /// cgroup whose limit fired.
-    fresh: VecDeque<(OomVictim, Option<PathBuf>)>,
+    /// Victims waiting to be named in their cgroup's OOM event.
+    fresh: VecDeque<Fresh>,
     /// When records were last lost.
     last_gap: Option<Instant>,
+}
+
+/// A logged victim not yet named in an event.
+struct Fresh {
+    victim: OomVictim,
+    /// The cgroup whose limit fired, when logged.
+    oom_memcg: Option<PathBuf>,
+    /// The OOM watch the victim's exit was linked to: its cgroup, when the
+    /// log did not say and the victim was gone before `/proc` could.
+    linked: Option<Key>,
 }
 
 /// What the log says about an exit.
@@ -154,14 +163,24 @@ impl KmsgState {
             if on.fresh.len() == KEEP_FRESH {
                 on.fresh.pop_front();
             }
-            on.fresh.push_back((victim, oom_memcg));
+            on.fresh.push_back(Fresh {
+                victim,
+                oom_memcg,
+                linked: None,
+            });
         }
     }
 
     /// What the log says of `pid`, which exited with `status`. Only a
     /// `SIGKILL` (or an unknown status: not our child) can be an OOM kill,
     /// so other exits cost nothing here.
-    pub(super) fn exit_verdict(&mut self, pid: i32, status: ExitStatus, at: Instant) -> Verdict {
+    pub(super) fn exit_verdict(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        link: Option<Key>,
+        at: Instant,
+    ) -> Verdict {
         if !matches!(status, ExitStatus::Signal(9) | ExitStatus::Unknown) {
             return match self {
                 KmsgState::On(_) => Verdict::NotLogged,
@@ -175,6 +194,9 @@ impl KmsgState {
             return Verdict::NoLog;
         };
         if on.book.take(pid).is_some() {
+            if let Some(f) = on.fresh.iter_mut().rev().find(|f| f.victim.pid == pid) {
+                f.linked = f.linked.or(link);
+            }
             Verdict::Victim
         } else if on.gap_near(at) {
             Verdict::Lost
@@ -184,10 +206,12 @@ impl KmsgState {
     }
 
     /// The logged victims that lived in the cgroup at `dir` (or below it,
-    /// when `hierarchical`), not yet named in an event; the log is read
-    /// first. `None` without the log.
+    /// when `hierarchical`), or whose exit was linked to its watch `key`,
+    /// not yet named in an event; the log is read first. `None` without
+    /// the log.
     pub(super) fn victims_in(
         &mut self,
+        key: Key,
         dir: &Path,
         hierarchical: bool,
         at: Instant,
@@ -204,20 +228,20 @@ impl KmsgState {
         };
         let mut i = 0;
         while i < on.fresh.len() {
-            let lives_here = on.fresh[i]
-                .0
-                .cgroup
-                .as_deref()
-                .is_some_and(|c| in_cgroup(dir, c, hierarchical));
+            let f = &on.fresh[i];
+            let lives_here = match f.victim.cgroup.as_deref() {
+                Some(c) => in_cgroup(dir, c, hierarchical),
+                None => f.linked == Some(key),
+            };
             if !lives_here {
                 i += 1;
                 continue;
             }
-            if let Some((v, memcg)) = on.fresh.remove(i) {
+            if let Some(f) = on.fresh.remove(i) {
                 if named.oom_memcg.is_none() {
-                    named.oom_memcg = memcg;
+                    named.oom_memcg = f.oom_memcg;
                 }
-                named.victims.push(v);
+                named.victims.push(f.victim);
             }
         }
         Some(named)
@@ -278,7 +302,7 @@ impl<T> Inner<T> {
         link: Option<Key>,
         at: Instant,
     ) -> bool {
-        let verdict = self.kmsg.exit_verdict(pid, status, at);
+        let verdict = self.kmsg.exit_verdict(pid, status, link, at);
         let book = link
             .and_then(|k| self.table.get_mut(k))
             .and_then(|w| w.source.oom_book());
@@ -314,7 +338,10 @@ impl<T> Inner<T> {
             return outcome;
         };
         let dir = dir.to_path_buf();
-        let Some(named) = self.kmsg.victims_in(&dir, hierarchical, Instant::now()) else {
+        let Some(named) = self
+            .kmsg
+            .victims_in(key, &dir, hierarchical, Instant::now())
+        else {
             return outcome;
         };
         let Some(book) = self.table.get_mut(key).and_then(|w| w.source.oom_book()) else {
