@@ -263,3 +263,39 @@ fn removal_right_after_reaping_without_kmsg() {
     }
     eprintln!("kmsg off: the kill reported before Removed in {reported}/{RUNS} runs");
 }
+
+/// What the exit path relies on: the kernel logs `Killed process` right
+/// after it sends the SIGKILL, so by the time the victim's pidfd is
+/// readable (it has freed its memory and exited) the record can be read.
+/// Checked on the raw mechanisms: a reader opened before, a pidfd polled
+/// for the exit, one non-blocking read of everything waiting.
+#[test]
+fn the_victim_record_is_logged_before_its_pidfd_is_readable() {
+    use ctrmon::kmsg::{KmsgReader, VictimBook};
+    let Some(root) = memory_v1() else { return };
+    let _serial = serial();
+    let mut reader = match KmsgReader::open() {
+        Ok(r) => r,
+        Err(u) if !cgroups_required() => return eprintln!("skipped: {u}"),
+        Err(u) => panic!("{u}"),
+    };
+    const RUNS: usize = 20;
+    let mut book = VictimBook::new();
+    for run in 0..RUNS {
+        let cg = TestCgroup::new(&root, &format!("kmsg-order-{run}"));
+        cg.set("memory.limit_in_bytes", LIMIT);
+        let hog = cg.memory_hog();
+        hog.wait_exited_no_reap();
+        while let Some(next) = reader.next_record().unwrap() {
+            if let Ok(r) = next.record {
+                book.add(&r);
+            }
+        }
+        assert!(
+            book.take(hog.pid()).is_some(),
+            "run {run}: pid {} exited before its kill was logged",
+            hog.pid()
+        );
+    }
+    eprintln!("the kill was logged by the exit in {RUNS}/{RUNS} runs");
+}

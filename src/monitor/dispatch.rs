@@ -283,13 +283,14 @@ where
     let mut delivered = 0;
     let mut woken = false;
     let mut housekeeping = false;
+    let mut kmsg_ready = false;
     let mut clock = Clock::default();
     for ev in events {
         let (data, flags) = key_and_flags(ev);
         let key = Key::from_u64(data);
         let (core, inner) = access.parts();
-        // The waker and timer keys are tested only on a miss: their slot
-        // indices are never handed out.
+        // The waker, timer and kernel log keys are tested only on a miss:
+        // their slot indices are never handed out.
         let ready = inner.table.on_ready(key, !A::EXCLUSIVE, |source| {
             source.on_ready(flags, &mut clock)
         });
@@ -316,10 +317,14 @@ where
             }
             // Done once the batch's events are delivered.
             Ready::Miss if data == TIMER_KEY => housekeeping = true,
-            Ready::Miss if data == KMSG_KEY => inner.on_kmsg_ready(&mut clock),
+            Ready::Miss if data == KMSG_KEY => kmsg_ready = true,
             // Stale: the watch ended after the kernel queued this event.
             Ready::Miss => {}
         }
+    }
+    if kmsg_ready {
+        let (_, inner) = access.parts();
+        inner.on_kmsg_ready(&mut clock);
     }
     if housekeeping {
         delivered += housekeep(access, &mut clock, handler);
