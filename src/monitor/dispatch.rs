@@ -407,9 +407,9 @@ pub(super) struct Group<T> {
 }
 
 pub(super) struct Pending<T> {
-    key: Key,
-    kind: EventKind,
-    watch: Option<Watch<T>>,
+    pub(super) key: Key,
+    pub(super) kind: EventKind,
+    pub(super) watch: Option<Watch<T>>,
 }
 
 impl<T> Group<T> {
@@ -424,7 +424,11 @@ impl<T> Group<T> {
         }
     }
 
-    fn push(&mut self, p: Pending<T>) {
+    fn is_empty(&self) -> bool {
+        self.items.iter().all(Option::is_none)
+    }
+
+    pub(super) fn push(&mut self, p: Pending<T>) {
         if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
             *slot = Some(p);
         }
@@ -478,12 +482,20 @@ impl<T> Inner<T> {
             let now = clock.now();
             if let Some(w) = self.table.get_mut(link) {
                 let outcome = w.source.recheck(now, true);
-                exit.oom_killed = self.judge_exit(exit.pid, exit.status, Some(link), now);
+                let judged = self.judge_exit(exit.pid, exit.status, Some(link), now, false);
                 self.push_outcome(core, link, outcome, group, exclusive);
+                match judged {
+                    Some(marked) => exit.oom_killed = marked,
+                    // The log may name it in a moment (see `kmsg.rs`).
+                    None => return self.defer_exit(core, key, exit, Some(link), now, exclusive),
+                }
             }
         } else if !matches!(self.kmsg, super::kmsg::KmsgState::Off) {
             // Without a linked cgroup only the log can tell.
-            exit.oom_killed = self.judge_exit(exit.pid, exit.status, None, clock.now());
+            let now = clock.now();
+            exit.oom_killed = self
+                .judge_exit(exit.pid, exit.status, None, now, true)
+                .unwrap_or(false);
         }
         self.push(core, key, EventKind::Exited(exit), group, exclusive);
     }
@@ -621,6 +633,17 @@ where
         let outcome = w.source.recheck(now, false);
         let mut group = Group::new();
         inner.push_outcome(core, key, outcome, &mut group, A::EXCLUSIVE);
+        delivered += deliver(access, group, handler);
+    }
+    loop {
+        let (_, inner) = access.parts();
+        if inner.late_exits.is_empty() {
+            break;
+        }
+        let group = inner.late_exits_due(now);
+        if group.is_empty() {
+            break;
+        }
         delivered += deliver(access, group, handler);
     }
     let (_, inner) = access.parts();

@@ -23,14 +23,15 @@ use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
-use super::table::Key;
-use super::Inner;
+use super::dispatch::{Group, Pending};
+use super::table::{Key, Removal, Watch};
+use super::{Core, Inner};
 use crate::cgroup::parse::proc_cgroup;
-use crate::event::{EventKind, ExitStatus, KmsgMode, OomVictim};
+use crate::event::{EventKind, Exit, ExitStatus, KmsgMode, OomVictim};
 use crate::source::kmsg::{KmsgReader, Unavailable};
 use crate::source::oom_victims::VictimBook;
 use crate::source::{Clock, Outcome};
@@ -55,6 +56,46 @@ pub(super) struct KmsgOn {
     fresh: VecDeque<Fresh>,
     /// When records were last lost.
     last_gap: Option<Instant>,
+}
+
+/// How long a `SIGKILL` exit waits for the log to name it, when its cgroup
+/// counted a kill that no exit claimed. Normally the record is there before
+/// the exit is (tests/kmsg_monitor.rs checks it); this covers a killer
+/// preempted between the signal and the log.
+pub(super) const LATE_WAIT: Duration = Duration::from_millis(100);
+/// The first look again; each later one doubles.
+const LATE_FIRST: Duration = Duration::from_millis(2);
+
+/// An exit held back until the log names it or [`LATE_WAIT`] has passed:
+/// out of the table and epoll already, delivered from the timer.
+pub(super) struct LateExit<T> {
+    pub(super) key: Key,
+    pub(super) exit: Exit,
+    pub(super) watch: Watch<T>,
+    pub(super) link: Option<Key>,
+    pub(super) next: Instant,
+    step: Duration,
+    pub(super) until: Instant,
+}
+
+impl<T> LateExit<T> {
+    pub(super) fn new(
+        key: Key,
+        exit: Exit,
+        watch: Watch<T>,
+        link: Option<Key>,
+        at: Instant,
+    ) -> Self {
+        LateExit {
+            key,
+            exit,
+            watch,
+            link,
+            next: at + LATE_FIRST,
+            step: LATE_FIRST,
+            until: at + LATE_WAIT,
+        }
+    }
 }
 
 /// A logged victim not yet named in an event.
@@ -295,18 +336,24 @@ impl<T> Inner<T> {
     /// when it is read, else (or for a kill whose record was lost) by the
     /// counter rule on the linked cgroup's watch `link`. Either way a kill
     /// the exit takes is no longer claimable by another exit.
+    ///
+    /// `None`: not yet known. The log does not name the pid, but it is a
+    /// `SIGKILL` and the linked cgroup has a kill that no exit claimed: the
+    /// record may not be written yet (the kernel sends the signal first).
+    /// The caller looks again later ([`LateExit`]), until `last_look`.
     pub(super) fn judge_exit(
         &mut self,
         pid: i32,
         status: ExitStatus,
         link: Option<Key>,
         at: Instant,
-    ) -> bool {
+        last_look: bool,
+    ) -> Option<bool> {
         let verdict = self.kmsg.exit_verdict(pid, status, link, at);
         let book = link
             .and_then(|k| self.table.get_mut(k))
             .and_then(|w| w.source.oom_book());
-        match verdict {
+        Some(match verdict {
             Verdict::NoLog | Verdict::Lost => book.is_some_and(|b| b.claim_kill_for(status, at)),
             Verdict::Victim => {
                 if let Some(b) = book {
@@ -314,8 +361,15 @@ impl<T> Inner<T> {
                 }
                 true
             }
+            Verdict::NotLogged
+                if !last_look
+                    && status == ExitStatus::Signal(9)
+                    && book.is_some_and(|b| b.has_claimable_kill(at)) =>
+            {
+                return None
+            }
             Verdict::NotLogged => false,
-        }
+        })
     }
 
     /// Names the logged victims in an OOM watch's report of kills, and in
@@ -375,6 +429,70 @@ impl<T> Inner<T> {
         } else {
             Outcome::One(EventKind::Memory(report))
         }
+    }
+
+    /// Holds back the exit of the watch `key` (see [`judge_exit`]): the
+    /// watch leaves the table and epoll now, as for a delivered exit.
+    ///
+    /// [`judge_exit`]: Self::judge_exit
+    pub(super) fn defer_exit(
+        &mut self,
+        core: &Core,
+        key: Key,
+        exit: Exit,
+        link: Option<Key>,
+        at: Instant,
+        exclusive: bool,
+    ) {
+        if let Removal::Removed(watch) = core.remove(&mut self.table, key, exclusive) {
+            self.late_exits
+                .push(LateExit::new(key, exit, watch, link, at));
+            self.schedule_changed = true;
+        }
+    }
+
+    /// The held-back exits whose time has come: each is delivered once the
+    /// log names it (marked) or its wait is over (not marked); the others
+    /// wait for their next look. At most [`Group::CAP`] per call.
+    pub(super) fn late_exits_due(&mut self, at: Instant) -> Group<T> {
+        let mut group = Group::new();
+        let mut taken = 0;
+        let mut i = 0;
+        while i < self.late_exits.len() && taken < Group::<T>::CAP {
+            if self.late_exits[i].next > at {
+                i += 1;
+                continue;
+            }
+            let (pid, status, link) = {
+                let l = &self.late_exits[i];
+                (l.exit.pid, l.exit.status, l.link)
+            };
+            let last_look = at >= self.late_exits[i].until;
+            match self.judge_exit(pid, status, link, at, last_look) {
+                Some(marked) => {
+                    let mut late = self.late_exits.swap_remove(i);
+                    late.exit.oom_killed = marked;
+                    group.push(Pending {
+                        key: late.key,
+                        kind: EventKind::Exited(late.exit),
+                        watch: Some(late.watch),
+                    });
+                    taken += 1;
+                }
+                None => {
+                    let l = &mut self.late_exits[i];
+                    l.step *= 2;
+                    l.next = (at + l.step).min(l.until);
+                    i += 1;
+                }
+            }
+        }
+        group
+    }
+
+    /// The earliest look again at a held-back exit.
+    pub(super) fn next_late_exit(&self) -> Option<Instant> {
+        self.late_exits.iter().map(|l| l.next).min()
     }
 
     /// The log is readable: read it all.

@@ -49,6 +49,8 @@ struct Inner<T> {
     unwatch_waiters: usize,
     /// The kernel log, when it is read: the OOM killer's victims by pid.
     kmsg: kmsg::KmsgState,
+    /// Exits waiting a moment for the log to name them (`kmsg.rs`).
+    late_exits: Vec<kmsg::LateExit<T>>,
 }
 
 thread_local! {
@@ -223,6 +225,7 @@ impl<T> Monitor<T> {
                 schedule_changed: false,
                 unwatch_waiters: 0,
                 kmsg,
+                late_exits: Vec::new(),
             }),
         })
     }

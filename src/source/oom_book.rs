@@ -249,6 +249,12 @@ impl OomBook {
         }
     }
 
+    /// Whether a reported kill could still be claimed at `at` (without
+    /// claiming it).
+    pub(crate) fn has_claimable_kill(&self, at: Instant) -> bool {
+        self.unclaimed_kills > 0 && self.claimable_until.is_some_and(|until| at <= until)
+    }
+
     /// Attributes one reported kill to a process that died of `SIGKILL` at
     /// `at`, if its OOM was recent enough (see the module docs).
     pub(crate) fn claim_kill(&mut self, at: Instant) -> bool {
