@@ -390,7 +390,13 @@ mod tests {
         let r = run(&["run", "--memory=32M", "--events=-", "--keep-fds", "true"]);
         assert_eq!(r.memory, Some(32 << 20));
         assert_eq!(r.events, Events::Stdout);
-        assert!(r.keep_fds);
+        assert!(r.keep_fds && !r.no_kmsg);
+        assert!(run(&["run", "--no-kmsg", "true"]).no_kmsg);
+        assert!(RUN_HELP.contains("--no-kmsg") && WATCH_HELP.contains("--no-kmsg"));
+        match p(&["watch", "--no-kmsg", "--pid", "1"]) {
+            Ok(Command::Watch(w)) => assert!(w.no_kmsg),
+            other => panic!("{other:?}"),
+        }
         let r = run(&["run", "--events", "/tmp/e", "true"]);
         assert_eq!(r.events, Events::File("/tmp/e".into()));
         // Options after `--`, or after the command's name, are the command's.
