@@ -7,6 +7,7 @@
 //! dependency runs one way: monitor → sources → events.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 
@@ -83,7 +84,7 @@ pub struct Exit {
     /// whatever the watch; a `SIGKILL` from anyone else is not an OOM kill.
     /// If log records were lost (overwritten before they were read) around
     /// the kill, the counter rule below decides for it, and the OOM event
-    /// says so ([`MemoryReport::records_lost`]).
+    /// says so ([`OomLog::records_lost`]).
     ///
     /// Without it (the counter rule): the process was watched with
     /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), its cgroup's
@@ -102,15 +103,25 @@ pub struct Exit {
 /// A memory cgroup's counters that rose, and, for an OOM kill the kernel
 /// logged in `/dev/kmsg`, who was killed and why.
 ///
-/// Derefs to the counters, so `report.oom_kill` reads as before. The victim
-/// list is empty (and allocates nothing) unless the monitor reads the
-/// kernel log ([`KmsgMode::On`](crate::KmsgMode::On)) and the kill was
-/// logged by the time the event went out.
+/// Derefs to the counters, so `report.oom_kill` reads as before. What the
+/// log said ([`OomLog`]) sits behind a second box, allocated only for an
+/// event the log had something to say about (kills are rare), so that a
+/// report without it, and every other event, stays as small and as cheap
+/// to drop as before.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct MemoryReport {
     /// The increase of each counter since the last report.
     pub counters: MemoryEvents,
+    // Dropped out of line (see `Drop`): the handler of every event drops
+    // an `EventKind`, and a victim list's drop code inline there would
+    // cost each eventfd or exit event a call.
+    log: ManuallyDrop<Option<Box<OomLog>>>,
+}
+
+/// What the kernel log said about the kills of one [`MemoryReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OomLog {
     /// The processes the kernel logged as killed in this cgroup (or in a
     /// cgroup below it, for a hierarchical watch) since the last report.
     pub victims: Vec<OomVictim>,
@@ -127,12 +138,46 @@ pub struct MemoryReport {
 }
 
 impl MemoryReport {
-    /// A report of these counters, with no victims.
+    /// A report of these counters, with nothing from the log.
     pub fn new(counters: MemoryEvents) -> MemoryReport {
         MemoryReport {
             counters,
-            ..MemoryReport::default()
+            log: ManuallyDrop::new(None),
         }
+    }
+
+    /// What the kernel log said, when the monitor reads it
+    /// ([`KmsgMode::On`]) and it named a victim or lost records.
+    pub fn log(&self) -> Option<&OomLog> {
+        self.log.as_deref()
+    }
+
+    /// The victims the kernel log named (empty without it).
+    pub fn victims(&self) -> &[OomVictim] {
+        self.log().map_or(&[], |l| &l.victims)
+    }
+
+    /// The cgroup whose limit fired, when the kernel logged it.
+    pub fn oom_memcg(&self) -> Option<&std::path::Path> {
+        self.log()?.oom_memcg.as_deref()
+    }
+
+    /// Kernel log records were lost around this OOM (see
+    /// [`OomLog::records_lost`]).
+    pub fn records_lost(&self) -> bool {
+        self.log().is_some_and(|l| l.records_lost)
+    }
+
+    pub(crate) fn set_log(&mut self, log: OomLog) {
+        let empty = log.victims.is_empty() && log.oom_memcg.is_none() && !log.records_lost;
+        *self.log = (!empty).then(|| Box::new(log));
+    }
+}
+
+impl Drop for MemoryReport {
+    #[inline(never)]
+    fn drop(&mut self) {
+        drop(self.log.take());
     }
 }
 

@@ -104,7 +104,8 @@ pub use error::{Error, Result, Subject};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use event::{
-    Event, EventKind, Exit, ExitStatus, KmsgMode, MemoryReport, OomVictim, Receiver, WatchId,
+    Event, EventKind, Exit, ExitStatus, KmsgMode, MemoryReport, OomLog, OomVictim, Receiver,
+    WatchId,
 };
 #[doc(hidden)]
 pub use monitor::table_slot_size;

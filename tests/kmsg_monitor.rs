@@ -110,9 +110,9 @@ fn a_self_sigkill_after_anothers_oom_is_not_marked_with_kmsg() {
     };
     assert!(!marked, "a SIGKILL that was no OOM kill was marked");
     // The grandchild was the victim, and is named; the watched shell is not.
-    assert_eq!(oom.victims.len(), 1, "{oom:?}");
-    assert_ne!(oom.victims[0].pid, pid, "{oom:?}");
-    assert_eq!(oom.victims[0].comm, b"tail", "{oom:?}");
+    assert_eq!(oom.victims().len(), 1, "{oom:?}");
+    assert_ne!(oom.victims()[0].pid, pid, "{oom:?}");
+    assert_eq!(oom.victims()[0].comm, b"tail", "{oom:?}");
 }
 
 #[test]
@@ -122,7 +122,10 @@ fn a_self_sigkill_after_anothers_oom_is_marked_by_the_counter_rule() {
         return;
     };
     assert!(marked);
-    assert!(oom.victims.is_empty() && oom.oom_memcg.is_none(), "{oom:?}");
+    assert!(
+        oom.victims().is_empty() && oom.oom_memcg().is_none(),
+        "{oom:?}"
+    );
 }
 
 /// A kill caused by the parent's limit, the victim in the child: the
@@ -150,16 +153,16 @@ fn parent_limit_kill(root: &Path, m: &Monitor<Who>) -> Option<PathBuf> {
     m.unwatch(cgw).unwrap();
     assert_eq!(marked, Some(true));
     let oom = oom.expect("the kill is reported before the exit");
-    assert_eq!(oom.victims.len(), 1, "{oom:?}");
-    assert_eq!(oom.victims[0].pid, hog.pid());
+    assert_eq!(oom.victims().len(), 1, "{oom:?}");
+    assert_eq!(oom.victims()[0].pid, hog.pid());
     assert_eq!(
-        oom.victims[0].cgroup.as_deref(),
+        oom.victims()[0].cgroup.as_deref(),
         Some(logged_path(root, &child).as_path())
     );
-    if let Some(memcg) = &oom.oom_memcg {
+    if let Some(memcg) = oom.oom_memcg() {
         assert_eq!(memcg, &logged_path(root, &parent));
     }
-    oom.oom_memcg
+    oom.oom_memcg().map(Path::to_path_buf)
 }
 
 #[test]
@@ -215,7 +218,7 @@ fn remove_right_after_reap(root: &Path, kmsg: bool, run: usize) -> Option<(bool,
         match kind {
             EventKind::Memory(d) => {
                 killed |= d.oom_kill > 0;
-                victims.extend(d.victims.iter().map(|v| v.pid));
+                victims.extend(d.victims().iter().map(|v| v.pid));
             }
             EventKind::Removed => return Some((killed, victims, hog.pid())),
             other => panic!("unexpected {other:?}"),

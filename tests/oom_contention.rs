@@ -136,8 +136,8 @@ fn contention(kmsg: bool) {
                     let t = tally.entry(c).or_default();
                     t.oom += d.oom;
                     t.oom_kill += d.oom_kill;
-                    t.victims += d.victims.len();
-                    assert!(kmsg || d.victims.is_empty(), "{d:?}");
+                    t.victims += d.victims().len();
+                    assert!(kmsg || d.victims().is_empty(), "{d:?}");
                     if d.oom_kill > 0 {
                         t.kill_events += 1;
                     } else {

@@ -31,7 +31,7 @@ use super::dispatch::{Group, Pending};
 use super::table::{Key, Removal, Watch};
 use super::{Core, Inner};
 use crate::cgroup::parse::proc_cgroup;
-use crate::event::{EventKind, Exit, ExitStatus, KmsgMode, OomVictim};
+use crate::event::{EventKind, Exit, ExitStatus, KmsgMode, OomLog, OomVictim};
 use crate::source::kmsg::{KmsgReader, Unavailable};
 use crate::source::oom_victims::VictimBook;
 use crate::source::{Clock, Outcome};
@@ -421,9 +421,11 @@ impl<T> Inner<T> {
         } else {
             book.unnamed_kills += counted - found;
         }
-        report.victims = named.victims;
-        report.oom_memcg = named.oom_memcg;
-        report.records_lost = named.records_lost;
+        report.set_log(OomLog {
+            victims: named.victims,
+            oom_memcg: named.oom_memcg,
+            records_lost: named.records_lost,
+        });
         if removal {
             Outcome::OomThenRemoved(report)
         } else {

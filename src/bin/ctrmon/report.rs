@@ -89,16 +89,16 @@ fn counters(mut l: Line, d: &MemoryEvents) -> Line {
 /// What the kernel log said of the OOM: `"victims":[{"pid":…,"comm":"…"}]`,
 /// `"oom_memcg":"…"` (the cgroup whose limit fired), `"records_lost":true`.
 fn victims(mut l: Line, d: &MemoryReport) -> Line {
-    if !d.victims.is_empty() {
-        l = l.list("victims", d.victims.iter(), |l, v| {
+    if !d.victims().is_empty() {
+        l = l.list("victims", d.victims().iter(), |l, v| {
             l.num("pid", v.pid)
                 .str("comm", &String::from_utf8_lossy(&v.comm))
         });
     }
-    if let Some(memcg) = &d.oom_memcg {
+    if let Some(memcg) = d.oom_memcg() {
         l = l.path("oom_memcg", memcg);
     }
-    if d.records_lost {
+    if d.records_lost() {
         l = l.bool("records_lost", true);
     }
     l
