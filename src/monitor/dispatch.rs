@@ -473,7 +473,9 @@ impl<T> Inner<T> {
             .get(key)
             .and_then(|w| w.source.pid_info())
             .and_then(|info| info.oom_link);
-        let link = link.map(|id| Key::from_u64(id.0));
+        let link = link
+            .map(|id| Key::from_u64(id.0))
+            .filter(|&k| self.table.get(k).is_some());
         if let Some(link) = link {
             // OOM before exit: whatever the cgroup has not reported yet goes
             // out first, then the exit, marked if the kill is its own. Both
@@ -491,7 +493,7 @@ impl<T> Inner<T> {
                 }
             }
         } else if !matches!(self.kmsg, super::kmsg::KmsgState::Off) {
-            // Without a linked cgroup only the log can tell.
+            // No linked cgroup (or its watch is gone): only the log can tell.
             let now = clock.now();
             exit.oom_killed = self
                 .judge_exit(exit.pid, exit.status, None, now, true)
