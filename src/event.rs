@@ -7,7 +7,6 @@
 //! dependency runs one way: monitor → sources → events.
 
 use std::fmt;
-use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 
@@ -106,16 +105,13 @@ pub struct Exit {
 /// Derefs to the counters, so `report.oom_kill` reads as before. What the
 /// log said ([`OomLog`]) sits behind a second box, allocated only for an
 /// event the log had something to say about (kills are rare), so that a
-/// report without it, and every other event, stays as small and as cheap
-/// to drop as before.
+/// report without it stays one small allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryReport {
     /// The increase of each counter since the last report.
     pub counters: MemoryEvents,
-    // Dropped out of line (see `Drop`): the handler of every event drops
-    // an `EventKind`, and a victim list's drop code inline there would
-    // cost each eventfd or exit event a call.
-    log: ManuallyDrop<Option<Box<OomLog>>>,
+    // Boxed apart: most reports have nothing from the log.
+    log: Option<Box<OomLog>>,
 }
 
 /// What the kernel log said about the kills of one [`MemoryReport`].
@@ -142,7 +138,7 @@ impl MemoryReport {
     pub fn new(counters: MemoryEvents) -> MemoryReport {
         MemoryReport {
             counters,
-            log: ManuallyDrop::new(None),
+            log: None,
         }
     }
 
@@ -170,14 +166,7 @@ impl MemoryReport {
 
     pub(crate) fn set_log(&mut self, log: OomLog) {
         let empty = log.victims.is_empty() && log.oom_memcg.is_none() && !log.records_lost;
-        *self.log = (!empty).then(|| Box::new(log));
-    }
-}
-
-impl Drop for MemoryReport {
-    #[inline(never)]
-    fn drop(&mut self) {
-        drop(self.log.take());
+        self.log = (!empty).then(|| Box::new(log));
     }
 }
 
