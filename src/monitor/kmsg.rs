@@ -201,6 +201,10 @@ impl KmsgState {
                 .oom_memcg
                 .as_deref()
                 .map(|p| PathBuf::from(OsStr::from_bytes(p)));
+            // A `memory.oom.group` kill logs its chosen victim twice (first
+            // alone, then with the group; the kernel counts it twice too):
+            // one process, named once.
+            on.fresh.retain(|f| f.victim.pid != victim.pid);
             if on.fresh.len() == KEEP_FRESH {
                 on.fresh.pop_front();
             }
