@@ -26,9 +26,10 @@
 //!
 //! | you have | use |
 //! | --- | --- |
-//! | one thread that runs the loop (the common case) | [`Monitor::wait_mut`]: no lock, no atomic read-modify-write per event |
-//! | several threads that add watches, wake or shut down during a wait | [`Monitor::wait`] on a monitor in an `Arc` |
-//! | another event loop (mio, tokio) | either, with a zero timeout, when the monitor's fd ([`AsFd`](std::os::fd::AsFd)) turns readable |
+//! | one thread that runs a blocking loop (the common case) | [`Monitor::wait_mut`]: no lock, no atomic read-modify-write per event |
+//! | several threads that wait, add watches, wake or shut down during a wait | [`Monitor::wait`] on a monitor in an `Arc` |
+//! | a tokio runtime | `ctrmon::tokio::AsyncMonitor` (the `tokio` feature): cancel-safe `next`, `wait`, `wait_mut` and a `Stream` |
+//! | another event loop (mio, glib, your own epoll) | either wait with a zero timeout, until it returns 0, each time the monitor's fd ([`AsFd`](std::os::fd::AsFd)) turns readable (see [`Monitor`]; `examples/nested_mio.rs`) |
 //! | producers in other threads, with `wait_mut` | [`Monitor::watch_new_eventfd`] and its [`EventfdWriter`] |
 //!
 //! Both waits deliver the same events with the same guarantees. A non-final
@@ -83,6 +84,7 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cgroup;
 mod error;
@@ -93,6 +95,9 @@ mod source;
 pub mod spawn;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 
 pub use cgroup::parse::memory_events::MemoryEvents;
 pub use cgroup::parse::psi::{PsiKind, PsiTrigger};

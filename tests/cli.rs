@@ -337,3 +337,57 @@ fn run_under_a_cgroup_parent() {
     assert!(shown.contains(&format!(":memory:{rel}\n")), "{shown}");
     assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
 }
+
+/// A v2 cgroup without the memory controller (every cgroup of this
+/// machine's v2 hierarchy): `watch --cgroup` says why it cannot watch OOMs
+/// there, and `--populated-only` watches it for populated and removal.
+#[test]
+fn watch_v2_cgroup_without_memory_explains_and_populated_only_watches_it() {
+    let Some(root) = common::unified_v2() else {
+        return;
+    };
+    let mut cg = TestCgroup::new(&root, "cli-v2-nomem");
+    if cg.path.join("memory.events").exists() {
+        eprintln!("skipping: memory is enabled on this v2 hierarchy");
+        return;
+    }
+    let o = ctrmon()
+        .args(["watch", "--cgroup"])
+        .arg(&cg.path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let control = root.join("cgroup.subtree_control");
+    assert!(
+        err.contains("memory controller is not enabled")
+            && err.contains(&*control.to_string_lossy())
+            && err.contains("--populated-only"),
+        "{err}"
+    );
+
+    let mut watcher = Kid::spawn(
+        ctrmon()
+            .args(["watch", "--populated-only", "--cgroup"])
+            .arg(&cg.path)
+            .stdout(Stdio::piped()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let kid = cg.sh("sleep 0.2");
+    kid.reap();
+    drop(kid);
+    std::thread::sleep(Duration::from_millis(300));
+    cg.remove();
+    common::wait_for(Duration::from_secs(20), || {
+        watcher.state() != common::KidState::Running
+    });
+    let mut out = String::new();
+    std::io::Read::read_to_string(watcher.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let status = watcher.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    let ev = lines(out.as_bytes());
+    let names: Vec<&str> = ev.iter().map(|l| event(l)).collect();
+    assert_eq!(names, ["populated", "populated", "removed"], "{ev:?}");
+    assert_eq!(field(&ev[0], "populated"), Some("true"));
+    assert_eq!(field(&ev[1], "populated"), Some("false"));
+}

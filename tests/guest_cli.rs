@@ -295,3 +295,122 @@ fn systemd_host_delegated_cgroup_ctrmon_moves_into_a_leaf_and_runs_beside_it() {
     assert_eq!(run_cgroups(&scope.path), Vec::<String>::new());
     assert_eq!(run_cgroups(&root), Vec::<String>::new());
 }
+
+/// The value of `"key":` in a JSON line (numbers and plain strings).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    if let Some(s) = rest.strip_prefix('"') {
+        return s.split('"').next();
+    }
+    Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
+}
+
+#[test]
+fn run_oom_group_kills_the_whole_command() {
+    let Some(root) = memory_v2() else { return };
+    let _lock = serial();
+    let o = ctrmon_in(
+        None,
+        &[
+            "run",
+            "--oom-group",
+            "--memory",
+            "32M",
+            "--",
+            "sh",
+            "-c",
+            "sleep 600 & sleep 600 & exec tail </dev/zero",
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(137), "{err}");
+    let oom: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("\"event\":\"oom\""))
+        .collect();
+    assert_eq!(oom.len(), 1, "{err}");
+    assert_eq!(field(oom[0], "oom_group_kill"), Some("1"), "{err}");
+    // The hog and both sleepers (6.1 counts the first victim twice).
+    let kills: u64 = field(oom[0], "oom_kill").unwrap().parse().unwrap();
+    assert!((3..=4).contains(&kills), "{err}");
+    assert!(err.contains("\"oom_killed\":true"), "{err}");
+    assert_eq!(run_cgroups(&root), Vec::<String>::new());
+}
+
+#[test]
+fn watch_local_events_tells_the_ancestors_limit_from_the_cgroups_own() {
+    let Some(root) = memory_v2() else { return };
+    let _lock = serial();
+    let mut parent = TestCgroup::new(&root, "cli-local");
+    parent.set("memory.max", "33554432");
+    parent.set("memory.swap.max", "0");
+    parent.set("cgroup.subtree_control", "+memory");
+    let mut child = parent.child("leaf");
+    let mut watcher = common::Kid::spawn(
+        Command::new(CTRMON)
+            .args(["watch", "--local-events", "--cgroup"])
+            .arg(&child.path)
+            .arg("--cgroup")
+            .arg(&parent.path)
+            .stdout(Stdio::piped()),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let hog = child.memory_hog();
+    hog.reap();
+    drop(hog);
+    // Let the parent's OOM (which waits for a kill that is not its own) out.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.remove();
+    parent.remove();
+    common::wait_for(std::time::Duration::from_secs(30), || {
+        watcher.state() != common::KidState::Running
+    });
+    let mut out = String::new();
+    std::io::Read::read_to_string(watcher.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(watcher.child.wait().unwrap().code(), Some(0), "{out}");
+    let of = |dir: &Path| -> Vec<&str> {
+        let tag = format!("\"cgroup\":\"{}\"", dir.display());
+        out.lines()
+            .filter(|l| l.contains("\"event\":\"oom\"") && l.contains(&tag))
+            .collect()
+    };
+    // The child: its process killed, for a limit that is not its own.
+    let c = of(&child.path);
+    assert_eq!(c.len(), 1, "{out}");
+    assert_eq!(
+        (field(c[0], "oom"), field(c[0], "oom_kill")),
+        (None, Some("1")),
+        "{out}"
+    );
+    // The parent: its limit hit, no process of its own killed.
+    let p = of(&parent.path);
+    assert_eq!(p.len(), 1, "{out}");
+    assert_eq!(
+        (field(p[0], "oom"), field(p[0], "oom_kill")),
+        (Some("1"), None),
+        "{out}"
+    );
+    assert_eq!(out.matches("\"event\":\"removed\"").count(), 2, "{out}");
+}
+
+// What the command leaves running in its cgroup is killed (through
+// cgroup.kill on this kernel) and the cgroup removed.
+#[test]
+fn run_kills_what_the_command_left_and_removes_the_cgroup() {
+    let Some(root) = memory_v2() else { return };
+    let _lock = serial();
+    let o = ctrmon_in(
+        None,
+        &["run", "--", "sh", "-c", "sleep 600 & echo $!; exit 3"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let left: i32 = stdout(&o).trim().parse().unwrap();
+    // Gone, or a zombie waiting for the guest's init to reap it.
+    let state = std::fs::read_to_string(format!("/proc/{left}/stat")).unwrap_or_default();
+    let state = state.rsplit(')').next().unwrap_or("").trim_start();
+    assert!(
+        state.is_empty() || state.starts_with('Z'),
+        "sleep {left} still runs: {state}"
+    );
+    assert_eq!(run_cgroups(&root), Vec::<String>::new());
+}

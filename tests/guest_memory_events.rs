@@ -286,3 +286,53 @@ fn local_events_ancestors_limit_oom_in_the_parent_kill_in_the_child() {
     let Some(root) = memory_v2() else { return };
     local_case(&root, "v2-local-parent", true);
 }
+
+// The OOM-before-exit rule for a process that is not our child (a runtime
+// watching a container's init that a shim started): the victim's exit is
+// only a pidfd readiness, and the cgroup's counters are re-read before it
+// is delivered. Five rounds, each a fresh victim.
+#[test]
+fn oom_comes_before_the_exit_of_a_process_that_is_not_our_child() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(root) = memory_v2() else { return };
+    let cg = limited(&root, "v2-nonchild");
+    let m = Monitor::new().unwrap();
+    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    for round in 1..=5u64 {
+        // sh forks the victim, which waits for "go" on sh's stdin (fd 3: a
+        // background job's own stdin is /dev/null), so it is watched before
+        // it allocates; sh (our child) reaps it.
+        let script = format!(
+            "echo $$ > '{}/cgroup.procs' || exit 1; exec 3<&0; \
+             (read go <&3; exec tail </dev/zero) & echo $!; wait",
+            cg.path.display()
+        );
+        let mut sh = common::Kid::spawn(
+            std::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped()),
+        );
+        let mut line = String::new();
+        BufReader::new(sh.child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let victim: i32 = line.trim().parse().unwrap();
+        let vw = m.watch_pid_in(victim, cgw, 1).unwrap();
+        writeln!(sh.child.stdin.as_mut().unwrap(), "go").unwrap();
+        let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == vw));
+        let exit_at = got.iter().position(|e| e.id == vw).unwrap();
+        let oom_at = got.iter().position(|e| oom_kills(e).is_some());
+        assert!(
+            oom_at.is_some_and(|o| o < exit_at),
+            "round {round}: the OOM must come before the exit: {got:?}\n{}\nsh: {:?}",
+            cg.read("memory.events"),
+            sh.state()
+        );
+        let EventKind::Exited(x) = got[exit_at].kind else {
+            panic!()
+        };
+        assert_eq!(x.status, ExitStatus::Unknown, "not our child: {got:?}");
+        assert_eq!(cg.counter("memory.events", "oom_kill"), round);
+    }
+}

@@ -61,6 +61,7 @@ fn kernel_swap_events(cg: &TestCgroup) -> SwapEvents {
 #[test]
 fn swap_max_reported_as_the_kernel_counts_it() {
     let Some(root) = memory_v2() else { return };
+    let _lock = common::serial();
     let Some(_swap) = SwapOn::new() else { return };
     let mut cg = TestCgroup::new(&root, "v2-swap");
     cg.set("memory.max", "16777216");
@@ -115,4 +116,77 @@ fn swap_watch_on_a_cgroup_that_never_swaps_reports_nothing() {
         0
     );
     drop(kid);
+}
+
+/// The sum of `"key":N` over the `swap` lines of `out`.
+fn swap_field_sum(out: &str, key: &str) -> u64 {
+    out.lines()
+        .filter(|l| l.contains("\"event\":\"swap\""))
+        .filter_map(|l| {
+            let rest = &l[l.find(&format!("\"{key}\":"))? + key.len() + 3..];
+            rest[..rest.find([',', '}'])?].parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[test]
+fn ctrmon_watch_prints_swap_lines_that_add_up_to_the_kernels_counters() {
+    let Some(root) = memory_v2() else { return };
+    let _lock = common::serial();
+    let Some(_swap) = SwapOn::new() else { return };
+    let mut cg = TestCgroup::new(&root, "v2-swap-cli");
+    cg.set("memory.max", "16777216");
+    cg.set("memory.swap.max", "4194304");
+    let mut watcher = common::Kid::spawn(
+        Command::new(env!("CARGO_BIN_EXE_ctrmon"))
+            .args(["watch", "--cgroup"])
+            .arg(&cg.path)
+            .stdout(std::process::Stdio::piped()),
+    );
+    // Lines as they come, from a thread, so that waiting for one is bounded.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watcher.child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let hog = cg.memory_hog();
+    hog.reap();
+    drop(hog);
+    // The OOM is reported before the cgroup goes: ctrmon is not told about
+    // the hog's exit, so removing the cgroup at once could race the report.
+    let mut out = String::new();
+    while !out.contains("\"event\":\"oom\"") {
+        let line = rx
+            .recv_timeout(LONG)
+            .unwrap_or_else(|e| panic!("no oom line ({e}): {out}"));
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let kernel = kernel_swap_events(&cg);
+    assert!(kernel.max > 0, "swap.max was not hit: {kernel:?}");
+    // The cgroup is empty: its counters are final. The lines add up to them
+    // (a late one is waited for, a wrong sum fails after LONG).
+    while swap_field_sum(&out, "max") != kernel.max || swap_field_sum(&out, "fail") != kernel.fail {
+        let line = rx
+            .recv_timeout(LONG)
+            .unwrap_or_else(|e| panic!("swap lines do not add up to {kernel:?} ({e}): {out}"));
+        out.push_str(&line);
+        out.push('\n');
+    }
+    cg.remove();
+    common::wait_for(LONG, || watcher.state() != common::KidState::Running);
+    assert_eq!(watcher.child.wait().unwrap().code(), Some(0), "{out}");
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert!(out.contains("\"event\":\"removed\""), "{out}");
+    assert_eq!(swap_field_sum(&out, "max"), kernel.max, "{out}");
+    assert_eq!(swap_field_sum(&out, "fail"), kernel.fail, "{out}");
 }

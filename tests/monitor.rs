@@ -80,6 +80,7 @@ on_both_paths!(
     unwatching_a_lent_watch_hands_the_receiver_back_as_unwatched,
     made_eventfds_need_no_checks_and_outlive_their_watch,
     a_wake_with_nobody_waiting_ends_the_next_wait,
+    a_panicking_handler_leaves_its_lent_watch_in_place,
 );
 
 /// The error kind of `EBUSY` (`ResourceBusy`, stable since Rust 1.83).
@@ -830,4 +831,27 @@ fn receivers_need_not_be_clone_or_sync() {
         .unwrap();
     }
     assert_eq!(rx.recv().unwrap(), 4);
+}
+
+fn a_panicking_handler_leaves_its_lent_watch_in_place(path: Path) {
+    let mut m = Monitor::new().unwrap();
+    let (id, writer) = m.watch_new_eventfd(vec![1u8, 2, 3]).unwrap();
+    writer.signal(1).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait(path, &mut m, LONG, |e, _| {
+            assert!(e.receiver.into_owned().is_none(), "a signal lends it");
+            panic!("handler failed");
+        })
+    }));
+    assert!(caught.is_err());
+    // The watch is as it was: live, reporting, and its receiver intact.
+    assert!(m.contains(id));
+    assert_eq!(m.len(), 1);
+    writer.signal(2).unwrap();
+    let mut got = Vec::new();
+    wait(path, &mut m, LONG, |e, _| {
+        got.push((format!("{:?}", e.kind), e.receiver.clone()))
+    });
+    assert_eq!(got, [("Signaled { count: 2 }".to_string(), vec![1, 2, 3])]);
+    assert_eq!(m.unwatch(id).unwrap(), [1, 2, 3]);
 }

@@ -16,6 +16,7 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -49,8 +50,17 @@ impl<T> Monitor<T> {
     /// receiver ([`Receiver::Lent`](crate::Receiver::Lent)); while it is
     /// lent, `unwatch` of that watch ends it and the receiver comes back as
     /// an [`EventKind::Unwatched`](crate::EventKind::Unwatched) event. If the
-    /// handler panics, the panic propagates; the watch whose receiver it held
-    /// is then ended (its receiver and fd are dropped).
+    /// handler panics, the panic propagates: the watch whose receiver it held
+    /// goes back into the table as it was, the other events of that
+    /// readiness not yet delivered are lost (a final one's receiver is
+    /// dropped), and readiness not yet looked at is reported by the next
+    /// wait.
+    ///
+    /// With several threads waiting at once, a readiness for a watch whose
+    /// receiver another thread's handler holds is left for later: it is
+    /// delivered once that handler returns (a level-triggered source keeps
+    /// the waiting thread's `epoll_wait` returning meanwhile, so keep
+    /// handlers short when several threads wait).
     ///
     /// Prefer [`wait_mut`](Self::wait_mut) when one thread owns the monitor.
     ///
@@ -295,16 +305,13 @@ where
             source.on_ready(flags, &mut clock)
         });
         match ready {
-            Ready::Lent(kind, mut watch) => {
+            Ready::Lent(kind, watch) => {
                 access.unlock();
-                let event = Event {
-                    id: WatchId(data),
-                    kind,
-                    receiver: Receiver::Lent(&mut watch.receiver),
-                };
-                lend_out::<T, A, F>(handler, event, access.monitor());
+                let watch = lend_out::<T, A, F>(handler, key, kind, watch, access.monitor());
                 delivered += 1;
-                delivered += give_back(access, key, watch, handler);
+                if let Some(watch) = watch {
+                    delivered += give_back(access, key, watch, handler);
+                }
             }
             Ready::Other(Outcome::Nothing) => {}
             Ready::Other(outcome) => {
@@ -337,21 +344,54 @@ where
     (delivered, woken)
 }
 
-/// Calls the handler with a lent receiver. On the shared path the thread
-/// counts its lends, so that its own `unwatch` calls know not to wait for a
-/// lend to end (see `Monitor::unwatch`).
+/// Calls the handler with the receiver of `watch` lent, and hands the watch
+/// back to be put in its slot. On the shared path the thread counts its
+/// lends, so that its own `unwatch` calls know not to wait for a lend to end
+/// (see `Monitor::unwatch`). If the handler panics, the watch goes back into
+/// its slot (or, if it was unwatched meanwhile, out of epoll) before the
+/// panic goes on, so that its slot is not lost and its id stays true.
 #[inline(always)]
-fn lend_out<T, A, F>(handler: &mut F, event: Event<'_, T>, monitor: &Monitor<T>)
+fn lend_out<T, A, F>(
+    handler: &mut F,
+    key: Key,
+    kind: EventKind,
+    mut watch: Watch<T>,
+    monitor: &Monitor<T>,
+) -> Option<Watch<T>>
 where
     A: Access<T>,
     F: FnMut(Event<'_, T>, &Monitor<T>),
 {
-    if A::EXCLUSIVE {
-        handler(event, monitor);
-    } else {
+    let event = Event {
+        id: WatchId(key.as_u64()),
+        kind,
+        receiver: Receiver::Lent(&mut watch.receiver),
+    };
+    if !A::EXCLUSIVE {
         super::LENDS.with(|n| n.set(n.get() + 1));
-        handler(event, monitor);
+    }
+    // The handler is the caller's code: it is not asked to be unwind-safe,
+    // and on a panic nothing of it is touched again.
+    let returned = catch_unwind(AssertUnwindSafe(|| handler(event, monitor)));
+    if !A::EXCLUSIVE {
         super::LENDS.with(|n| n.set(n.get() - 1));
+    }
+    if let Err(panic) = returned {
+        put_back_after_panic(monitor, key, watch);
+        resume_unwind(panic);
+    }
+    Some(watch)
+}
+
+#[cold]
+#[inline(never)]
+fn put_back_after_panic<T>(monitor: &Monitor<T>, key: Key, watch: Watch<T>) {
+    let mut inner = monitor.lock();
+    if let Err(watch) = inner.table.restore(key, watch) {
+        monitor.core.retire(&watch.source, false);
+    }
+    if inner.unwatch_waiters > 0 {
+        monitor.core.returned.notify_all();
     }
 }
 
@@ -597,14 +637,15 @@ where
         }
         let (_, inner) = access.parts();
         // Gone since it was resolved: dropped.
-        let Some(mut w) = inner.table.lend(key, !A::EXCLUSIVE) else {
+        let Some(w) = inner.table.lend(key, !A::EXCLUSIVE) else {
             continue;
         };
         access.unlock();
-        let receiver = Receiver::Lent(&mut w.receiver);
-        lend_out::<T, A, F>(handler, Event { id, kind, receiver }, access.monitor());
+        let w = lend_out::<T, A, F>(handler, key, kind, w, access.monitor());
         delivered += 1;
-        delivered += give_back(access, key, w, handler);
+        if let Some(w) = w {
+            delivered += give_back(access, key, w, handler);
+        }
     }
     delivered
 }

@@ -122,7 +122,7 @@ thread_local! {
 ///
 /// The monitor is itself a file descriptor that is readable whenever an event
 /// is pending (or timed work is due: its own timerfd is in the set), so it
-/// nests in another event loop (mio, tokio's `AsyncFd`): register
+/// nests in another event loop (mio; on tokio, use `ctrmon::tokio`): register
 /// [`as_fd`](AsFd::as_fd) for readability and, each time it fires, call
 /// `wait_mut` (or `wait`) with a zero timeout until it returns 0 (those
 /// loops are edge-triggered, and one wait delivers at most a batch of 128).

@@ -221,16 +221,7 @@ impl<T> Monitor<T> {
     /// kernel without the file, is refused with an error naming the path.
     pub fn watch_cgroup_oom_local(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
-            if dir.version() != CgroupVersion::V2 {
-                return Err(Error::path(
-                    "watch",
-                    dir.path(),
-                    std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        "memory.events.local exists only on cgroup v2",
-                    ),
-                ));
-            }
+            only_on_v2(dir, "memory.events.local")?;
             Ok(Source::cold(Cold::MemoryEvents(
                 source::memory_events::MemoryEventsWatch::open(
                     dir,
@@ -254,16 +245,7 @@ impl<T> Monitor<T> {
     /// path.
     pub fn watch_cgroup_swap(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
-            if dir.version() != CgroupVersion::V2 {
-                return Err(Error::path(
-                    "watch",
-                    dir.path(),
-                    std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        "memory.swap.events exists only on cgroup v2",
-                    ),
-                ));
-            }
+            only_on_v2(dir, "memory.swap.events")?;
             let w = source::swap_events::SwapEventsWatch::open(dir)?;
             Ok(Source::cold(Cold::Swap(w)))
         })
@@ -408,4 +390,19 @@ impl<T> Monitor<T> {
         let source = arm(&dir)?;
         self.add(source, receiver, Subject::Path(dir.path().to_path_buf()))
     }
+}
+
+/// Refuses a v1 directory for a file that exists only on cgroup v2.
+fn only_on_v2(dir: &CgroupDir, file: &str) -> Result<()> {
+    if dir.version() == CgroupVersion::V2 {
+        return Ok(());
+    }
+    Err(Error::path(
+        "watch",
+        dir.path(),
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{file} exists only on cgroup v2"),
+        ),
+    ))
 }

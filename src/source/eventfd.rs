@@ -42,7 +42,7 @@ pub(crate) fn on_ready(fd: &OwnedFd) -> Option<EventKind> {
 }
 
 #[cold]
-fn failed(fd: &OwnedFd, e: Errno) -> EventKind {
+pub(crate) fn failed(fd: &OwnedFd, e: Errno) -> EventKind {
     EventKind::Failed(Error::os("read eventfd", Subject::Fd(fd.as_raw_fd()), e))
 }
 

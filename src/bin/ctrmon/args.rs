@@ -40,7 +40,12 @@ Options:
   --memory SIZE         limit the cgroup's memory to SIZE (bytes, or with K, M, G;
                         at least one page)
   --cgroup-parent DIR   create the cgroup in DIR (default: the root of the
-                        memory hierarchy)
+                        memory hierarchy; on cgroup v2 under systemd, beside
+                        ctrmon in its delegated cgroup). On v2, memory is
+                        enabled in DIR's cgroup.subtree_control if needed,
+                        which fails if DIR has processes of its own
+  --oom-group           on cgroup v2, set memory.oom.group: an OOM kills
+                        the whole command, not one of its processes
   --events FILE         write the JSON lines to FILE (`-`: standard output)
                         instead of standard error
   --keep-fds            pass ctrmon's inherited file descriptors above 2 on to
@@ -74,7 +79,14 @@ followed.
 
 Options:
   --pid PID             a process (any process, not only ctrmon's children)
-  --cgroup DIR          a memory cgroup directory (v1 or v2)
+  --cgroup DIR          a memory cgroup directory (v1 or v2); on v2 its swap
+                        events (memory.swap.events) are reported too
+  --local-events        on v2, read each DIR's memory.events.local (its own
+                        counters) instead of memory.events (which counts its
+                        descendants' too): `oom` then rises only where the limit
+                        that was hit sits, `oom_kill` only where the victim was
+  --populated-only      watch each v2 DIR for populated and removal alone (for
+                        a cgroup without the memory controller)
   --psi FILE=TRIGGER    a PSI trigger on a pressure file
   --events FILE         write the JSON lines to FILE (`-`: standard output)
   --no-kmsg             do not read the kernel log (/dev/kmsg): OOM-killed exits
@@ -142,6 +154,7 @@ pub struct Run {
     pub cgroup_parent: Option<PathBuf>,
     pub events: Events,
     pub keep_fds: bool,
+    pub oom_group: bool,
     pub no_kmsg: bool,
     pub command: Vec<OsString>,
 }
@@ -152,6 +165,11 @@ pub struct Watch {
     pub cgroups: Vec<PathBuf>,
     pub psi: Vec<(PathBuf, PsiTrigger)>,
     pub events: Events,
+    /// `--local-events`: v2 OOM watches read `memory.events.local`.
+    pub local_events: bool,
+    /// `--populated-only`: v2 cgroups watched for populated and removal
+    /// alone.
+    pub populated_only: bool,
     pub no_kmsg: bool,
 }
 
@@ -207,6 +225,7 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         cgroup_parent: None,
         events: Events::Default,
         keep_fds: false,
+        oom_group: false,
         no_kmsg: false,
         command: Vec::new(),
     };
@@ -219,6 +238,7 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
             Long("cgroup-parent") => run.cgroup_parent = Some(p.value()?.into()),
             Long("events") => run.events = events(p.value()?),
             Long("keep-fds") => run.keep_fds = true,
+            Long("oom-group") => run.oom_group = true,
             Long("no-kmsg") => run.no_kmsg = true,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             // The command, after `--` or not: everything from here is its own.
@@ -242,6 +262,8 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         cgroups: Vec::new(),
         psi: Vec::new(),
         events: Events::Default,
+        local_events: false,
+        populated_only: false,
         no_kmsg: false,
     };
     while let Some(arg) = p.next()? {
@@ -251,6 +273,8 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                 w.pids.push(parse_pid(&text("--pid", &v)?)?);
             }
             Long("cgroup") => w.cgroups.push(p.value()?.into()),
+            Long("local-events") => w.local_events = true,
+            Long("populated-only") => w.populated_only = true,
             Long("psi") => {
                 let v = text("--psi", &p.value()?)?;
                 let Some((file, trigger)) = v.split_once('=') else {
@@ -420,6 +444,26 @@ mod tests {
             .unwrap_err()
             .0
             .contains("--bogus"));
+    }
+
+    #[test]
+    fn v2_options() {
+        assert!(run(&["run", "--oom-group", "--", "true"]).oom_group);
+        assert!(!run(&["run", "--", "true"]).oom_group);
+        match p(&[
+            "watch",
+            "--cgroup",
+            "/c",
+            "--local-events",
+            "--populated-only",
+        ]) {
+            Ok(Command::Watch(w)) => assert!(w.local_events && w.populated_only),
+            other => panic!("{other:?}"),
+        }
+        match p(&["watch", "--cgroup", "/c"]) {
+            Ok(Command::Watch(w)) => assert!(!w.local_events && !w.populated_only),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

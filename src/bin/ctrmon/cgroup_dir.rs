@@ -162,15 +162,23 @@ pub fn creator_of(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// True when `pid` is a running ctrmon (`/proc/<pid>/exe` is a file named
-/// `ctrmon`). Unknown (the link unreadable for another reason than the
-/// process being gone) counts as running: gc never removes a cgroup it is
-/// unsure about.
+/// True when `pid` is a running ctrmon: `/proc/<pid>/exe` is a file whose
+/// name starts with `ctrmon`, or has the name this ctrmon runs under (a
+/// renamed copy, such as a second build installed beside the first, must
+/// not take another's live runs for dead). Unknown (the link unreadable for
+/// another reason than the process being gone) counts as running: gc never
+/// removes a cgroup it is unsure about.
 fn runs_ctrmon(pid: u32) -> bool {
+    let name = |exe: &Path| {
+        exe.file_name().map(|n| {
+            let n = n.to_string_lossy().into_owned();
+            n.strip_suffix(" (deleted)").map(str::to_owned).unwrap_or(n)
+        })
+    };
     match std::fs::read_link(format!("/proc/{pid}/exe")) {
-        Ok(exe) => exe.file_name().is_some_and(|n| {
-            let n = n.to_string_lossy();
-            n == "ctrmon" || n == "ctrmon (deleted)"
+        Ok(exe) => name(&exe).is_some_and(|n| {
+            n.starts_with("ctrmon")
+                || std::fs::read_link("/proc/self/exe").is_ok_and(|me| name(&me) == Some(n))
         }),
         Err(e) => e.kind() != io::ErrorKind::NotFound,
     }
@@ -229,8 +237,18 @@ mod tests {
 
     #[test]
     fn runs_ctrmon_checks_the_executable() {
-        // This test binary is not ctrmon; pid 0 never has a /proc entry.
-        assert!(!runs_ctrmon(std::process::id()));
+        // A `sleep` is not a ctrmon; this process runs under its own name,
+        // which counts (a renamed copy of ctrmon); pid u32::MAX never has a
+        // /proc entry.
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let not_ctrmon = runs_ctrmon(sleeper.id());
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        assert!(!not_ctrmon);
+        assert!(runs_ctrmon(std::process::id()));
         assert!(!runs_ctrmon(u32::MAX));
     }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ctrmon::{Event, EventKind, ExitStatus, MemoryEvents, MemoryReport};
+use ctrmon::{Event, EventKind, ExitStatus, MemoryEvents, MemoryReport, SwapEvents};
 
 use crate::json::Line;
 
@@ -15,6 +15,10 @@ pub enum Target {
     /// A v2 cgroup's `populated` watch (its removal is reported once, by the
     /// OOM watch).
     Populated(PathBuf),
+    /// A v2 cgroup watched with `--populated-only`: it reports the removal.
+    PopulatedAlone(PathBuf),
+    /// A v2 cgroup's swap watch (its removal is reported by the OOM watch).
+    Swap(PathBuf),
     Psi(PathBuf),
     /// ctrmon's own output, watched for its reader going away: no line.
     Output,
@@ -24,7 +28,10 @@ impl Target {
     fn tag(&self, line: Line) -> Line {
         match self {
             Target::Pid(p) => line.num("pid", p),
-            Target::Cgroup(d) | Target::Populated(d) => line.path("cgroup", d),
+            Target::Cgroup(d)
+            | Target::Populated(d)
+            | Target::PopulatedAlone(d)
+            | Target::Swap(d) => line.path("cgroup", d),
             Target::Psi(f) => line.path("file", f),
             Target::Output => line,
         }
@@ -54,7 +61,10 @@ pub fn line(targets: &[Target], event: &Event<'_, u32>) -> Option<String> {
             let name = if d.any_oom() { "oom" } else { "memory" };
             victims(counters(target.tag(Line::new(name)), d), d)
         }
-        EventKind::Removed if matches!(target, Target::Populated(_)) => return None,
+        EventKind::Swap(d) => swap_counters(target.tag(Line::new("swap")), d),
+        EventKind::Removed if matches!(target, Target::Populated(_) | Target::Swap(_)) => {
+            return None
+        }
         EventKind::Removed => target.tag(Line::new("removed")),
         EventKind::Populated(p) => target.tag(Line::new("populated")).bool("populated", *p),
         EventKind::Pressure(level) => target
@@ -100,6 +110,16 @@ fn victims(mut l: Line, d: &MemoryReport) -> Line {
     }
     if d.records_lost() {
         l = l.bool("records_lost", true);
+    }
+    l
+}
+
+/// The swap counters that rose.
+fn swap_counters(mut l: Line, d: &SwapEvents) -> Line {
+    for (name, v) in [("max", d.max), ("fail", d.fail), ("high", d.high)] {
+        if v > 0 {
+            l = l.num(name, v);
+        }
     }
     l
 }

@@ -36,6 +36,12 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
 
     let placement = crate::placement::place(opts.cgroup_parent.as_deref())?;
     let version = placement.version;
+    if opts.oom_group && version != CgroupVersion::V2 {
+        return fail(
+            format_args!("--oom-group in {}", placement.parent.display()),
+            "memory.oom.group exists only on cgroup v2",
+        );
+    }
     // What ctrmons killed before they could clean up left behind.
     if let Err(Failure(msg)) = cgroup_dir::gc(&placement.parent) {
         say(msg);
@@ -48,6 +54,9 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         };
         cg.write(file, &bytes.to_string())?;
     }
+    if opts.oom_group {
+        cg.write("memory.oom.group", "1")?;
+    }
 
     let monitor: Monitor<u32> = if opts.no_kmsg {
         Monitor::new_without_kmsg()?
@@ -55,6 +64,10 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         Monitor::new()?
     };
     let cg_watch = monitor.watch_cgroup_oom(&cg.path, 0)?;
+    // Swap events on v2, where swap is accounted (receiver 2).
+    if version == CgroupVersion::V2 && cg.path.join("memory.swap.events").exists() {
+        monitor.watch_cgroup_swap(&cg.path, 2)?;
+    }
 
     let mut cmd = Command::new(&opts.command[0]);
     cmd.args(&opts.command[1..]);
@@ -79,7 +92,11 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
             .or_else(|e| fail(format_args!("open pidfd for pid {pid}"), e))?,
     );
-    let targets = [Target::Cgroup(cg.path.clone()), Target::Pid(pid)];
+    let targets = [
+        Target::Cgroup(cg.path.clone()),
+        Target::Pid(pid),
+        Target::Swap(cg.path.clone()),
+    ];
     monitor.watch_pid_in(pid, cg_watch, 1)?;
     forward_signals(sigfd, pidfd);
 

@@ -42,16 +42,38 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     // The cgroups first: a pid inside one is linked to its OOM watch.
     let mut oom_watches = OomWatches::default();
     for dir in &opts.cgroups {
+        let version = cgroup_version(dir)?;
         let id = targets.len() as u32;
+        if opts.populated_only {
+            if version != CgroupVersion::V2 {
+                return fail(
+                    format_args!("watch cgroup {}", dir.display()),
+                    "--populated-only needs a cgroup v2 directory (cgroup.events)",
+                );
+            }
+            targets.push(Target::PopulatedAlone(dir.clone()));
+            monitor.watch_populated(dir, id)?;
+            live += 1;
+            continue;
+        }
         targets.push(Target::Cgroup(dir.clone()));
-        let watch = monitor
-            .watch_cgroup_oom(dir, id)
-            .map_err(|e| explain_cgroup(dir, e))?;
+        let watch = if opts.local_events {
+            monitor.watch_cgroup_oom_local(dir, id)
+        } else {
+            monitor.watch_cgroup_oom(dir, id)
+        };
+        let watch = watch.map_err(|e| explain_cgroup(dir, e))?;
         oom_watches.push(dir.clone(), watch);
-        if cgroup_version(dir)? == CgroupVersion::V2 {
+        if version == CgroupVersion::V2 {
             let pid = targets.len() as u32;
             targets.push(Target::Populated(dir.clone()));
             monitor.watch_populated(dir, pid)?;
+            // Swap accounting may be off (no swap, or swapaccount=0).
+            if dir.join("memory.swap.events").exists() {
+                let sid = targets.len() as u32;
+                targets.push(Target::Swap(dir.clone()));
+                monitor.watch_cgroup_swap(dir, sid)?;
+            }
         }
         live += 1;
     }
@@ -121,9 +143,10 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
             match (&targets[*event.receiver as usize], &event.kind) {
                 // A v2 cgroup has two watches (OOM and populated); its end is
                 // counted on the OOM watch's.
-                (Target::Pid(_) | Target::Cgroup(_) | Target::Psi(_), k) if k.is_final() => {
-                    live = live.saturating_sub(1)
-                }
+                (
+                    Target::Pid(_) | Target::Cgroup(_) | Target::PopulatedAlone(_) | Target::Psi(_),
+                    k,
+                ) if k.is_final() => live = live.saturating_sub(1),
                 _ => {}
             }
         })?;
@@ -175,9 +198,20 @@ fn in_nested_pid_namespace() -> bool {
 }
 
 /// A v1 directory without `memory.oom_control` is on another controller's
-/// hierarchy: say so, instead of "no such file".
+/// hierarchy: say so, instead of "no such file". A v2 one without
+/// `memory.events` lacks the memory controller (the library says why):
+/// point at `--populated-only`.
 fn explain_cgroup(dir: &Path, e: ctrmon::Error) -> Failure {
-    let v1 = matches!(cgroup_version(dir), Ok(CgroupVersion::V1));
+    let version = cgroup_version(dir);
+    if matches!(version, Ok(CgroupVersion::V2))
+        && dir.is_dir()
+        && !dir.join("memory.events").exists()
+    {
+        return Failure(format!(
+            "{e}; --populated-only watches it for populated and removal alone"
+        ));
+    }
+    let v1 = matches!(version, Ok(CgroupVersion::V1));
     if v1 && dir.is_dir() && !dir.join("memory.oom_control").exists() {
         let memory = memory_cgroup_of(None)
             .map(|c| format!(" (the memory hierarchy is {})", c.mount_point.display()))
