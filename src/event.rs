@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
 
 use crate::cgroup::parse::memory_events::MemoryEvents;
 use crate::cgroup::parse::swap_events::SwapEvents;
@@ -77,13 +78,23 @@ pub struct Exit {
     pub pid: i32,
     /// Its exit status, if we could learn it.
     pub status: ExitStatus,
-    /// Whether the process was killed by the OOM killer: it was watched with
+    /// Whether the process was killed by the OOM killer.
+    ///
+    /// With the kernel log ([`KmsgMode::On`](crate::KmsgMode::On), the
+    /// default where `/dev/kmsg` can be read): exactly when the kernel
+    /// logged `Killed process <pid>` for this pid, with no time window and
+    /// whatever the watch; a `SIGKILL` from anyone else is not an OOM kill.
+    /// If log records were lost (overwritten before they were read) around
+    /// the kill, the counter rule below decides for it, and the OOM event
+    /// says so ([`OomLog::records_lost`]).
+    ///
+    /// Without it (the counter rule): the process was watched with
     /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), its cgroup's
-    /// kill counter rose (within the last two seconds) for a kill not yet
-    /// attributed to another exit, and it died of `SIGKILL` — or, for a
-    /// process that is not our child, whose status is
-    /// [`ExitStatus::Unknown`], it exited just then: the kernel gives us no
-    /// better evidence for another's process.
+    /// kill counter rose for a kill not yet attributed to another exit, while
+    /// that OOM was still in progress or within three seconds of it, and it
+    /// died of `SIGKILL` — or, for a process that is not our child, whose
+    /// status is [`ExitStatus::Unknown`], it exited just then: the kernel
+    /// gives us no better evidence for another's process.
     pub oom_killed: bool,
     /// Whether the process was reaped by the monitor (it was our child and the
     /// watch asked for reaping). When false and the process is our child, it
@@ -135,6 +146,114 @@ impl fmt::Display for WhyUnknown {
     }
 }
 
+/// A memory cgroup's counters that rose, and, for an OOM kill the kernel
+/// logged in `/dev/kmsg`, who was killed and why.
+///
+/// Derefs to the counters, so `report.oom_kill` reads as before. What the
+/// log said ([`OomLog`]) sits behind a second box, allocated only for an
+/// event the log had something to say about (kills are rare), so that a
+/// report without it stays one small allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// The increase of each counter since the last report.
+    pub counters: MemoryEvents,
+    // Boxed apart: most reports have nothing from the log.
+    log: Option<Box<OomLog>>,
+}
+
+/// What the kernel log said about the kills of one [`MemoryReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OomLog {
+    /// The processes the kernel logged as killed in this cgroup (or in a
+    /// cgroup below it, for a hierarchical watch) since the last report.
+    pub victims: Vec<OomVictim>,
+    /// The cgroup whose limit fired, relative to the root of its hierarchy
+    /// (`/parent` for a kill in `/parent/child` caused by the parent's
+    /// limit), when the kernel logged it: its `oom-kill:` context line is
+    /// rate-limited, the victim line is not.
+    pub oom_memcg: Option<PathBuf>,
+    /// Kernel log records were lost (overwritten before the monitor read
+    /// them) around this OOM: a kill here may have no victim listed, and the
+    /// exits of its victims are judged by the counter rule instead (see
+    /// [`Exit::oom_killed`]).
+    pub records_lost: bool,
+}
+
+impl MemoryReport {
+    /// A report of these counters, with nothing from the log.
+    pub fn new(counters: MemoryEvents) -> MemoryReport {
+        MemoryReport {
+            counters,
+            log: None,
+        }
+    }
+
+    /// What the kernel log said, when the monitor reads it
+    /// ([`KmsgMode::On`]) and it named a victim or lost records.
+    pub fn log(&self) -> Option<&OomLog> {
+        self.log.as_deref()
+    }
+
+    /// The victims the kernel log named (empty without it).
+    pub fn victims(&self) -> &[OomVictim] {
+        self.log().map_or(&[], |l| &l.victims)
+    }
+
+    /// The cgroup whose limit fired, when the kernel logged it.
+    pub fn oom_memcg(&self) -> Option<&std::path::Path> {
+        self.log()?.oom_memcg.as_deref()
+    }
+
+    /// Kernel log records were lost around this OOM (see
+    /// [`OomLog::records_lost`]).
+    pub fn records_lost(&self) -> bool {
+        self.log().is_some_and(|l| l.records_lost)
+    }
+
+    pub(crate) fn set_log(&mut self, log: OomLog) {
+        let empty = log.victims.is_empty() && log.oom_memcg.is_none() && !log.records_lost;
+        self.log = (!empty).then(|| Box::new(log));
+    }
+}
+
+impl Deref for MemoryReport {
+    type Target = MemoryEvents;
+    fn deref(&self) -> &MemoryEvents {
+        &self.counters
+    }
+}
+
+/// A process the OOM killer killed, as the kernel logged it
+/// (`Killed process <pid> (<comm>)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OomVictim {
+    /// Its pid (in the monitor's pid namespace only when that is the
+    /// initial one: the kernel logs initial-namespace pids).
+    pub pid: i32,
+    /// Its name (`comm`, at most 15 bytes), unescaped; not necessarily
+    /// UTF-8.
+    pub comm: Vec<u8>,
+    /// The cgroup it lived in, relative to the root of its hierarchy, when
+    /// known (from the log's context line, else `/proc/<pid>/cgroup` read
+    /// when the log was).
+    pub cgroup: Option<PathBuf>,
+}
+
+/// Which way the monitor learns who the OOM killer killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KmsgMode {
+    /// The monitor reads `/dev/kmsg`: exits are marked
+    /// [`oom_killed`](Exit::oom_killed) by the victim's pid.
+    On,
+    /// The kernel log could not be opened (no `/dev/kmsg`, as in many
+    /// containers; neither root nor `CAP_SYSLOG`): the counter rule is used.
+    Unavailable(crate::kmsg::Unavailable),
+    /// Turned off by the caller: the counter rule is used.
+    Off,
+}
+
 /// What happened to a watched source.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -158,9 +277,11 @@ pub enum EventKind {
     /// since the last report (or since the watch was armed). An OOM when
     /// [`MemoryEvents::any_oom`] is true; on v2 also `max` and `high`.
     /// On v1, `oom` counts OOM notifications and `oom_kill` comes from
-    /// `memory.oom_control`. The watch goes on. (Boxed to keep every event
-    /// small; these are rare.)
-    Memory(Box<MemoryEvents>),
+    /// `memory.oom_control`. With the kernel log, an event that carries
+    /// kills also names the victims the log showed ([`MemoryReport`]
+    /// derefs to the counters). The watch goes on. (Boxed to keep every
+    /// event small; these are rare.)
+    Memory(Box<MemoryReport>),
     /// A v2 memory cgroup's swap counters (`memory.swap.events`) rose: the
     /// increase of each since the last report. `max` and `fail` rising
     /// together means swap-outs were refused at `memory.swap.max`. The

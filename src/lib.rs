@@ -114,7 +114,10 @@ pub use error::{Error, Result, Subject};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use event::{Event, EventKind, Exit, ExitStatus, Receiver, WatchId, WhyUnknown};
+pub use event::{
+    Event, EventKind, Exit, ExitStatus, KmsgMode, MemoryReport, OomLog, OomVictim, Receiver,
+    WatchId, WhyUnknown,
+};
 #[doc(hidden)]
 pub use monitor::table_slot_size;
 pub use monitor::Monitor;

@@ -77,6 +77,50 @@ fn run_passes_the_exit_code_through() {
 }
 
 #[test]
+fn run_names_the_victim_from_the_kernel_log_unless_told_not_to() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let out = run(&["run", "--memory", "32M", "--", "tail", "/dev/zero"]);
+    let ev = lines(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{ev:?}");
+    let pid = field(&ev[0], "pid").unwrap();
+    let oom = ev.iter().find(|l| event(l) == "oom").expect("an oom line");
+    // Root reads /dev/kmsg: the victim is the command, by pid and name.
+    assert!(
+        oom.contains(&format!(r#""victims":[{{"pid":{pid},"comm":"tail"}}]"#)),
+        "{oom}"
+    );
+    // The cgroup whose limit fired, as the kernel names it, when it logged
+    // the (rate-limited) context line.
+    if let Some(memcg) = field(oom, "oom_memcg") {
+        assert!(created_cgroup(&ev).ends_with(memcg), "{oom}");
+    }
+    assert!(
+        ev.iter().any(|l| field(l, "oom_killed") == Some("true")),
+        "{ev:?}"
+    );
+
+    let out = run(&[
+        "run",
+        "--no-kmsg",
+        "--memory",
+        "32M",
+        "--",
+        "tail",
+        "/dev/zero",
+    ]);
+    let ev = lines(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{ev:?}");
+    assert!(ev.iter().all(|l| !l.contains("victims")), "{ev:?}");
+    // The counter rule still marks the kill.
+    assert!(
+        ev.iter().any(|l| field(l, "oom_killed") == Some("true")),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn run_leaks_no_fd_into_the_command() {
     if memory_v1().is_none() {
         return;
@@ -91,6 +135,7 @@ fn run_leaks_no_fd_into_the_command() {
         "pidfd",
         "signalfd",
         "cgroup",
+        "kmsg",
     ] {
         assert!(
             !listing.contains(bad),

@@ -10,6 +10,9 @@
 //! monitor's); and the events stay few: each carries a kill, or is a linked
 //! exit's forced look, or is the one kill-less event allowed per second of
 //! the OOM episode.
+//!
+//! Run twice: with the kernel log (exits marked by the victim's logged pid;
+//! the events name the victims) and without it (the counter rule alone).
 
 mod common;
 
@@ -17,8 +20,8 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{memory_v1, Kid, TestCgroup};
-use ctrmon::{EventKind, ExitStatus, Monitor};
+use common::{cgroups_required, memory_v1, serial, Kid, TestCgroup};
+use ctrmon::{EventKind, ExitStatus, KmsgMode, Monitor};
 
 const LIMIT: &str = "33554432"; // 32 MiB
 const CGROUPS: usize = 3;
@@ -69,11 +72,23 @@ struct Tally {
     last: Option<Instant>,
     sigkilled: usize,
     marked: usize,
+    /// Victims named in the events (kernel log only).
+    victims: usize,
 }
 
 #[test]
-fn concurrent_ooms_are_exact_marked_and_few() {
+fn concurrent_ooms_are_exact_marked_and_few_with_kmsg() {
+    contention(true);
+}
+
+#[test]
+fn concurrent_ooms_are_exact_marked_and_few_without_kmsg() {
+    contention(false);
+}
+
+fn contention(kmsg: bool) {
     let Some(root) = memory_v1() else { return };
+    let _serial = serial();
     let mut totals = Tally::default();
     for round in 0..ROUNDS {
         let cgs: Vec<TestCgroup> = (0..CGROUPS)
@@ -84,7 +99,20 @@ fn concurrent_ooms_are_exact_marked_and_few() {
             })
             .collect();
         let counters: Vec<OwnedFd> = cgs.iter().map(kernel_notification_counter).collect();
-        let m: Monitor<Who> = Monitor::new().unwrap();
+        let m: Monitor<Who> = if kmsg {
+            Monitor::new().unwrap()
+        } else {
+            Monitor::new_without_kmsg().unwrap()
+        };
+        match m.kmsg_mode() {
+            KmsgMode::On => assert!(kmsg),
+            KmsgMode::Off => assert!(!kmsg),
+            KmsgMode::Unavailable(u) if !cgroups_required() => {
+                eprintln!("skipped: {u}");
+                return;
+            }
+            other => panic!("kmsg {other:?}, expected to read the log as root"),
+        }
         let cgws: Vec<_> = cgs
             .iter()
             .enumerate()
@@ -108,6 +136,8 @@ fn concurrent_ooms_are_exact_marked_and_few() {
                     let t = tally.entry(c).or_default();
                     t.oom += d.oom;
                     t.oom_kill += d.oom_kill;
+                    t.victims += d.victims().len();
+                    assert!(kmsg || d.victims().is_empty(), "{d:?}");
                     if d.oom_kill > 0 {
                         t.kill_events += 1;
                     } else {
@@ -189,13 +219,20 @@ fn concurrent_ooms_are_exact_marked_and_few() {
                 _ => Duration::ZERO,
             };
             eprintln!(
-                "round {round} cgroup {c}: {kills} kills, {notifications} notifications, \
-                 {} events ({} with a kill) over {:.2} s, {}/{} SIGKILLed exits marked",
+                "kmsg {kmsg} round {round} cgroup {c}: {kills} kills ({} victims named), \
+                 {notifications} notifications, {} events ({} with a kill) over {:.2} s, \
+                 {}/{} SIGKILLed exits marked",
+                t.victims,
                 t.kill_events + t.kill_less_events,
                 t.kill_events,
                 episode.as_secs_f64(),
                 t.marked,
                 t.sigkilled
+            );
+            // A victim is named once, in its own cgroup's events.
+            assert!(
+                t.victims as u64 <= *kills,
+                "round {round} cgroup {c}: {t:?}"
             );
             assert!(*kills >= 1, "round {round} cgroup {c}: no OOM kill at all");
             assert_eq!(t.marked, t.sigkilled, "round {round} cgroup {c}: {t:?}");
@@ -214,14 +251,16 @@ fn concurrent_ooms_are_exact_marked_and_few() {
             totals.kill_less_events += t.kill_less_events;
             totals.sigkilled += t.sigkilled;
             totals.marked += t.marked;
+            totals.victims += t.victims;
         }
         drop(m);
         drop(kids);
     }
     eprintln!(
-        "{ROUNDS} rounds x {CGROUPS} cgroups: {} kills, {} notifications, {} events \
-         ({:.2} per kill), {}/{} SIGKILLed exits marked",
+        "kmsg {kmsg}: {ROUNDS} rounds x {CGROUPS} cgroups: {} kills ({} victims named), \
+         {} notifications, {} events ({:.2} per kill), {}/{} SIGKILLed exits marked",
         totals.oom_kill,
+        totals.victims,
         totals.oom,
         totals.kill_events + totals.kill_less_events,
         (totals.kill_events + totals.kill_less_events) as f64 / totals.oom_kill as f64,

@@ -26,7 +26,7 @@ use rustix::io::Errno;
 
 use super::epoll::{key_and_flags, millis_timespec, EventBuf, BATCH};
 use super::table::{Key, Ready, Removal, Watch};
-use super::{Core, Inner, Monitor, TIMER_KEY, WAKER_KEY};
+use super::{Core, Inner, Monitor, KMSG_KEY, TIMER_KEY, WAKER_KEY};
 use crate::event::{Event, EventKind, Exit, Receiver, WatchId};
 use crate::source::{Clock, Outcome};
 use crate::{Error, Result, Subject};
@@ -293,13 +293,14 @@ where
     let mut delivered = 0;
     let mut woken = false;
     let mut housekeeping = false;
+    let mut kmsg_ready = false;
     let mut clock = Clock::default();
     for ev in events {
         let (data, flags) = key_and_flags(ev);
         let key = Key::from_u64(data);
         let (core, inner) = access.parts();
-        // The waker and timer keys are tested only on a miss: their slot
-        // indices are never handed out.
+        // The waker, timer and kernel log keys are tested only on a miss:
+        // their slot indices are never handed out.
         let ready = inner.table.on_ready(key, !A::EXCLUSIVE, |source| {
             source.on_ready(flags, &mut clock)
         });
@@ -323,9 +324,14 @@ where
             }
             // Done once the batch's events are delivered.
             Ready::Miss if data == TIMER_KEY => housekeeping = true,
+            Ready::Miss if data == KMSG_KEY => kmsg_ready = true,
             // Stale: the watch ended after the kernel queued this event.
             Ready::Miss => {}
         }
+    }
+    if kmsg_ready {
+        let (_, inner) = access.parts();
+        inner.on_kmsg_ready(&mut clock);
     }
     if housekeeping {
         delivered += housekeep(access, &mut clock, handler);
@@ -441,9 +447,9 @@ pub(super) struct Group<T> {
 }
 
 pub(super) struct Pending<T> {
-    key: Key,
-    kind: EventKind,
-    watch: Option<Watch<T>>,
+    pub(super) key: Key,
+    pub(super) kind: EventKind,
+    pub(super) watch: Option<Watch<T>>,
 }
 
 impl<T> Group<T> {
@@ -459,7 +465,11 @@ impl<T> Group<T> {
         }
     }
 
-    fn push(&mut self, p: Pending<T>) {
+    fn is_empty(&self) -> bool {
+        self.items.iter().all(Option::is_none)
+    }
+
+    pub(super) fn push(&mut self, p: Pending<T>) {
         if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
             *slot = Some(p);
         }
@@ -504,20 +514,31 @@ impl<T> Inner<T> {
             .get(key)
             .and_then(|w| w.source.pid_info())
             .and_then(|info| info.oom_link);
-        if let Some(link) = link.map(|id| Key::from_u64(id.0)) {
+        let link = link
+            .map(|id| Key::from_u64(id.0))
+            .filter(|&k| self.table.get(k).is_some());
+        if let Some(link) = link {
             // OOM before exit: whatever the cgroup has not reported yet goes
-            // out first, then the exit, marked if a recent kill is its own.
-            // Both from one look, before a removal found by that look can
-            // take the cgroup's watch (and its count of kills) away.
+            // out first, then the exit, marked if the kill is its own. Both
+            // from one look, before a removal found by that look can take
+            // the cgroup's watch (and its count of kills) away.
             let now = clock.now();
             if let Some(w) = self.table.get_mut(link) {
                 let outcome = w.source.recheck(now, true);
-                exit.oom_killed = w
-                    .source
-                    .oom_book()
-                    .is_some_and(|b| b.claim_kill_for(exit.status, now));
+                let judged = self.judge_exit(exit.pid, exit.status, Some(link), now, false);
                 self.push_outcome(core, link, outcome, group, exclusive);
+                match judged {
+                    Some(marked) => exit.oom_killed = marked,
+                    // The log may name it in a moment (see `kmsg.rs`).
+                    None => return self.defer_exit(core, key, exit, Some(link), now, exclusive),
+                }
             }
+        } else if !matches!(self.kmsg, super::kmsg::KmsgState::Off) {
+            // No linked cgroup (or its watch is gone): only the log can tell.
+            let now = clock.now();
+            exit.oom_killed = self
+                .judge_exit(exit.pid, exit.status, None, now, true)
+                .unwrap_or(false);
         }
         let fifo = self
             .table
@@ -541,9 +562,19 @@ impl<T> Inner<T> {
         group: &mut Group<T>,
         exclusive: bool,
     ) {
+        let outcome = match (&self.kmsg, outcome) {
+            (
+                super::kmsg::KmsgState::On(_),
+                o @ (Outcome::Kills(_)
+                | Outcome::One(EventKind::Memory(_) | EventKind::Removed)
+                | Outcome::OomThenRemoved(_)),
+            ) => self.name_victims(key, o),
+            (_, o) => o,
+        };
         match outcome {
             Outcome::Nothing => {}
             Outcome::One(kind) => self.push(core, key, kind, group, exclusive),
+            Outcome::Kills(m) => self.push(core, key, EventKind::Memory(m), group, exclusive),
             Outcome::OomThenRemoved(oom) => {
                 self.push(core, key, EventKind::Memory(oom), group, exclusive);
                 self.push(core, key, EventKind::Removed, group, exclusive);
@@ -702,6 +733,17 @@ where
         // An exit (a non-child's, whose parent has now reaped it) takes the
         // same path as from a readiness: its cgroup's OOM first.
         let group = inner.resolve(core, key, outcome, clock, A::EXCLUSIVE);
+        delivered += deliver(access, group, handler);
+    }
+    loop {
+        let (_, inner) = access.parts();
+        if inner.late_exits.is_empty() {
+            break;
+        }
+        let group = inner.late_exits_due(now);
+        if group.is_empty() {
+            break;
+        }
         delivered += deliver(access, group, handler);
     }
     let (_, inner) = access.parts();

@@ -16,6 +16,7 @@ impl<T> Inner<T> {
     /// Sets the timer for the earliest re-check or re-arm.
     pub(super) fn reschedule(&mut self) {
         self.schedule_changed = false;
+        let late = self.next_late_exit();
         let Inner {
             table,
             settling,
@@ -27,6 +28,7 @@ impl<T> Inner<T> {
             .iter()
             .filter_map(|k| table.get_mut(*k)?.source.recheck_at())
             .chain(*next_rearm)
+            .chain(late)
             .min();
         timer.set(due);
     }

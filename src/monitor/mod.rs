@@ -3,6 +3,7 @@
 mod dispatch;
 mod epoll;
 mod housekeeping;
+mod kmsg;
 pub(crate) mod table;
 mod timer;
 mod waker;
@@ -24,11 +25,12 @@ use table::{Key, Removal, Table};
 use timer::Timer;
 use waker::Waker;
 
-/// The epoll data of the waker and of the timer. Slot indices `u32::MAX` and
-/// `u32::MAX - 1` are never handed out by the table, so no watch can have
-/// these keys.
+/// The epoll data of the waker, the timer and the kernel log. Slot indices
+/// `u32::MAX`, `u32::MAX - 1` and `u32::MAX - 2` are never handed out by the
+/// table (it refuses to grow that far), so no watch can have these keys.
 const WAKER_KEY: u64 = u64::MAX;
 const TIMER_KEY: u64 = u64::MAX - 1;
+const KMSG_KEY: u64 = u64::MAX - 2;
 
 /// Everything behind the monitor's one lock (or owned outright by a
 /// [`wait_mut`](Monitor::wait_mut)).
@@ -51,6 +53,10 @@ struct Inner<T> {
     /// (a count: a pid reaped a moment ago may already name a new child).
     /// The orphan reaper leaves these pids to their watches.
     watched_pids: Option<HashMap<i32, u32>>,
+    /// The kernel log, when it is read: the OOM killer's victims by pid.
+    kmsg: kmsg::KmsgState,
+    /// Exits waiting a moment for the log to name them (`kmsg.rs`).
+    late_exits: Vec<kmsg::LateExit<T>>,
 }
 
 impl<T> Inner<T> {
@@ -191,9 +197,30 @@ struct Core {
 }
 
 impl<T> Monitor<T> {
-    /// Creates a monitor with its epoll instance and waker (two fds, both
-    /// close-on-exec).
+    /// Creates a monitor with its epoll instance, waker and timer, and, where
+    /// it can be read (root or `CAP_SYSLOG`, and a `/dev/kmsg`), the kernel
+    /// log, from which an OOM-killed process is known by its pid (see
+    /// [`Exit::oom_killed`](crate::Exit::oom_killed)). Every fd is
+    /// close-on-exec. A log that cannot be opened is no error:
+    /// [`kmsg_mode`](Self::kmsg_mode) says so, and OOM kills are attributed
+    /// by the counter rule, as with [`new_without_kmsg`](Self::new_without_kmsg).
     pub fn new() -> Result<Self> {
+        Self::create(true)
+    }
+
+    /// [`new`](Self::new) without the kernel log: OOM kills are attributed
+    /// to exits by the counter rule alone (see
+    /// [`Exit::oom_killed`](crate::Exit::oom_killed)).
+    pub fn new_without_kmsg() -> Result<Self> {
+        Self::create(false)
+    }
+
+    /// Whether the kernel log is read, and if not, why.
+    pub fn kmsg_mode(&self) -> crate::KmsgMode {
+        self.lock().kmsg.mode()
+    }
+
+    fn create(with_kmsg: bool) -> Result<Self> {
         let epoll =
             Epoll::new().map_err(|e| Error::os("create epoll instance", Subject::None, e))?;
         let waker =
@@ -205,6 +232,12 @@ impl<T> Monitor<T> {
         epoll
             .add(timer.fd.as_fd(), TIMER_KEY, EventFlags::IN)
             .map_err(|e| Error::os("register timerfd", Subject::None, e))?;
+        let kmsg = kmsg::KmsgState::open(with_kmsg);
+        if let Some(fd) = kmsg.reader_fd() {
+            epoll
+                .add(fd, KMSG_KEY, EventFlags::IN)
+                .map_err(|e| Error::os("register", Subject::Path(crate::kmsg::PATH.into()), e))?;
+        }
         Ok(Monitor {
             core: Core {
                 epoll,
@@ -223,6 +256,8 @@ impl<T> Monitor<T> {
                 schedule_changed: false,
                 unwatch_waiters: 0,
                 watched_pids: None,
+                kmsg,
+                late_exits: Vec::new(),
             }),
         })
     }

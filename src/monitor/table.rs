@@ -140,10 +140,11 @@ impl<T> Table<T> {
         let index = if self.free_head != NIL {
             self.free_head
         } else {
-            // The top two indices are the monitor's waker and timer keys.
+            // The top three indices are the monitor's waker, timer and
+            // kernel log keys.
             u32::try_from(self.entries.len())
                 .ok()
-                .filter(|&i| i < NIL - 1)?
+                .filter(|&i| i < NIL - 2)?
         };
         Some(Key::new(index, self.next_generation << 4 | kind as u32))
     }
@@ -156,7 +157,7 @@ impl<T> Table<T> {
     }
 
     /// Stores `watch` and returns its key, or gives the watch back when the
-    /// table already holds 2^32 - 2 entries.
+    /// table already holds 2^32 - 3 entries.
     pub(crate) fn insert(&mut self, mut watch: Watch<T>) -> Result<Key, Watch<T>> {
         let Some(kind) = watch.source.kind() else {
             return Err(watch);

@@ -21,7 +21,7 @@ use super::kernfs;
 use super::oom_book::{Observation, OomBook};
 use super::Outcome;
 use crate::cgroup::parse::memory_events::{self, MemoryEvents};
-use crate::event::EventKind;
+use crate::event::{EventKind, MemoryReport};
 use crate::{Error, Result};
 
 /// The hierarchical counters.
@@ -61,6 +61,11 @@ impl MemoryEventsWatch {
         })?;
         self.book = OomBook::with_baseline(base);
         Ok(())
+    }
+
+    /// Whether the counters include the descendants' ([`FILE`]).
+    pub(crate) fn is_hierarchical(&self) -> bool {
+        self.file == FILE
     }
 
     fn read(&self) -> Result<Option<MemoryEvents>> {
@@ -124,12 +129,14 @@ fn outcome(
             if unreported.is_zero() {
                 Outcome::One(EventKind::Removed)
             } else {
-                Outcome::OomThenRemoved(Box::new(unreported))
+                Outcome::OomThenRemoved(Box::new(MemoryReport::new(unreported)))
             }
         }
         Ok(Some(c)) => match book.observe(c, force, now) {
             Observation::Nothing => Outcome::Nothing,
-            Observation::Report(d) => Outcome::One(EventKind::Memory(Box::new(d))),
+            Observation::Report(d) => {
+                Outcome::One(EventKind::Memory(Box::new(MemoryReport::new(d))))
+            }
             Observation::RecheckAt(_) => Outcome::RecheckLater,
         },
     }
@@ -162,12 +169,13 @@ mod tests {
 
     fn delta(o: Outcome) -> Option<MemoryEvents> {
         match o {
-            Outcome::One(EventKind::Memory(d)) => Some(*d),
+            Outcome::One(EventKind::Memory(d)) => Some(d.counters),
             Outcome::Nothing => None,
             Outcome::RecheckLater => panic!("unexpected re-check"),
             Outcome::ReapOrphans => panic!("unexpected orphan scan"),
             Outcome::One(k) => panic!("unexpected {k:?}"),
             Outcome::OomThenRemoved(d) => panic!("unexpected removal after {d:?}"),
+            Outcome::Kills(d) => panic!("unexpected kills {d:?}"),
         }
     }
 

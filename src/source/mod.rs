@@ -18,7 +18,7 @@ pub(crate) mod hangup;
 mod kernfs;
 pub(crate) mod kmsg;
 pub(crate) mod memory_events;
-mod oom_book;
+pub(crate) mod oom_book;
 pub(crate) mod oom_v1;
 pub(crate) mod oom_victims;
 pub(crate) mod pidfd;
@@ -36,8 +36,7 @@ use std::time::Instant;
 
 use rustix::event::epoll::EventFlags;
 
-use crate::cgroup::parse::memory_events::MemoryEvents;
-use crate::event::EventKind;
+use crate::event::{EventKind, MemoryReport};
 use oom_book::OomBook;
 
 /// The time, read at most once per readiness and only if a source needs it:
@@ -58,7 +57,12 @@ pub(crate) enum Outcome {
     One(EventKind),
     /// An OOM, then the removal it preceded (v1: a count of 2 or more on an
     /// eventfd whose cgroup is gone).
-    OomThenRemoved(Box<MemoryEvents>),
+    OomThenRemoved(Box<MemoryReport>),
+    /// A report that carries kills, found on a readiness: it takes the slow
+    /// way through the monitor (rather than being lent at once), which
+    /// names the victims the kernel log shows before it goes out as
+    /// [`EventKind::Memory`].
+    Kills(Box<MemoryReport>),
     /// Nothing yet; look again later (an OOM waiting for its kill; the
     /// source's `OomBook` holds the time).
     RecheckLater,
@@ -217,8 +221,8 @@ impl Source {
                 None => Outcome::Nothing,
             },
             Cold::MadeEventFd(fd) => eventfd::on_ready(fd).into(),
-            Cold::OomV1(w) => w.check(clock.now(), false),
-            Cold::MemoryEvents(w) => w.check(clock.now(), false),
+            Cold::OomV1(w) => kills_apart(w.check(clock.now(), false)),
+            Cold::MemoryEvents(w) => kills_apart(w.check(clock.now(), false)),
             Cold::Populated(w) => w.on_ready(),
             Cold::PressureV1(w) => w.on_ready(),
             Cold::Threshold(w) => w.on_ready(),
@@ -294,6 +298,17 @@ impl Source {
         }
     }
 
+    /// The cgroup an OOM watch looks at, and whether its counters include
+    /// its descendants' (v2 `memory.events`; v1's `oom_kill` and v2's
+    /// `memory.events.local` count the cgroup's own victims only).
+    pub(crate) fn oom_dir(&self) -> Option<(&std::path::Path, bool)> {
+        match self.cold.as_deref() {
+            Some(Cold::OomV1(w)) => Some((w.dir(), false)),
+            Some(Cold::MemoryEvents(w)) => Some((&w.dir, w.is_hierarchical())),
+            _ => None,
+        }
+    }
+
     /// The process's info, for a pidfd watch.
     pub(crate) fn pid_info(&self) -> Option<&pidfd::PidInfo> {
         match self.cold.as_deref() {
@@ -327,6 +342,17 @@ impl Source {
             Cold::Swap(w) => w.fd.as_fd(),
             Cold::Orphans(r) => r.as_fd(),
         })
+    }
+}
+
+/// Sets a report of kills apart from the other OOM outcomes (see
+/// [`Outcome::Kills`]).
+fn kills_apart(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::One(EventKind::Memory(m)) if m.oom_kill > 0 || m.oom_group_kill > 0 => {
+            Outcome::Kills(m)
+        }
+        other => other,
     }
 }
 

@@ -115,6 +115,10 @@ pub(crate) struct OomBook {
     held: Option<Hold>,
     /// Increases without a kill are not reported before this time.
     quiet_until: Option<Instant>,
+    /// Kills reported whose victims the kernel log did not name in the
+    /// same event (the log was not read, or not yet written): a victim
+    /// named later is not counted again at the cgroup's removal.
+    pub(crate) unnamed_kills: u64,
 }
 
 impl OomBook {
@@ -243,6 +247,12 @@ impl OomBook {
             ExitStatus::Signal(9) | ExitStatus::Unknown => self.claim_kill(at),
             ExitStatus::Code(_) | ExitStatus::Signal(_) => false,
         }
+    }
+
+    /// Whether a reported kill could still be claimed at `at` (without
+    /// claiming it).
+    pub(crate) fn has_claimable_kill(&self, at: Instant) -> bool {
+        self.unclaimed_kills > 0 && self.claimable_until.is_some_and(|until| at <= until)
     }
 
     /// Attributes one reported kill to a process that died of `SIGKILL` at

@@ -19,7 +19,7 @@ use super::cgroupfs::CgroupDir;
 use super::oom_book::{Observation, OomBook};
 use super::{eventfd::drain, v1_notify, Outcome};
 use crate::cgroup::parse::{memory_events::MemoryEvents, oom_control};
-use crate::event::EventKind;
+use crate::event::{EventKind, MemoryReport};
 use crate::{Error, Result, Subject};
 
 const FILE: &str = "memory.oom_control";
@@ -103,7 +103,9 @@ impl OomV1Watch {
         match self.read_counters() {
             Ok(Some(c)) => match self.book.observe(c, force, now) {
                 Observation::Nothing => Outcome::Nothing,
-                Observation::Report(d) => Outcome::One(EventKind::Memory(Box::new(d))),
+                Observation::Report(d) => {
+                    Outcome::One(EventKind::Memory(Box::new(MemoryReport::new(d))))
+                }
                 Observation::RecheckAt(_) => Outcome::RecheckLater,
             },
             // Removed just after the check: what was drained came before.
@@ -122,8 +124,13 @@ impl OomV1Watch {
         if unreported.is_zero() {
             Outcome::One(EventKind::Removed)
         } else {
-            Outcome::OomThenRemoved(Box::new(unreported))
+            Outcome::OomThenRemoved(Box::new(MemoryReport::new(unreported)))
         }
+    }
+
+    /// The cgroup's directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.identity.dir
     }
 
     pub(crate) fn book(&mut self) -> &mut OomBook {

@@ -51,6 +51,10 @@ Options:
                         instead of standard error
   --keep-fds            pass ctrmon's inherited file descriptors above 2 on to
                         COMMAND (by default they are closed at its exec)
+  --no-kmsg             do not read the kernel log (/dev/kmsg): OOM-killed exits
+                        are then recognized by the cgroup's kill counter alone
+                        (see the README); without root or CAP_SYSLOG the log
+                        is not read anyway
   -h, --help            show this help
 
 Exit status:
@@ -62,7 +66,7 @@ Exit status:
 
 pub const WATCH_HELP: &str = "\
 Usage: ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]...
-                    [--pidfd-socket PATH] [--events FILE]
+                    [--pidfd-socket PATH] [--events FILE] [--no-kmsg]
 
 Watch processes for exit, cgroups for OOM and removal (and, on v2, emptiness),
 and PSI triggers (FILE=\"some|full <stall us> <window us>\"), and print JSON
@@ -91,6 +95,10 @@ Options:
                         watch each process received (a \"pidfd\" line, then
                         its exit); the watch then ends only on a signal
   --events FILE         write the JSON lines to FILE (`-`: standard output)
+  --no-kmsg             do not read the kernel log (/dev/kmsg): OOM-killed exits
+                        are then recognized by the cgroup's kill counter alone
+                        (see the README); without root or CAP_SYSLOG the log
+                        is not read anyway
   -h, --help            show this help
 
 Exit status:
@@ -153,6 +161,7 @@ pub struct Run {
     pub events: Events,
     pub keep_fds: bool,
     pub oom_group: bool,
+    pub no_kmsg: bool,
     pub command: Vec<OsString>,
 }
 
@@ -168,6 +177,7 @@ pub struct Watch {
     /// `--populated-only`: v2 cgroups watched for populated and removal
     /// alone.
     pub populated_only: bool,
+    pub no_kmsg: bool,
 }
 
 #[derive(Debug, PartialEq, Default)]
@@ -223,6 +233,7 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         events: Events::Default,
         keep_fds: false,
         oom_group: false,
+        no_kmsg: false,
         command: Vec::new(),
     };
     while let Some(arg) = p.next()? {
@@ -235,6 +246,7 @@ fn parse_run(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
             Long("events") => run.events = events(p.value()?),
             Long("keep-fds") => run.keep_fds = true,
             Long("oom-group") => run.oom_group = true,
+            Long("no-kmsg") => run.no_kmsg = true,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             // The command, after `--` or not: everything from here is its own.
             Value(first) => {
@@ -260,6 +272,7 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         events: Events::Default,
         local_events: false,
         populated_only: false,
+        no_kmsg: false,
     };
     while let Some(arg) = p.next()? {
         match arg {
@@ -282,6 +295,7 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
             }
             Long("pidfd-socket") => w.pidfd_socket = Some(p.value()?.into()),
             Long("events") => w.events = events(p.value()?),
+            Long("no-kmsg") => w.no_kmsg = true,
             Short('h') | Long("help") => return Ok(Command::Help(WATCH_HELP)),
             other => return Err(other.unexpected().into()),
         }
@@ -409,7 +423,13 @@ mod tests {
         let r = run(&["run", "--memory=32M", "--events=-", "--keep-fds", "true"]);
         assert_eq!(r.memory, Some(32 << 20));
         assert_eq!(r.events, Events::Stdout);
-        assert!(r.keep_fds);
+        assert!(r.keep_fds && !r.no_kmsg);
+        assert!(run(&["run", "--no-kmsg", "true"]).no_kmsg);
+        assert!(RUN_HELP.contains("--no-kmsg") && WATCH_HELP.contains("--no-kmsg"));
+        match p(&["watch", "--no-kmsg", "--pid", "1"]) {
+            Ok(Command::Watch(w)) => assert!(w.no_kmsg),
+            other => panic!("{other:?}"),
+        }
         let r = run(&["run", "--events", "/tmp/e", "true"]);
         assert_eq!(r.events, Events::File("/tmp/e".into()));
         // Options after `--`, or after the command's name, are the command's.

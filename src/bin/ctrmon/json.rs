@@ -84,6 +84,29 @@ impl Line {
         self
     }
 
+    /// An array of objects, one per item, each written by `each` onto a
+    /// line of its own (whose `event` and `ts` are left out).
+    pub fn list<I>(mut self, key: &str, items: I, each: impl Fn(Line, I::Item) -> Line) -> Line
+    where
+        I: Iterator,
+    {
+        self.key(key);
+        self.buf.push('[');
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            let obj = each(Line { buf: String::new() }, item);
+            // Fields are written as `,"k":v`: the first comma opens the object.
+            self.buf.push('{');
+            self.buf
+                .push_str(obj.buf.strip_prefix(',').unwrap_or(&obj.buf));
+            self.buf.push('}');
+        }
+        self.buf.push(']');
+        self
+    }
+
     fn key(&mut self, key: &str) {
         self.buf.push(',');
         string(&mut self.buf, key);
@@ -100,6 +123,24 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_objects() {
+        let text = Line::new("oom")
+            .list(
+                "victims",
+                [(1, "a\"b"), (2, "c")].into_iter(),
+                |l, (p, c)| l.num("pid", p).str("comm", c),
+            )
+            .finish();
+        assert!(
+            text.ends_with(
+                r#","victims":[{"pid":1,"comm":"a\"b"},{"pid":2,"comm":"c"}]}
+"#
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn escapes_strings() {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ctrmon::{Event, EventKind, ExitStatus, MemoryEvents, SwapEvents};
+use ctrmon::{Event, EventKind, ExitStatus, MemoryEvents, MemoryReport, SwapEvents};
 
 use crate::json::Line;
 
@@ -66,7 +66,7 @@ pub fn line(targets: &[Target], event: &Event<'_, u32>) -> Option<String> {
         }
         EventKind::Memory(d) => {
             let name = if d.any_oom() { "oom" } else { "memory" };
-            counters(target.tag(Line::new(name)), d)
+            victims(counters(target.tag(Line::new(name)), d), d)
         }
         EventKind::Swap(d) => swap_counters(target.tag(Line::new("swap")), d),
         EventKind::Removed if matches!(target, Target::Populated(_) | Target::Swap(_)) => {
@@ -99,6 +99,24 @@ fn counters(mut l: Line, d: &MemoryEvents) -> Line {
         if v > 0 {
             l = l.num(name, v);
         }
+    }
+    l
+}
+
+/// What the kernel log said of the OOM: `"victims":[{"pid":…,"comm":"…"}]`,
+/// `"oom_memcg":"…"` (the cgroup whose limit fired), `"records_lost":true`.
+fn victims(mut l: Line, d: &MemoryReport) -> Line {
+    if !d.victims().is_empty() {
+        l = l.list("victims", d.victims().iter(), |l, v| {
+            l.num("pid", v.pid)
+                .str("comm", &String::from_utf8_lossy(&v.comm))
+        });
+    }
+    if let Some(memcg) = d.oom_memcg() {
+        l = l.path("oom_memcg", memcg);
+    }
+    if d.records_lost() {
+        l = l.bool("records_lost", true);
     }
     l
 }

@@ -58,7 +58,11 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         cg.write("memory.oom.group", "1")?;
     }
 
-    let monitor: Monitor<u32> = Monitor::new()?;
+    let monitor: Monitor<u32> = if opts.no_kmsg {
+        Monitor::new_without_kmsg()?
+    } else {
+        Monitor::new()?
+    };
     let cg_watch = monitor.watch_cgroup_oom(&cg.path, 0)?;
     // Swap events on v2, where swap is accounted (receiver 2).
     if version == CgroupVersion::V2 && cg.path.join("memory.swap.events").exists() {

@@ -29,7 +29,11 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     // Opened first, non-blocking: a FIFO without a reader is an error now.
     let mut out = EventSink::open(&opts.events, Stream::Stdout)?;
     let (_, sigfd) = signals::block(&signals::ENDING)?;
-    let monitor: Arc<Monitor<u32>> = Arc::new(Monitor::new()?);
+    let monitor: Arc<Monitor<u32>> = Arc::new(if opts.no_kmsg {
+        Monitor::new_without_kmsg()?
+    } else {
+        Monitor::new()?
+    });
 
     // Set everything up before reporting anything: a bad argument fails the
     // whole command, and dropping the monitor releases what was armed.
