@@ -247,8 +247,9 @@ fn many_mounts_stay_linear() {
         mounts
             .extend_from_slice(format!("{i} 1 0:30 / /m/{i} rw - cgroup2 cgroup2 rw\n").as_bytes());
     }
+    // Counted, not timed: each mount is asked about once (timings belong
+    // in benchmarks, not tests).
     let mut asked = 0;
-    let start = std::time::Instant::now();
     let err = locate_in(b"0::/x\n", &mounts, |_| {
         asked += 1;
         false
@@ -256,5 +257,4 @@ fn many_mounts_stay_linear() {
     .unwrap_err();
     assert!(matches!(err, LocateError::NoMemoryController(_)));
     assert_eq!(asked, 50_000);
-    assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }
