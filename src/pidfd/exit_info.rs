@@ -45,15 +45,24 @@ const PIDFD_INFO_EXIT: u64 = libc::PIDFD_INFO_EXIT as u64;
 /// kernel answers. Errors other than the ones that mean "not supported"
 /// name the fd.
 pub fn exit_info(pidfd: BorrowedFd<'_>) -> Result<ExitInfo> {
-    classify(sys::pidfd_get_info(pidfd, PIDFD_INFO_EXIT).map_err(|e| e.raw_os_error())).map_err(
-        |errno| {
-            Error::new(
-                "read exit info of pidfd",
-                Subject::Fd(pidfd.as_raw_fd()),
-                std::io::Error::from_raw_os_error(errno),
-            )
-        },
-    )
+    let ask = || sys::pidfd_get_info(pidfd, PIDFD_INFO_EXIT).map_err(|e| e.raw_os_error());
+    let mut answer = ask();
+    // Asked while the parent reaps it, a 6.15+ kernel can read "no exit
+    // information yet", then find the task still there but already
+    // detached from its pids, and say ESRCH. The reap records the exit
+    // information before it detaches the pids, so the next question gets
+    // the status. (Seen once on 6.18 in a full test run.) On 6.13 and 6.14
+    // ESRCH after the reap is final, and asking again says so again.
+    if matches!(answer, Err(Some(libc::ESRCH))) {
+        answer = ask();
+    }
+    classify(answer).map_err(|errno| {
+        Error::new(
+            "read exit info of pidfd",
+            Subject::Fd(pidfd.as_raw_fd()),
+            std::io::Error::from_raw_os_error(errno),
+        )
+    })
 }
 
 /// The kernel's answer (`mask`, `exit_code`) or errno, as an [`ExitInfo`].
