@@ -5,34 +5,11 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::json::{event, field, lines};
 use common::{memory_v1, Kid, TestCgroup, TmpDir};
 
 fn ctrmon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ctrmon"))
-}
-
-fn lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The value of `"key":` in a JSON line (numbers, booleans and strings
-/// without escapes: enough for the fields checked here).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
-    let end = if let Some(s) = rest.strip_prefix('"') {
-        return s.split('"').next();
-    } else {
-        rest.find([',', '}']).unwrap_or(rest.len())
-    };
-    Some(&rest[..end])
-}
-
-fn event(line: &str) -> &str {
-    field(line, "event").unwrap()
 }
 
 /// The cgroup a `run` created, from its start line.

@@ -6,6 +6,7 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
+use common::json::{event, field, lines};
 use common::{memory_v1, TmpDir};
 
 fn ctrmon() -> Command {
@@ -27,28 +28,6 @@ fn run(args: &[&str]) -> Output {
         let _ = rustix::process::pidfd_send_signal(&fd, Signal::KILL);
     }
     child.wait_with_output().unwrap()
-}
-
-fn lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The value of `"key":` in a JSON line (numbers, booleans and strings
-/// without escapes).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
-    if let Some(s) = rest.strip_prefix('"') {
-        return s.split('"').next();
-    }
-    Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
-}
-
-fn event(line: &str) -> &str {
-    field(line, "event").unwrap()
 }
 
 #[test]

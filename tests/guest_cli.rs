@@ -13,6 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::json::field;
 use common::{memory_v2, serial, TestCgroup};
 
 const CTRMON: &str = env!("CARGO_BIN_EXE_ctrmon");
@@ -294,15 +295,6 @@ fn systemd_host_delegated_cgroup_ctrmon_moves_into_a_leaf_and_runs_beside_it() {
     assert!(scope.read("cgroup.subtree_control").contains("memory"));
     assert_eq!(run_cgroups(&scope.path), Vec::<String>::new());
     assert_eq!(run_cgroups(&root), Vec::<String>::new());
-}
-
-/// The value of `"key":` in a JSON line (numbers and plain strings).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
-    if let Some(s) = rest.strip_prefix('"') {
-        return s.split('"').next();
-    }
-    Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ctrmon::cgroup::nearest_containing;
 use rustix::process::{pidfd_send_signal, Signal};
 
+use common::json::field;
 use common::{memory_hierarchy, Kid, TestCgroup, TmpDir};
 
 /// A `sleep` that has moved itself into `cg`.
@@ -111,16 +112,6 @@ fn a_gone_process_is_reported_as_gone() {
 
 // ---------------------------------------------------------------------------
 // `ctrmon watch --pid P --cgroup C`.
-
-/// The value of `"key":` in a JSON line (numbers, booleans, strings without
-/// escapes).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
-    if let Some(s) = rest.strip_prefix('"') {
-        return s.split('"').next();
-    }
-    Some(&rest[..rest.find([',', '}']).unwrap_or(rest.len())])
-}
 
 fn event(line: &str) -> &str {
     field(line, "event").unwrap_or("")

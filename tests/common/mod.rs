@@ -3,6 +3,8 @@
 //! reused (everything goes through a pidfd opened right after spawn).
 #![allow(dead_code)]
 
+pub mod json;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 
