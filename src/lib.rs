@@ -120,7 +120,7 @@ pub use event::{
 };
 #[doc(hidden)]
 pub use monitor::table_slot_size;
-pub use monitor::Monitor;
+pub use monitor::{Monitor, Watches};
 pub use source::eventfd::EventfdWriter;
 pub use source::pressure_v1::{PressureLevel, PressureMode};
 

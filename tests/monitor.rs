@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::Kid;
-use ctrmon::{Event, EventKind, ExitStatus, Monitor, Receiver, WatchId};
+use ctrmon::{Event, EventKind, ExitStatus, Monitor, Receiver, WatchId, Watches};
 use rustix::event::{eventfd, EventfdFlags};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(20));
@@ -29,19 +29,62 @@ enum Path {
     Owned,
 }
 
-/// One wait on `path`; the handler gets the monitor to act on, either way.
+/// What a handler adds and removes watches with: the monitor itself on
+/// `wait`, its [`Watches`] on `wait_mut`.
+trait Handle<T> {
+    fn watch_pid(&self, pid: i32, receiver: T) -> ctrmon::Result<WatchId>;
+    fn watch_eventfd(&self, fd: OwnedFd, receiver: T) -> ctrmon::Result<WatchId>;
+    fn unwatch(&self, id: WatchId) -> ctrmon::Result<T>;
+    fn contains(&self, id: WatchId) -> bool;
+    /// A wait from inside a handler: only the shared path has one.
+    fn nested_wait(&self) -> Option<usize>;
+}
+
+macro_rules! handle_impl {
+    ($ty:ty, $nested:expr) => {
+        impl<T> Handle<T> for $ty {
+            fn watch_pid(&self, pid: i32, receiver: T) -> ctrmon::Result<WatchId> {
+                Self::watch_pid(self, pid, receiver)
+            }
+            fn watch_eventfd(&self, fd: OwnedFd, receiver: T) -> ctrmon::Result<WatchId> {
+                Self::watch_eventfd(self, fd, receiver)
+            }
+            fn unwatch(&self, id: WatchId) -> ctrmon::Result<T> {
+                Self::unwatch(self, id)
+            }
+            fn contains(&self, id: WatchId) -> bool {
+                Self::contains(self, id)
+            }
+            fn nested_wait(&self) -> Option<usize> {
+                #[allow(clippy::redundant_closure_call)]
+                ($nested)(self)
+            }
+        }
+    };
+}
+
+handle_impl!(Monitor<T>, |m: &Monitor<T>| Some(
+    m.wait(Some(Duration::ZERO), |e| panic!(
+        "nested wait saw {:?}",
+        e.kind
+    ))
+    .unwrap()
+));
+handle_impl!(Watches<'_, T>, |_| None);
+
+/// One wait on `path`; the handler gets what to act on, either way.
 fn wait<T>(
     path: Path,
     m: &mut Monitor<T>,
     timeout: Option<Duration>,
-    mut handler: impl FnMut(Event<'_, T>, &Monitor<T>),
+    mut handler: impl FnMut(Event<'_, T>, &dyn Handle<T>),
 ) -> usize {
     match path {
         Path::Shared => {
             let m: &Monitor<T> = m;
             m.wait(timeout, |e| handler(e, m))
         }
-        Path::Owned => m.wait_mut(timeout, handler),
+        Path::Owned => m.wait_mut(timeout, |e, w| handler(e, w)),
     }
     .unwrap()
 }
@@ -491,15 +534,17 @@ fn handler_can_add_and_remove_watches_without_deadlock(path: Path) {
     let mut handled = false;
     let third = Kid::sh("exit 3");
     m.watch_pid(third.pid(), 3).unwrap();
-    // From inside a handler: watch, unwatch, rewatch, even wait.
+    // From inside a handler: watch, unwatch, rewatch, even wait (on the
+    // shared path).
     while !handled {
         wait(path, &mut m, LONG, |e, m| {
             exits.push(*e.receiver);
             let id = m.watch_pid(second.pid(), 2).unwrap();
             assert_eq!(m.unwatch(id).unwrap(), 2);
             second_id = Some(m.watch_pid(second.pid(), 2).unwrap());
-            m.wait(Some(Duration::ZERO), |e| panic!("nested wait saw {e:?}"))
-                .unwrap();
+            if let Some(n) = m.nested_wait() {
+                assert_eq!(n, 0);
+            }
             handled = true;
         });
     }
@@ -948,4 +993,79 @@ fn a_panicking_handler_leaves_its_lent_watch_in_place(path: Path) {
     });
     assert_eq!(got, [("Signaled { count: 2 }".to_string(), vec![1, 2, 3])]);
     assert_eq!(m.unwatch(id).unwrap(), [1, 2, 3]);
+}
+
+/// `wait_mut` lends the receiver in place: what the handler writes through
+/// it stays in the monitor, and what it adds while holding it (more watches
+/// than the table has free slots, so they are stored aside until it
+/// returns) are live and get their events from the next wait on.
+#[test]
+fn owned_in_place_receivers_keep_changes_and_handler_adds_are_live() {
+    let mut m: Monitor<u64> = Monitor::new().unwrap();
+    let a = new_eventfd();
+    let wa = rustix::io::dup(&a).unwrap();
+    let ida = m.watch_eventfd(a, 0).unwrap();
+    signal(&wa, 5);
+    let mut added = Vec::new();
+    let mut writers = Vec::new();
+    let n = m
+        .wait_mut(LONG, |e, w| {
+            let mut r = e.receiver;
+            *r += 100;
+            // No free slot: these go past the end of the table.
+            for i in 0..5 {
+                let (id, writer) = w.watch_new_eventfd(1000 + i).unwrap();
+                assert!(w.contains(id));
+                added.push(id);
+                writers.push(writer);
+            }
+            // One of them ends at once, from the same handler.
+            assert_eq!(w.unwatch(added[4]).unwrap(), 1004);
+            assert_eq!(w.len(), 5);
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(m.len(), 5);
+    for (w, id) in writers.iter().zip(&added).take(4) {
+        assert!(m.contains(*id));
+        w.signal(1).unwrap();
+    }
+    assert!(!m.contains(added[4]));
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        m.wait_mut(LONG, |e, _| seen.push(*e.receiver)).unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [1000, 1001, 1002, 1003]);
+    // The first receiver kept the handler's change.
+    assert_eq!(m.unwatch(ida).unwrap(), 100);
+}
+
+/// A handler of `wait_mut` that unwatches the watch whose receiver it holds
+/// in place and then panics leaves the monitor consistent: the watch is
+/// gone, the count is right, and the monitor goes on.
+#[test]
+fn owned_handler_panicking_after_unwatching_its_own_watch() {
+    let mut m: Monitor<&str> = Monitor::new().unwrap();
+    let (a, b) = (new_eventfd(), new_eventfd());
+    let (wa, wb) = (rustix::io::dup(&a).unwrap(), rustix::io::dup(&b).unwrap());
+    let ida = m.watch_eventfd(a, "a").unwrap();
+    let idb = m.watch_eventfd(b, "b").unwrap();
+    signal(&wa, 1);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        m.wait_mut(LONG, |e, w| {
+            assert!(w.unwatch(e.id).is_err(), "its receiver is in hand");
+            panic!("handler gives up");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(!m.contains(ida));
+    assert_eq!(m.len(), 1);
+    signal(&wa, 1);
+    signal(&wb, 1);
+    let mut seen = Vec::new();
+    m.wait_mut(LONG, |e, _| seen.push((e.id, *e.receiver)))
+        .unwrap();
+    assert_eq!(seen, [(idb, "b")]);
+    assert!(m.unwatch(ida).is_err());
 }

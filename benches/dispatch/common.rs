@@ -124,8 +124,8 @@ pub trait Variant: Sized {
 
     /// One wait (`None`: block, `Some(ZERO)`: poll): every ready receiver is
     /// looked up, its eventfd read, the count added to the receiver, and
-    /// `seen(index)` called. Returns the number delivered.
-    fn poll<F: FnMut(usize)>(&mut self, timeout: Option<Duration>, seen: F) -> usize;
+    /// `seen()` called. Returns the number delivered.
+    fn poll<F: FnMut()>(&mut self, timeout: Option<Duration>, seen: F) -> usize;
 
     /// The sum of the receivers' counts (checks that nothing was lost).
     fn total(&self) -> u64;
@@ -192,7 +192,7 @@ pub fn w1<V: Variant>(n: usize, picks: &Picks, rounds: usize) -> io::Result<f64>
 pub fn flush_round<V: Variant>(v: &mut V, k: usize) {
     let mut got = 0;
     while got < k {
-        got += v.poll(Some(Duration::ZERO), |_| {});
+        got += v.poll(Some(Duration::ZERO), || {});
     }
 }
 
@@ -220,7 +220,7 @@ pub fn w2<V: Variant>(rounds: usize, warmup: usize) -> io::Result<Vec<u64>> {
         for _ in 0..total {
             let mut got = 0;
             while got == 0 {
-                got = w.v.poll(None, |_| {
+                got = w.v.poll(None, || {
                     let now = base.elapsed().as_nanos() as u64;
                     lat.push(now.saturating_sub(sent.load(Ordering::Acquire)));
                 });

@@ -16,7 +16,6 @@ use crate::common::{kill_all, Variant, BATCH};
 
 pub struct Receiver {
     fd: OwnedFd,
-    index: usize,
     count: u64,
 }
 
@@ -43,20 +42,13 @@ impl Variant for Mio {
         })
     }
 
-    fn watch(&mut self, fd: OwnedFd, index: usize) -> io::Result<Token> {
+    fn watch(&mut self, fd: OwnedFd, _index: usize) -> io::Result<Token> {
         let token = Token(self.next);
         self.next += 1;
         self.poll
             .registry()
             .register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
-        self.receivers.insert(
-            token,
-            Receiver {
-                fd,
-                index,
-                count: 0,
-            },
-        );
+        self.receivers.insert(token, Receiver { fd, count: 0 });
         Ok(token)
     }
 
@@ -70,7 +62,7 @@ impl Variant for Mio {
     }
 
     #[inline]
-    fn poll<F: FnMut(usize)>(&mut self, timeout: Option<Duration>, mut seen: F) -> usize {
+    fn poll<F: FnMut()>(&mut self, timeout: Option<Duration>, mut seen: F) -> usize {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return 0,
@@ -85,7 +77,7 @@ impl Variant for Mio {
             if let Ok(8) = rustix::io::read(&r.fd, &mut b) {
                 r.count += u64::from_ne_bytes(b);
                 delivered += 1;
-                seen(r.index);
+                seen();
             }
         }
         delivered

@@ -65,7 +65,7 @@ impl Variant for Raw {
     }
 
     #[inline]
-    fn poll<F: FnMut(usize)>(&mut self, timeout: Option<Duration>, mut seen: F) -> usize {
+    fn poll<F: FnMut()>(&mut self, timeout: Option<Duration>, mut seen: F) -> usize {
         let mut buf = [MaybeUninit::<epoll::Event>::uninit(); BATCH];
         let ts = timeout.map(|t| Timespec::try_from(t).expect("timeout"));
         let (events, _) = match epoll::wait(&self.epoll, &mut buf, ts.as_ref()) {
@@ -83,7 +83,7 @@ impl Variant for Raw {
             if let Ok(8) = rustix::io::read(fd, &mut b) {
                 r.count += u64::from_ne_bytes(b);
                 delivered += 1;
-                seen(i);
+                seen();
             }
         }
         delivered

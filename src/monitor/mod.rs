@@ -4,10 +4,14 @@ mod dispatch;
 mod epoll;
 mod housekeeping;
 mod kmsg;
+mod registrar;
 pub(crate) mod table;
 mod timer;
 mod waker;
 mod watch;
+mod watches;
+
+pub use watches::Watches;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -57,27 +61,6 @@ struct Inner<T> {
     kmsg: kmsg::KmsgState,
     /// Exits waiting a moment for the log to name them (`kmsg.rs`).
     late_exits: Vec<kmsg::LateExit<T>>,
-}
-
-impl<T> Inner<T> {
-    /// Counts a pid watch in `watched_pids` (`by` = 1), or uncounts it
-    /// (`by` = -1) when it ends.
-    fn index_pid(&mut self, source: &Source, add: bool) {
-        let (Some(map), Some(info)) = (&mut self.watched_pids, source.pid_info()) else {
-            return;
-        };
-        if info.pid <= 0 {
-            return;
-        }
-        if add {
-            *map.entry(info.pid).or_default() += 1;
-        } else if let Some(n) = map.get_mut(&info.pid) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&info.pid);
-            }
-        }
-    }
 }
 
 thread_local! {
@@ -303,30 +286,11 @@ impl<T> Monitor<T> {
                 .unwrap_or_else(PoisonError::into_inner);
             inner.unwatch_waiters -= 1;
         }
-        let removed = self.core.remove(&mut inner.table, key, false);
-        if let Removal::Removed(w) = &removed {
-            inner.index_pid(&w.source, false);
-        }
+        let removal = inner.registrar(&self.core, false).remove(key);
+        inner.settle();
         drop(inner);
-        match removed {
-            // The fd closes here, outside the lock.
-            Removal::Removed(watch) => Ok(watch.receiver),
-            Removal::Lent => Err(Error::new(
-                "unwatch",
-                Subject::Watch(id),
-                std::io::Error::new(
-                    // `ErrorKind::ResourceBusy` on Rust 1.83 and later.
-                    std::io::Error::from(rustix::io::Errno::BUSY).kind(),
-                    "the receiver is lent to a handler; the watch ends and the receiver \
-                     comes back as its Unwatched event",
-                ),
-            )),
-            Removal::Missing => Err(Error::new(
-                "unwatch",
-                Subject::Watch(id),
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such watch"),
-            )),
-        }
+        // The fd closes in here, outside the lock.
+        registrar::unwatch_result(id, removal)
     }
 
     /// True while `id` is being watched.
@@ -336,7 +300,7 @@ impl<T> Monitor<T> {
 
     /// The number of live watches (containerd's `EpollFdCounter`).
     pub fn len(&self) -> usize {
-        self.core.live.load(Ordering::Relaxed)
+        self.core.live()
     }
 
     /// True when nothing is being watched.
@@ -356,13 +320,30 @@ impl<T> Monitor<T> {
     /// Makes every current and future [`wait`](Self::wait) return at once
     /// with no events. Watches stay registered until the monitor is dropped.
     pub fn shutdown(&self) -> Result<()> {
-        self.core.shut_down.store(true, Ordering::SeqCst);
-        self.wake()
+        self.core.shutdown()
     }
 
     /// True once [`shutdown`](Self::shutdown) has been called.
     pub fn is_shut_down(&self) -> bool {
         self.core.is_shut_down()
+    }
+
+    /// Runs `f` with a registrar over the whole table, under the lock, and
+    /// settles the table after.
+    fn with_registrar<R>(&self, f: impl FnOnce(&mut registrar::Registrar<'_, T>) -> R) -> R {
+        let mut inner = self.lock();
+        let (result, dirty) = {
+            let mut r = inner.registrar(&self.core, false);
+            let result = f(&mut r);
+            (result, r.table.dirty)
+        };
+        if dirty {
+            inner.settle();
+        }
+        if inner.schedule_changed {
+            inner.reschedule();
+        }
+        result
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
@@ -382,6 +363,17 @@ pub fn table_slot_size<T>() -> usize {
 impl Core {
     fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::SeqCst)
+    }
+
+    fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        self.shut_down.store(true, Ordering::SeqCst);
+        self.waker
+            .wake()
+            .map_err(|e| Error::os("write waker eventfd", Subject::None, e))
     }
 
     /// The waker wakes one waiting thread at a time: each that leaves

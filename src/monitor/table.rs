@@ -21,10 +21,18 @@
 //! pointer of the source (16), and the receiver. A vacant slot is told apart
 //! by the stamp's niche (never zero), so the entry enum costs no tag.
 //!
-//! A slot can also be *lent*: while a handler holds a non-final event's
-//! receiver, the watch is out of its slot (on the dispatching thread's
-//! stack), and the slot remembers its stamp so that the watch still counts
-//! as live, cannot be reused, and can be asked to end.
+//! A receiver is lent to a handler in one of two ways:
+//!
+//! - *in place* (the single-owner path): the handler gets `&mut T` straight
+//!   into the slot, and a [`TableView`] of everything else: the slices on
+//!   either side of that slot, the source in it, and a `spill` vector for
+//!   watches added meanwhile (the entries vector cannot grow while a slot
+//!   in it is borrowed). Nothing moves; the borrow checker proves that the
+//!   handler's own adds and removes cannot touch the receiver it holds.
+//! - *moved out* (the shared path, and the rare events of either path): the
+//!   watch is taken out of its slot onto the dispatching thread's stack,
+//!   and the slot remembers its stamp so that the watch still counts as
+//!   live, cannot be reused, and can be asked to end.
 
 use std::num::NonZeroU32;
 
@@ -64,6 +72,12 @@ impl Key {
     fn stamp(self) -> u32 {
         (self.0 >> 32) as u32
     }
+
+    /// The source's [`Kind`] as the key carries it.
+    #[inline(always)]
+    pub(crate) fn kind_bits(self) -> u32 {
+        self.stamp() & 0xf
+    }
 }
 
 /// One watch: what is watched, and the caller's value for it.
@@ -89,6 +103,8 @@ enum Entry<T> {
 /// What a readiness gave: the hot case (one non-final event, its watch lent
 /// out of the table), anything else, or a key that is not a live watch.
 pub(crate) enum Ready<T> {
+    /// An eventfd's count, the hot kind.
+    Signaled(u64, Watch<T>),
     Lent(EventKind, Watch<T>),
     Other(Outcome),
     Miss,
@@ -105,6 +121,15 @@ pub(crate) enum Removal<T> {
 /// A slab of watches addressed by [`Key`].
 pub(crate) struct Table<T> {
     entries: Vec<Entry<T>>,
+    /// Slots added while a handler held a receiver in place (`entries`
+    /// cannot grow then); appended to `entries` when it returns. Empty
+    /// otherwise.
+    spill: Vec<Entry<T>>,
+    meta: Meta,
+}
+
+/// The table's bookkeeping, which a [`TableView`] shares.
+struct Meta {
     free_head: u32,
     /// Occupied and lent slots.
     len: usize,
@@ -114,6 +139,38 @@ pub(crate) struct Table<T> {
     removals_since_compact: usize,
 }
 
+/// The table as a handler's adds and removes see it while the handler
+/// holds the receiver of one slot (the *hole*) in place, or the whole table
+/// (no hole). Slots added through a view go to the spill vector when no
+/// free slot is left; [`Table::settle`] appends them once the view is gone.
+pub(crate) struct TableView<'a, T> {
+    /// The slots before the hole (all of `entries` when there is none).
+    left: &'a mut [Entry<T>],
+    hole: Option<Hole<'a>>,
+    /// The slots after the hole.
+    right: &'a mut [Entry<T>],
+    spill: &'a mut Vec<Entry<T>>,
+    meta: &'a mut Meta,
+    /// Something was added or removed: the table needs settling.
+    pub(crate) dirty: bool,
+}
+
+/// The slot whose receiver a handler holds in place: its source is still
+/// reachable, its receiver is not.
+pub(crate) struct Hole<'a> {
+    stamp: u32,
+    source: &'a mut Source,
+    /// Asked to end while its receiver was held: it ends once the handler
+    /// returns, and the receiver comes back as an `Unwatched` event.
+    pub(crate) unwatched: bool,
+}
+
+/// One slot of a view.
+enum Slot<'s, 'a, T> {
+    Entry(&'s mut Entry<T>),
+    Hole(&'s mut Hole<'a>),
+}
+
 /// Below this many slots the table never bothers to shrink.
 const MIN_SLOTS_KEPT: usize = 64;
 
@@ -121,68 +178,114 @@ impl<T> Table<T> {
     pub(crate) const fn new() -> Self {
         Table {
             entries: Vec::new(),
-            free_head: NIL,
-            len: 0,
-            next_generation: 0,
-            removals_since_compact: 0,
+            spill: Vec::new(),
+            meta: Meta {
+                free_head: NIL,
+                len: 0,
+                next_generation: 0,
+                removals_since_compact: 0,
+            },
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.meta.len
     }
 
-    /// The key the next [`insert`](Self::insert) of a `kind` source will
-    /// return. Lets a caller register the key with epoll before the value is
-    /// committed.
-    pub(crate) fn next_key(&self, kind: Kind) -> Option<Key> {
-        let index = if self.free_head != NIL {
-            self.free_head
-        } else {
-            // The top three indices are the monitor's waker, timer and
-            // kernel log keys.
-            u32::try_from(self.entries.len())
-                .ok()
-                .filter(|&i| i < NIL - 2)?
+    /// The whole table as a view, for adds and removes outside of a
+    /// handler. Call [`settle`](Self::settle) after.
+    pub(crate) fn view(&mut self) -> TableView<'_, T> {
+        let Table {
+            entries,
+            spill,
+            meta,
+        } = self;
+        TableView {
+            left: entries,
+            hole: None,
+            right: &mut [],
+            spill,
+            meta,
+            dirty: false,
+        }
+    }
+
+    /// The receiver under `key` (if current), in place, and a view of the
+    /// rest of the table with its slot as the hole.
+    #[inline(always)]
+    pub(crate) fn split_at(&mut self, key: Key) -> Option<(&mut T, TableView<'_, T>)> {
+        let Table {
+            entries,
+            spill,
+            meta,
+        } = self;
+        let index = key.index();
+        if index >= entries.len() {
+            return None;
+        }
+        let (left, rest) = entries.split_at_mut(index);
+        let (current, right) = rest.split_first_mut()?;
+        let Entry::Occupied(Watch { source, receiver }) = current else {
+            return None;
         };
-        Some(Key::new(index, self.next_generation << 4 | kind as u32))
+        if source.stamp.get() != key.stamp() {
+            return None;
+        }
+        let hole = Hole {
+            stamp: key.stamp(),
+            source,
+            unwatched: false,
+        };
+        Some((
+            receiver,
+            TableView {
+                left,
+                hole: Some(hole),
+                right,
+                spill,
+                meta,
+                dirty: false,
+            },
+        ))
     }
 
-    /// Spends the next generation without inserting: a key that was handed
-    /// to epoll (and may sit in another thread's event buffer) is never
-    /// handed out again.
-    pub(crate) fn burn_key(&mut self) {
-        self.next_generation = self.next_generation.wrapping_add(1) & GENERATION_MASK;
+    /// Appends what a view spilled, if a handler that panicked left
+    /// anything there.
+    #[inline(always)]
+    pub(crate) fn settle_spill(&mut self) {
+        if !self.spill.is_empty() {
+            self.settle();
+        }
+    }
+
+    /// After a view: appends the slots it spilled and gives memory back
+    /// if enough was removed.
+    #[cold]
+    pub(crate) fn settle(&mut self) {
+        if !self.spill.is_empty() {
+            self.entries.append(&mut self.spill);
+        }
+        self.maybe_shrink();
     }
 
     /// Stores `watch` and returns its key, or gives the watch back when the
     /// table already holds 2^32 - 3 entries.
-    pub(crate) fn insert(&mut self, mut watch: Watch<T>) -> Result<Key, Watch<T>> {
-        let Some(kind) = watch.source.kind() else {
-            return Err(watch);
-        };
-        let Some(key) = self.next_key(kind) else {
-            return Err(watch);
-        };
-        self.burn_key();
-        let Some(stamp) = NonZeroU32::new(key.stamp()) else {
-            return Err(watch);
-        };
-        watch.source.stamp = stamp;
-        let entry = Entry::Occupied(watch);
-        if self.free_head != NIL {
-            let slot = &mut self.entries[self.free_head as usize];
-            self.free_head = match *slot {
-                Entry::Vacant { next_free, .. } => next_free,
-                Entry::Occupied(_) => NIL,
-            };
-            *slot = entry;
-        } else {
-            self.entries.push(entry);
-        }
-        self.len += 1;
-        Ok(key)
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, watch: Watch<T>) -> Result<Key, Watch<T>> {
+        let inserted = self.view().insert(watch);
+        self.settle();
+        inserted
+    }
+
+    #[cfg(test)]
+    pub(crate) fn next_key(&mut self, kind: Kind) -> Option<Key> {
+        self.view().next_key(kind)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn burn_key(&mut self) {
+        self.view().burn_key()
     }
 
     #[inline(always)]
@@ -232,14 +335,16 @@ impl<T> Table<T> {
         if w.source.stamp.get() != key.stamp() {
             return Ready::Miss;
         }
-        let kind = match (key.stamp() & 0xf == Kind::EventFd as u32, &w.source.fd) {
+        // A caller's eventfd, the hot kind, is read right here (its kind is
+        // in the key): no outcome to build and take apart.
+        let hot = match (key.kind_bits() == Kind::EventFd as u32, &w.source.fd) {
             (true, Some(fd)) => match eventfd::drain(fd) {
-                Ok(Some(count)) => EventKind::Signaled { count },
+                Ok(Some(count)) => Ok(count),
                 Ok(None) => return Ready::Other(Outcome::Nothing),
                 Err(e) => return Ready::Other(Outcome::One(eventfd::failed(fd, e))),
             },
             _ => match look(&mut w.source) {
-                Outcome::One(kind) if !kind.is_final() => kind,
+                Outcome::One(kind) if !kind.is_final() => Err(kind),
                 other => return Ready::Other(other),
             },
         };
@@ -249,9 +354,10 @@ impl<T> Table<T> {
             unwatched: false,
             waitable,
         };
-        match std::mem::replace(entry, lent) {
-            Entry::Occupied(w) => Ready::Lent(kind, w),
-            vacant @ Entry::Vacant { .. } => {
+        match (std::mem::replace(entry, lent), hot) {
+            (Entry::Occupied(w), Ok(count)) => Ready::Signaled(count, w),
+            (Entry::Occupied(w), Err(kind)) => Ready::Lent(kind, w),
+            (vacant @ Entry::Vacant { .. }, _) => {
                 *entry = vacant;
                 Ready::Miss
             }
@@ -326,32 +432,20 @@ impl<T> Table<T> {
     /// Removes and returns the watch under `key`, if the key is current.
     /// A lent watch is marked to end when it comes back.
     pub(crate) fn remove(&mut self, key: Key) -> Removal<T> {
-        let index = key.index();
-        match self.entries.get_mut(index) {
-            Some(Entry::Occupied(w)) if w.source.stamp.get() == key.stamp() => {}
-            Some(Entry::Vacant {
-                lent, unwatched, ..
-            }) if *lent == key.stamp() && !*unwatched => {
-                *unwatched = true;
-                return Removal::Lent;
-            }
-            _ => return Removal::Missing,
+        let removal = self.view().remove(key);
+        if matches!(removal, Removal::Removed(_)) {
+            self.maybe_shrink();
         }
-        match std::mem::replace(&mut self.entries[index], Entry::free(NIL)) {
-            Entry::Occupied(w) => {
-                self.free(index);
-                Removal::Removed(w)
-            }
-            Entry::Vacant { .. } => Removal::Missing,
-        }
+        removal
     }
 
-    /// Links slot `index` into the free list.
+    /// Links slot `index` into the free list (a lent slot that comes back
+    /// after it was asked to end).
     fn free(&mut self, index: usize) {
-        self.entries[index] = Entry::free(self.free_head);
-        self.free_head = index as u32;
-        self.len -= 1;
-        self.removals_since_compact += 1;
+        self.entries[index] = Entry::free(self.meta.free_head);
+        self.meta.free_head = index as u32;
+        self.meta.len -= 1;
+        self.meta.removals_since_compact += 1;
         self.maybe_shrink();
     }
 
@@ -362,26 +456,27 @@ impl<T> Table<T> {
     /// epoll).
     fn maybe_shrink(&mut self) {
         let slots = self.entries.len();
-        if self.len == 0 {
+        let meta = &mut self.meta;
+        if meta.len == 0 {
             if slots > MIN_SLOTS_KEPT {
                 self.entries = Vec::new();
             } else {
                 // Keep the allocation; rebuild nothing, the free list is valid.
                 return;
             }
-            self.free_head = NIL;
-            self.removals_since_compact = 0;
+            meta.free_head = NIL;
+            meta.removals_since_compact = 0;
             return;
         }
         // Compact only when the table is mostly empty and enough removals
         // happened since the last scan that the scan is amortised O(1).
         if slots <= MIN_SLOTS_KEPT
-            || self.len * 4 > slots
-            || self.removals_since_compact < slots / 2
+            || meta.len * 4 > slots
+            || meta.removals_since_compact < slots / 2
         {
             return;
         }
-        self.removals_since_compact = 0;
+        meta.removals_since_compact = 0;
         while matches!(self.entries.last(), Some(Entry::Vacant { lent: 0, .. })) {
             self.entries.pop();
         }
@@ -389,14 +484,15 @@ impl<T> Table<T> {
             self.entries.shrink_to(self.entries.len() * 2);
         }
         // Relink the survivors, lowest index last so it is reused first.
-        self.free_head = NIL;
+        let meta = &mut self.meta;
+        meta.free_head = NIL;
         for (i, entry) in self.entries.iter_mut().enumerate().rev() {
             if let Entry::Vacant {
                 next_free, lent: 0, ..
             } = entry
             {
-                *next_free = self.free_head;
-                self.free_head = i as u32;
+                *next_free = meta.free_head;
+                meta.free_head = i as u32;
             }
         }
     }
@@ -414,9 +510,10 @@ impl<T> Table<T> {
 
     /// Removes every watch in its slot, in slot order.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Watch<T>> + '_ {
-        self.free_head = NIL;
-        self.len = 0;
-        self.removals_since_compact = 0;
+        self.meta.free_head = NIL;
+        self.meta.len = 0;
+        self.meta.removals_since_compact = 0;
+        self.entries.append(&mut self.spill);
         self.entries.drain(..).filter_map(|e| match e {
             Entry::Occupied(w) => Some(w),
             Entry::Vacant { .. } => None,
@@ -432,6 +529,190 @@ impl<T> Table<T> {
     #[cfg(test)]
     pub(crate) fn slots(&self) -> usize {
         self.entries.len()
+    }
+}
+
+impl<'a, T> TableView<'a, T> {
+    /// Slots in the view, the hole and the spill included: the index the
+    /// next slot would get.
+    fn slots(&self) -> usize {
+        self.left.len() + usize::from(self.hole.is_some()) + self.right.len() + self.spill.len()
+    }
+
+    fn slot(&mut self, index: usize) -> Option<Slot<'_, 'a, T>> {
+        let left = self.left.len();
+        if index < left {
+            return Some(Slot::Entry(&mut self.left[index]));
+        }
+        let mut i = index - left;
+        if self.hole.is_some() {
+            if i == 0 {
+                return self.hole.as_mut().map(Slot::Hole);
+            }
+            i -= 1;
+        }
+        let right = self.right.len();
+        if i < right {
+            return Some(Slot::Entry(&mut self.right[i]));
+        }
+        self.spill.get_mut(i - right).map(Slot::Entry)
+    }
+
+    /// The key the next [`insert`](Self::insert) of a `kind` source will
+    /// return. Lets a caller register the key with epoll before the value is
+    /// committed.
+    pub(crate) fn next_key(&self, kind: Kind) -> Option<Key> {
+        let index = if self.meta.free_head != NIL {
+            self.meta.free_head
+        } else {
+            // The top three indices are the monitor's waker, timer and
+            // kernel log keys.
+            u32::try_from(self.slots()).ok().filter(|&i| i < NIL - 2)?
+        };
+        Some(Key::new(
+            index,
+            self.meta.next_generation << 4 | kind as u32,
+        ))
+    }
+
+    /// Spends the next generation without inserting: a key that was handed
+    /// to epoll (and may sit in another thread's event buffer) is never
+    /// handed out again.
+    pub(crate) fn burn_key(&mut self) {
+        self.meta.next_generation = self.meta.next_generation.wrapping_add(1) & GENERATION_MASK;
+    }
+
+    /// Stores `watch` and returns its key, or gives the watch back when the
+    /// table already holds 2^32 - 3 entries.
+    pub(crate) fn insert(&mut self, mut watch: Watch<T>) -> Result<Key, Watch<T>> {
+        let Some(kind) = watch.source.kind() else {
+            return Err(watch);
+        };
+        let Some(key) = self.next_key(kind) else {
+            return Err(watch);
+        };
+        self.burn_key();
+        let Some(stamp) = NonZeroU32::new(key.stamp()) else {
+            return Err(watch);
+        };
+        watch.source.stamp = stamp;
+        let entry = Entry::Occupied(watch);
+        let free = self.meta.free_head;
+        if free != NIL {
+            // A free slot is vacant, so never the hole.
+            let Some(Slot::Entry(slot)) = self.slot(free as usize) else {
+                unreachable!("the free list names a vacant slot");
+            };
+            let next = match *slot {
+                Entry::Vacant { next_free, .. } => next_free,
+                Entry::Occupied(_) => NIL,
+            };
+            *slot = entry;
+            self.meta.free_head = next;
+        } else {
+            self.spill.push(entry);
+        }
+        self.meta.len += 1;
+        self.dirty = true;
+        Ok(key)
+    }
+
+    /// The source under `key`, if current (also the hole's).
+    pub(crate) fn source(&mut self, key: Key) -> Option<&mut Source> {
+        match self.slot(key.index())? {
+            Slot::Entry(Entry::Occupied(w)) if w.source.stamp.get() == key.stamp() => {
+                Some(&mut w.source)
+            }
+            Slot::Hole(h) if h.stamp == key.stamp() && !h.unwatched => Some(h.source),
+            _ => None,
+        }
+    }
+
+    /// Live: in its slot, held in place, or lent and not asked to end.
+    pub(crate) fn contains(&mut self, key: Key) -> bool {
+        match self.slot(key.index()) {
+            Some(Slot::Entry(Entry::Occupied(w))) => w.source.stamp.get() == key.stamp(),
+            Some(Slot::Entry(Entry::Vacant {
+                lent, unwatched, ..
+            })) => *lent == key.stamp() && !*unwatched,
+            Some(Slot::Hole(h)) => h.stamp == key.stamp() && !h.unwatched,
+            None => false,
+        }
+    }
+
+    /// Removes and returns the watch under `key`, if the key is current. A
+    /// lent watch, or the hole, is marked to end when its receiver comes
+    /// back.
+    pub(crate) fn remove(&mut self, key: Key) -> Removal<T> {
+        let index = key.index();
+        let head = self.meta.free_head;
+        let removal = match self.slot(index) {
+            Some(Slot::Entry(entry)) => match entry {
+                Entry::Occupied(w) if w.source.stamp.get() == key.stamp() => {
+                    match std::mem::replace(entry, Entry::free(head)) {
+                        Entry::Occupied(w) => Removal::Removed(w),
+                        Entry::Vacant { .. } => unreachable!("matched as occupied"),
+                    }
+                }
+                Entry::Vacant {
+                    lent, unwatched, ..
+                } if *lent == key.stamp() && !*unwatched => {
+                    *unwatched = true;
+                    Removal::Lent
+                }
+                _ => Removal::Missing,
+            },
+            Some(Slot::Hole(h)) if h.stamp == key.stamp() && !h.unwatched => {
+                h.unwatched = true;
+                Removal::Lent
+            }
+            _ => Removal::Missing,
+        };
+        if let Removal::Removed(_) = removal {
+            self.meta.free_head = index as u32;
+            self.meta.len -= 1;
+            self.meta.removals_since_compact += 1;
+        }
+        if !matches!(removal, Removal::Missing) {
+            self.dirty = true;
+        }
+        removal
+    }
+
+    /// Every watch in the view with its source reachable (in its slot, or
+    /// the hole), with its key, in slot order.
+    pub(crate) fn sources(&self) -> impl Iterator<Item = (Key, &Source)> + '_ {
+        fn entries<T>(base: usize, slice: &[Entry<T>]) -> impl Iterator<Item = (Key, &Source)> {
+            slice.iter().enumerate().filter_map(move |(i, e)| match e {
+                Entry::Occupied(w) => {
+                    Some((Key::new((base + i) as u32, w.source.stamp.get()), &w.source))
+                }
+                Entry::Vacant { .. } => None,
+            })
+        }
+        let hole_at = self.left.len();
+        let right_at = hole_at + usize::from(self.hole.is_some());
+        let spill_at = right_at + self.right.len();
+        entries(0, self.left)
+            .chain(
+                self.hole
+                    .iter()
+                    .filter(|h| !h.unwatched)
+                    .map(move |h| (Key::new(hole_at as u32, h.stamp), &*h.source)),
+            )
+            .chain(entries(right_at, self.right))
+            .chain(entries(spill_at, self.spill))
+    }
+
+    /// The source of the hole (of the whole view: none).
+    #[inline(always)]
+    pub(crate) fn hole_source(&mut self) -> Option<&mut Source> {
+        self.hole.as_mut().map(|h| &mut *h.source)
+    }
+
+    /// The hole was asked to end.
+    pub(crate) fn hole_unwatched(&self) -> bool {
+        self.hole.as_ref().is_some_and(|h| h.unwatched)
     }
 }
 

@@ -1,15 +1,15 @@
-//! Adding watches: one method per kind of source, and the common path that
-//! registers a source with epoll and stores it in the table.
+//! Adding watches: one method per kind of source. They are written once
+//! and given to both [`Monitor`] (any thread, under the lock) and a
+//! handler's [`Watches`] (the dispatching thread, no lock); the common path
+//! that registers a source with epoll and stores it is in `registrar.rs`.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::housekeeping::REARM_EVERY;
-use super::table::{Key, Watch};
-use super::Monitor;
+use super::registrar::Registrar;
+use super::table::Key;
+use super::{Monitor, Watches};
 use crate::cgroup::parse::psi::PsiTrigger;
 use crate::cgroup::CgroupVersion;
 use crate::event::WatchId;
@@ -19,7 +19,20 @@ use crate::source::pidfd::PidInfo;
 use crate::source::{self, Cold, Kind, Source};
 use crate::{Error, PressureLevel, PressureMode, Result, Subject};
 
-impl<T> Monitor<T> {
+/// Emits the methods for both types: their bodies reach the table only
+/// through `add` and `with_registrar`, which each type has.
+macro_rules! watch_methods {
+    ($($body:tt)*) => {
+        impl<T> Monitor<T> {
+            $($body)*
+        }
+        impl<T> Watches<'_, T> {
+            $($body)*
+        }
+    };
+}
+
+watch_methods! {
     /// Watches process `pid` for exit, reaping it if it is our child.
     ///
     /// The event is [`EventKind::Exited`](crate::EventKind::Exited): with the exit code or signal for
@@ -192,31 +205,29 @@ impl<T> Monitor<T> {
                 "not a live process watch (its exit may have been delivered already)",
             )
         };
-        let live = |inner: &mut super::Inner<T>| {
-            inner
-                .table
-                .get_mut(pid_key)
-                .is_some_and(|w| w.source.pid_info().is_some())
+        let live = |r: &mut Registrar<'_, T>| {
+            r.table
+                .source(pid_key)
+                .is_some_and(|s| s.pid_info().is_some())
         };
-        if !live(&mut self.lock()) {
+        if !self.with_registrar(live) {
             return Err(not_live());
         }
         let fifo = self.watch_hangup(fd, receiver)?;
-        let mut inner = self.lock();
-        match inner
-            .table
-            .get_mut(pid_key)
-            .and_then(|w| w.source.pid_info_mut())
-        {
-            Some(info) => {
-                info.exit_fifo = Some(fifo);
-                Ok(fifo)
+        let linked = self.with_registrar(|r| {
+            match r.table.source(pid_key).and_then(|s| s.pid_info_mut()) {
+                Some(info) => {
+                    info.exit_fifo = Some(fifo);
+                    true
+                }
+                None => false,
             }
-            None => {
-                drop(inner);
-                let _ = self.unwatch(fifo);
-                Err(not_live())
-            }
+        });
+        if linked {
+            Ok(fifo)
+        } else {
+            let _ = self.unwatch(fifo);
+            Err(not_live())
         }
     }
 
@@ -453,11 +464,10 @@ impl<T> Monitor<T> {
     /// A thread with SIGCHLD unblocked; orphan reaping already on.
     pub fn reap_orphans(&self, receiver: T) -> Result<WatchId> {
         let reaper = crate::reaper::OrphanReaper::with_holder(self.core.holds.clone())?;
-        {
-            let mut inner = self.lock();
+        self.with_registrar(|r| {
             // Another reaper's watch still live (one ended by `unwatch`
             // or a failure may be replaced).
-            if inner.table.iter().any(|(_, w)| w.source.is_orphan_reaper()) {
+            if r.table.sources().any(|(_, s)| s.is_orphan_reaper()) {
                 return Err(Error::invalid(
                     "reap orphans",
                     Subject::None,
@@ -466,16 +476,17 @@ impl<T> Monitor<T> {
             }
             // The pid watches made so far.
             let mut map = std::collections::HashMap::new();
-            for (_, w) in inner.table.iter() {
-                if let Some(info) = w.source.pid_info().filter(|i| i.pid > 0) {
+            for (_, s) in r.table.sources() {
+                if let Some(info) = s.pid_info().filter(|i| i.pid > 0) {
                     *map.entry(info.pid).or_default() += 1;
                 }
             }
-            inner.watched_pids = Some(map);
-        }
+            *r.watched_pids = Some(map);
+            Ok(())
+        })?;
         let added = self.add(Source::cold(Cold::Orphans(reaper)), receiver, Subject::None);
         if added.is_err() {
-            self.lock().watched_pids = None;
+            self.with_registrar(|r| *r.watched_pids = None);
         }
         added
     }
@@ -497,60 +508,8 @@ impl<T> Monitor<T> {
         self.core.holds.hold()
     }
 
-    fn add(&self, mut source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
-        let mut inner = self.lock();
-        if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
-            let is_oom_watch = inner
-                .table
-                .get_mut(Key::from_u64(link.0))
-                .is_some_and(|w| w.source.oom_book().is_some());
-            if !is_oom_watch {
-                return Err(Error::invalid(
-                    "watch",
-                    subject,
-                    format!("{link} is not a live cgroup OOM watch"),
-                ));
-            }
-        }
-        let (Some(kind), Some(fd)) = (source.kind(), source.as_fd()) else {
-            return Err(Error::invalid("watch", subject, "a source with no fd"));
-        };
-        let key = inner.table.next_key(kind).ok_or_else(|| {
-            Error::new(
-                "watch",
-                subject.clone(),
-                std::io::Error::other("the receiver table is full"),
-            )
-        })?;
-        // Register before inserting: if epoll refuses, nothing was stored.
-        self.core
-            .epoll
-            .add(fd, key.as_u64(), source.interest())
-            .map_err(|e| Error::os("register with epoll", subject, e))?;
-        // Baselines of polled files are read after registration, so that no
-        // change falls between the two.
-        if let Err(e) = source.arm() {
-            if let Some(fd) = source.as_fd() {
-                let _ = self.core.epoll.delete(fd);
-            }
-            // The key was live in epoll: another thread's wait may hold an
-            // event for it in its buffer. It must never name a later watch.
-            inner.table.burn_key();
-            return Err(e);
-        }
-        let kernfs = source.is_kernfs();
-        inner.index_pid(&source, true);
-        let inserted = inner.table.insert(Watch { source, receiver });
-        if kernfs {
-            self.core.kernfs.fetch_add(1, Ordering::AcqRel);
-            if inner.next_rearm.is_none() {
-                inner.next_rearm = Some(Instant::now() + REARM_EVERY);
-                inner.reschedule();
-            }
-        }
-        debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
-        self.core.live.fetch_add(1, Ordering::Relaxed);
-        Ok(WatchId(key.as_u64()))
+    fn add(&self, source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
+        self.with_registrar(|r| r.add(source, receiver, subject))
     }
 
     /// Opens `dir` as a verified cgroup directory (before anything is

@@ -39,7 +39,7 @@
 //! | [`next`](AsyncMonitor::next) (`&self`) | one owned event per call, `Ok(None)` once shut down | `T: Clone` (a lent receiver is cloned) |
 //! | [`events`](AsyncMonitor::events) (`&self`) | the same as a [`Stream`](futures_core::Stream) | `T: Clone` |
 //! | [`wait`](AsyncMonitor::wait) (`&self`) | a handler called for each event of a batch, receivers lent | nothing |
-//! | [`wait_mut`](AsyncMonitor::wait_mut) (`&mut self`) | the same, on [`Monitor::wait_mut`]'s lock-free path, with `&Monitor` | one owner |
+//! | [`wait_mut`](AsyncMonitor::wait_mut) (`&mut self`) | the same, on [`Monitor::wait_mut`]'s lock-free path, with [`Watches`](crate::Watches), receivers lent in place | one owner |
 //!
 //! # Cancel safety
 //!
@@ -194,17 +194,19 @@ impl<T> AsyncMonitor<T> {
     /// [`wait`](Self::wait) on [`Monitor::wait_mut`]'s path: no lock and no
     /// atomic read-modify-write per event, because `&mut self` proves that
     /// no other task can use the monitor meanwhile. The handler gets
-    /// `&Monitor` to add and remove watches.
+    /// [`Watches`](crate::Watches) to add and remove watches, and a
+    /// non-final event's receiver lent in place, as with
+    /// [`Monitor::wait_mut`].
     ///
     /// Cancel safe, as `wait`.
     pub async fn wait_mut<F>(&mut self, mut handler: F) -> Result<usize>
     where
-        F: FnMut(Event<'_, T>, &Monitor<T>),
+        F: FnMut(Event<'_, T>, &crate::Watches<'_, T>),
     {
         let queue = self.queue.get_mut().unwrap_or_else(PoisonError::into_inner);
         let mut n = 0;
         while let Some(e) = queue.pop_front() {
-            handler(e.into_event(), &self.monitor);
+            self.monitor.with_watches(|w| handler(e.into_event(), w));
             n += 1;
         }
         if n > 0 {
@@ -316,7 +318,7 @@ struct Owned<'m, T, F> {
     handler: F,
 }
 
-impl<T, F: FnMut(Event<'_, T>, &Monitor<T>)> Drain for Owned<'_, T, F> {
+impl<T, F: FnMut(Event<'_, T>, &crate::Watches<'_, T>)> Drain for Owned<'_, T, F> {
     fn shut_down(&self) -> bool {
         self.monitor.is_shut_down()
     }

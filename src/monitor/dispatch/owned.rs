@@ -1,0 +1,259 @@
+//! [`Monitor::wait_mut`]'s dispatch: the table owned, receivers lent in
+//! place.
+//!
+//! The hot case, a non-final event (an eventfd's count above all), costs
+//! one generation-checked lookup, the source's read, and the handler call:
+//! the handler gets `&mut T` into the receiver's own slot and a
+//! [`Watches`] built from the slices on either side of it, so nothing is
+//! moved, locked or staged, and a handler that ignores its `Watches` pays
+//! nothing for it (the compiler drops the unused view). Only when the
+//! handler added or removed something is the table settled after it.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use rustix::event::epoll;
+
+use super::super::epoll::key_and_flags;
+use super::super::registrar::Registrar;
+use super::super::table::{Key, Watch};
+use super::super::{Core, Inner, Watches};
+use super::{deliver, Batch, Sink};
+use crate::event::{Event, EventKind, Receiver, WatchId};
+use crate::source::{eventfd, Clock, Kind, Outcome};
+
+pub(super) struct Owned<'m, T, F> {
+    pub(super) core: &'m Core,
+    pub(super) inner: &'m mut Inner<T>,
+    pub(super) handler: &'m mut F,
+}
+
+impl<T, F> Sink<T> for Owned<'_, T, F>
+where
+    F: FnMut(Event<'_, T>, &Watches<'_, T>),
+{
+    const EXCLUSIVE: bool = true;
+
+    #[inline(always)]
+    fn core(&self) -> &Core {
+        self.core
+    }
+
+    #[inline(always)]
+    fn parts(&mut self) -> (&Core, &mut Inner<T>) {
+        (self.core, self.inner)
+    }
+
+    #[inline(always)]
+    fn unlock(&mut self) {}
+
+    fn call(&mut self, event: Event<'_, T>) {
+        let Owned {
+            core,
+            inner,
+            handler,
+        } = self;
+        let watches = Watches::new(inner.registrar(core, true));
+        handler(event, &watches);
+        if watches.into_registrar().table.dirty {
+            inner.settle();
+        }
+    }
+
+    #[inline(always)]
+    fn dispatch(&mut self, events: &[epoll::Event]) -> (usize, bool) {
+        let mut batch = Batch::default();
+        // In a register, not in `batch`, whose address the cold paths take.
+        let mut delivered = 0;
+        for ev in events {
+            let data = key_and_flags(ev).0;
+            let key = Key::from_u64(data);
+            let lend = {
+                let Owned {
+                    core,
+                    inner,
+                    handler,
+                } = &mut *self;
+                match inner.ready_in_place(core, key, ev, &mut batch.clock) {
+                    // Two call sites, so that the compiler sees the hot
+                    // kind and drops nothing for it.
+                    InPlace::Signaled(count, receiver, registrar) => {
+                        let kind = EventKind::Signaled { count };
+                        lend_in_place(&mut **handler, key, kind, receiver, registrar)
+                    }
+                    InPlace::Lent(kind, receiver, registrar) => {
+                        lend_in_place(&mut **handler, key, kind, receiver, registrar)
+                    }
+                    InPlace::Other(Outcome::Nothing) => Lend::Nothing,
+                    InPlace::Other(outcome) => Lend::Resolve(outcome),
+                    InPlace::Miss => {
+                        batch.miss(core, data);
+                        Lend::Nothing
+                    }
+                }
+            };
+            match lend {
+                Lend::Done => delivered += 1,
+                Lend::Nothing => {}
+                Lend::After {
+                    unwatched,
+                    returned,
+                } => delivered += after_in_place(self, key, unwatched, returned),
+                Lend::Resolve(outcome) => {
+                    let (core, inner) = self.parts();
+                    let group = inner.resolve(core, key, outcome, &mut batch.clock, true);
+                    delivered += deliver(self, group);
+                }
+            }
+        }
+        batch.delivered = delivered;
+        batch.finish(self)
+    }
+
+    #[cold]
+    fn put_back_after_panic(&mut self, key: Key, watch: Watch<T>) {
+        let (core, inner) = self.parts();
+        if let Err(watch) = inner.table.restore(key, watch) {
+            core.retire(&watch.source, true);
+        }
+    }
+}
+
+/// What a readiness gave on the owned path.
+enum InPlace<'a, T> {
+    /// An eventfd's count, its receiver in place.
+    Signaled(u64, &'a mut T, Registrar<'a, T>),
+    /// Another non-final event, its receiver in place.
+    Lent(EventKind, &'a mut T, Registrar<'a, T>),
+    /// Anything else, for the common path.
+    Other(Outcome),
+    /// Not a live watch's key.
+    Miss,
+}
+
+impl<T> Inner<T> {
+    #[inline(always)]
+    fn ready_in_place<'a>(
+        &'a mut self,
+        core: &'a Core,
+        key: Key,
+        // Its flags are read only for the sources that need them.
+        ev: &epoll::Event,
+        clock: &mut Clock,
+    ) -> InPlace<'a, T> {
+        let Some((receiver, mut registrar)) = self.split_at(core, key) else {
+            return InPlace::Miss;
+        };
+        let Some(source) = registrar.table.hole_source() else {
+            return InPlace::Miss;
+        };
+        // The kind is in the stamp: no outcome to build and take apart.
+        if source.stamp.get() & 0xf == Kind::EventFd as u32 {
+            if let Some(fd) = &source.fd {
+                return match eventfd::drain(fd) {
+                    Ok(Some(count)) => InPlace::Signaled(count, receiver, registrar),
+                    Ok(None) => InPlace::Other(Outcome::Nothing),
+                    Err(e) => InPlace::Other(Outcome::One(eventfd::failed(fd, e))),
+                };
+            }
+        }
+        match source.on_ready(key_and_flags(ev).1, clock) {
+            Outcome::One(kind) if !kind.is_final() => InPlace::Lent(kind, receiver, registrar),
+            other => InPlace::Other(other),
+        }
+    }
+}
+
+/// What became of one readiness on the owned path.
+enum Lend {
+    /// Delivered in place, nothing to do after.
+    Done,
+    /// Nothing to deliver.
+    Nothing,
+    /// Delivered, and the handler added or removed watches, or panicked.
+    After {
+        unwatched: bool,
+        returned: std::thread::Result<()>,
+    },
+    /// For the common path.
+    Resolve(Outcome),
+}
+
+/// Calls the handler with `receiver` lent in place. If the handler asked
+/// for anything (added, removed) or panicked, [`after_in_place`] settles
+/// the table.
+#[inline(always)]
+fn lend_in_place<T, F>(
+    handler: &mut F,
+    key: Key,
+    kind: EventKind,
+    receiver: &mut T,
+    registrar: Registrar<'_, T>,
+) -> Lend
+where
+    F: FnMut(Event<'_, T>, &Watches<'_, T>),
+{
+    let watches = Watches::new(registrar);
+    let event = Event {
+        id: WatchId(key.as_u64()),
+        kind,
+        receiver: Receiver::Lent(receiver),
+    };
+    // The handler is the caller's code: it is not asked to be unwind-safe,
+    // and on a panic nothing of it is touched again.
+    let returned = catch_unwind(AssertUnwindSafe(|| handler(event, &watches)));
+    let table = watches.into_registrar().table;
+    if !table.dirty && returned.is_ok() {
+        return Lend::Done;
+    }
+    Lend::After {
+        unwatched: table.hole_unwatched(),
+        returned,
+    }
+}
+
+/// After a handler that held its receiver in place added or removed
+/// watches: the table takes in what it spilled, and if the handler
+/// unwatched the watch it was called for, that watch ends now and its
+/// receiver comes back as `Unwatched`. A panicking handler leaves the table
+/// consistent (the watch it unwatched ends, its receiver dropped) before
+/// the panic goes on.
+#[cold]
+#[inline(never)]
+fn after_in_place<T, F>(
+    sink: &mut Owned<'_, T, F>,
+    key: Key,
+    unwatched: bool,
+    returned: std::thread::Result<()>,
+) -> usize
+where
+    F: FnMut(Event<'_, T>, &Watches<'_, T>),
+{
+    let (core, inner) = sink.parts();
+    inner.settle();
+    // Ended by the handler: its live count went with the `unwatch`.
+    let ended = if unwatched {
+        match inner.table.remove(key) {
+            super::super::table::Removal::Removed(w) => {
+                core.retire(&w.source, true);
+                super::super::registrar::index_pid(&mut inner.watched_pids, &w.source, false);
+                Some(w)
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if let Err(panic) = returned {
+        resume_unwind(panic);
+    }
+    let Some(Watch { source, receiver }) = ended else {
+        return 1;
+    };
+    sink.call(Event {
+        id: WatchId(key.as_u64()),
+        kind: EventKind::Unwatched,
+        receiver: Receiver::Owned(receiver),
+    });
+    drop(source);
+    2
+}

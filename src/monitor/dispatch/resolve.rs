@@ -1,0 +1,227 @@
+//! Resolving what a readiness (or a re-check) produced into events, in
+//! delivery order: a process's exit after its cgroup's OOM, a FIFO's
+//! hang-up after its process's exit, final events taking their watch out
+//! of the table.
+
+use rustix::event::epoll::EventFlags;
+
+use super::super::table::{Key, Removal, Watch};
+use super::super::{Core, Inner};
+use crate::event::{EventKind, Exit};
+use crate::source::{Clock, Outcome};
+
+/// Up to [`Group::CAP`] events from one readiness (or one re-check), in
+/// delivery order. A final event carries its watch, already out of the
+/// table.
+pub(in crate::monitor) struct Group<T> {
+    pub(in crate::monitor) items: [Option<Pending<T>>; Group::<()>::CAP],
+}
+
+pub(in crate::monitor) struct Pending<T> {
+    pub(in crate::monitor) key: Key,
+    pub(in crate::monitor) kind: EventKind,
+    pub(in crate::monitor) watch: Option<Watch<T>>,
+}
+
+impl<T> Group<T> {
+    /// The most events one readiness can produce: a process's exit,
+    /// preceded by its linked cgroup's OOM and, if the cgroup went away
+    /// meanwhile, that cgroup's removal, and followed by the end of its
+    /// exit FIFO's watch.
+    pub(in crate::monitor) const CAP: usize = 4;
+
+    pub(in crate::monitor) fn new() -> Group<T> {
+        Group {
+            items: [None, None, None, None],
+        }
+    }
+
+    pub(in crate::monitor) fn is_empty(&self) -> bool {
+        self.items.iter().all(Option::is_none)
+    }
+
+    pub(in crate::monitor) fn push(&mut self, p: Pending<T>) {
+        if let Some(slot) = self.items.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(p);
+        }
+    }
+}
+
+impl<T> Inner<T> {
+    /// Everything but the hot case: a final event, an OOM with its removal,
+    /// a re-check to schedule.
+    #[inline(never)]
+    pub(in crate::monitor) fn resolve(
+        &mut self,
+        core: &Core,
+        key: Key,
+        outcome: Outcome,
+        clock: &mut Clock,
+        exclusive: bool,
+    ) -> Group<T> {
+        let mut group = Group::new();
+        match outcome {
+            Outcome::One(EventKind::Exited(exit)) => {
+                self.push_exit(core, key, exit, clock, &mut group, exclusive)
+            }
+            other => self.push_outcome(core, key, other, &mut group, exclusive),
+        }
+        group
+    }
+
+    /// The end of a process; for one linked to its cgroup's OOM watch, the
+    /// cgroup's unreported OOM goes out first.
+    fn push_exit(
+        &mut self,
+        core: &Core,
+        key: Key,
+        mut exit: Exit,
+        clock: &mut Clock,
+        group: &mut Group<T>,
+        exclusive: bool,
+    ) {
+        let link = self
+            .table
+            .get(key)
+            .and_then(|w| w.source.pid_info())
+            .and_then(|info| info.oom_link);
+        let link = link
+            .map(|id| Key::from_u64(id.0))
+            .filter(|&k| self.table.get(k).is_some());
+        if let Some(link) = link {
+            // OOM before exit: whatever the cgroup has not reported yet goes
+            // out first, then the exit, marked if the kill is its own. Both
+            // from one look, before a removal found by that look can take
+            // the cgroup's watch (and its count of kills) away.
+            let now = clock.now();
+            if let Some(w) = self.table.get_mut(link) {
+                let outcome = w.source.recheck(now, true);
+                let judged = self.judge_exit(exit.pid, exit.status, Some(link), now, false);
+                self.push_outcome(core, link, outcome, group, exclusive);
+                match judged {
+                    Some(marked) => exit.oom_killed = marked,
+                    // The log may name it in a moment (see `kmsg.rs`).
+                    None => return self.defer_exit(core, key, exit, Some(link), now, exclusive),
+                }
+            }
+        } else if !matches!(self.kmsg, super::super::kmsg::KmsgState::Off) {
+            // No linked cgroup (or its watch is gone): only the log can tell.
+            let now = clock.now();
+            exit.oom_killed = self
+                .judge_exit(exit.pid, exit.status, None, now, true)
+                .unwrap_or(false);
+        }
+        let fifo = self
+            .table
+            .get(key)
+            .and_then(|w| w.source.pid_info())
+            .and_then(|info| info.exit_fifo);
+        self.push(core, key, EventKind::Exited(exit), group, exclusive);
+        // The process's exit FIFO ends with it, hung up or not.
+        if let Some(fifo) = fifo.map(|id| Key::from_u64(id.0)) {
+            if self.table.get(fifo).is_some() {
+                self.push(core, fifo, EventKind::HungUp, group, exclusive);
+            }
+        }
+    }
+
+    pub(in crate::monitor) fn push_outcome(
+        &mut self,
+        core: &Core,
+        key: Key,
+        outcome: Outcome,
+        group: &mut Group<T>,
+        exclusive: bool,
+    ) {
+        let outcome = match (&self.kmsg, outcome) {
+            (
+                super::super::kmsg::KmsgState::On(_),
+                o @ (Outcome::Kills(_)
+                | Outcome::One(EventKind::Memory(_) | EventKind::Removed)
+                | Outcome::OomThenRemoved(_)),
+            ) => self.name_victims(key, o),
+            (_, o) => o,
+        };
+        match outcome {
+            Outcome::Nothing => {}
+            Outcome::One(kind) => self.push(core, key, kind, group, exclusive),
+            Outcome::Kills(m) => self.push(core, key, EventKind::Memory(m), group, exclusive),
+            Outcome::OomThenRemoved(oom) => {
+                self.push(core, key, EventKind::Memory(oom), group, exclusive);
+                self.push(core, key, EventKind::Removed, group, exclusive);
+            }
+            Outcome::ReapOrphans => self.reap_orphans(core, key, group, exclusive),
+            Outcome::RecheckLater => {
+                if !self.settling.contains(&key) {
+                    self.settling.push(key);
+                    // A non-child's pidfd stays readable while it waits for
+                    // its parent: stop listening (the timer looks again).
+                    if let Some(w) = self.table.get(key) {
+                        if let (Some(_), Some(fd)) = (w.source.pid_info(), w.source.as_fd()) {
+                            let _ = core.epoll.modify(fd, key.as_u64(), EventFlags::empty());
+                        }
+                    }
+                }
+                self.schedule_changed = true;
+            }
+        }
+    }
+
+    /// SIGCHLD: reaps up to a group's worth of orphans, leaving every
+    /// watched pid to its watch. More than that: the reaper raises SIGCHLD
+    /// again, and the rest come with the next readiness.
+    #[cold]
+    fn reap_orphans(&mut self, core: &Core, key: Key, group: &mut Group<T>, exclusive: bool) {
+        let Inner {
+            table,
+            watched_pids,
+            ..
+        } = self;
+        let Some(reaper) = table.get_mut(key).and_then(|w| w.source.orphan_reaper()) else {
+            return;
+        };
+        // One place left for a failure.
+        const MAX: usize = Group::<()>::CAP - 1;
+        let mut found = [None; MAX];
+        let mut n = 0;
+        let reaped = reaper.reap_at_most(
+            MAX,
+            |pid| watched_pids.as_ref().is_some_and(|m| m.contains_key(&pid)),
+            |orphan| {
+                found[n] = Some(orphan);
+                n += 1;
+            },
+        );
+        for orphan in found.into_iter().flatten() {
+            self.push(core, key, EventKind::Orphan(orphan), group, exclusive);
+        }
+        if let Err(e) = reaped {
+            self.push(core, key, EventKind::Failed(e), group, exclusive);
+        }
+    }
+
+    /// Queues one event; a final one takes the watch out of the table and
+    /// epoll, and carries it. A non-final one is lent at delivery.
+    fn push(
+        &mut self,
+        core: &Core,
+        key: Key,
+        kind: EventKind,
+        group: &mut Group<T>,
+        exclusive: bool,
+    ) {
+        let watch = if kind.is_final() {
+            match core.remove(&mut self.table, key, exclusive) {
+                Removal::Removed(w) => {
+                    super::super::registrar::index_pid(&mut self.watched_pids, &w.source, false);
+                    Some(w)
+                }
+                // Lent (to a handler that is running a nested wait), or gone.
+                Removal::Lent | Removal::Missing => return,
+            }
+        } else {
+            None
+        };
+        group.push(Pending { key, kind, watch });
+    }
+}

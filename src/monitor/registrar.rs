@@ -1,0 +1,206 @@
+//! Adding and removing watches, written once for every way to reach the
+//! table: the shared monitor's (`&self` methods, under the lock) and a
+//! handler's ([`Watches`](super::Watches), with the table in the
+//! dispatching thread's hands and one receiver held in place).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::housekeeping::REARM_EVERY;
+use super::table::{Key, Removal, TableView, Watch};
+use super::{Core, Inner};
+use crate::event::WatchId;
+use crate::source::Source;
+use crate::{Error, Result, Subject};
+
+/// The table and the bookkeeping that adds and removes touch.
+pub(super) struct Registrar<'a, T> {
+    pub(super) core: &'a Core,
+    pub(super) table: TableView<'a, T>,
+    pub(super) watched_pids: &'a mut Option<HashMap<i32, u32>>,
+    next_rearm: &'a mut Option<Instant>,
+    schedule_changed: &'a mut bool,
+    /// No other thread can see the monitor (a handler of `wait_mut`): the
+    /// counters need no atomic read-modify-write.
+    exclusive: bool,
+}
+
+impl<T> Inner<T> {
+    /// A registrar over the whole table. Call [`Inner::settle`] after.
+    pub(super) fn registrar<'a>(&'a mut self, core: &'a Core, exclusive: bool) -> Registrar<'a, T> {
+        let Inner {
+            table,
+            watched_pids,
+            next_rearm,
+            schedule_changed,
+            ..
+        } = self;
+        Registrar {
+            core,
+            table: table.view(),
+            watched_pids,
+            next_rearm,
+            schedule_changed,
+            exclusive,
+        }
+    }
+
+    /// The receiver under `key` in place, and a registrar over the rest.
+    #[inline(always)]
+    pub(super) fn split_at<'a>(
+        &'a mut self,
+        core: &'a Core,
+        key: Key,
+    ) -> Option<(&'a mut T, Registrar<'a, T>)> {
+        let Inner {
+            table,
+            watched_pids,
+            next_rearm,
+            schedule_changed,
+            ..
+        } = self;
+        let (receiver, table) = table.split_at(key)?;
+        Some((
+            receiver,
+            Registrar {
+                core,
+                table,
+                watched_pids,
+                next_rearm,
+                schedule_changed,
+                exclusive: true,
+            },
+        ))
+    }
+
+    /// After a registrar was used: the table takes in what it spilled.
+    #[cold]
+    pub(super) fn settle(&mut self) {
+        self.table.settle();
+    }
+}
+
+impl<T> Registrar<'_, T> {
+    /// Registers `source` with epoll under the key the table will give it,
+    /// arms it, and stores it with `receiver`.
+    pub(super) fn add(
+        &mut self,
+        mut source: Source,
+        receiver: T,
+        subject: Subject,
+    ) -> Result<WatchId> {
+        if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
+            let is_oom_watch = self
+                .table
+                .source(Key::from_u64(link.0))
+                .is_some_and(|s| s.oom_book().is_some());
+            if !is_oom_watch {
+                return Err(Error::invalid(
+                    "watch",
+                    subject,
+                    format!("{link} is not a live cgroup OOM watch"),
+                ));
+            }
+        }
+        let (Some(kind), Some(fd)) = (source.kind(), source.as_fd()) else {
+            return Err(Error::invalid("watch", subject, "a source with no fd"));
+        };
+        let key = self.table.next_key(kind).ok_or_else(|| {
+            Error::new(
+                "watch",
+                subject.clone(),
+                std::io::Error::other("the receiver table is full"),
+            )
+        })?;
+        // Register before inserting: if epoll refuses, nothing was stored.
+        self.core
+            .epoll
+            .add(fd, key.as_u64(), source.interest())
+            .map_err(|e| Error::os("register with epoll", subject, e))?;
+        // Baselines of polled files are read after registration, so that no
+        // change falls between the two.
+        if let Err(e) = source.arm() {
+            if let Some(fd) = source.as_fd() {
+                let _ = self.core.epoll.delete(fd);
+            }
+            // The key was live in epoll: another thread's wait may hold an
+            // event for it in its buffer. It must never name a later watch.
+            self.table.burn_key();
+            return Err(e);
+        }
+        let kernfs = source.is_kernfs();
+        index_pid(self.watched_pids, &source, true);
+        let inserted = self.table.insert(Watch { source, receiver });
+        if kernfs {
+            self.core.kernfs.fetch_add(1, Ordering::AcqRel);
+            if self.next_rearm.is_none() {
+                *self.next_rearm = Some(Instant::now() + REARM_EVERY);
+                *self.schedule_changed = true;
+            }
+        }
+        debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
+        self.core.live.fetch_add(1, Ordering::Relaxed);
+        Ok(WatchId(key.as_u64()))
+    }
+
+    /// Ends the watch under `key`: out of the table and epoll (the fd closes
+    /// when the caller drops the watch). A lent watch, or the one whose
+    /// receiver a handler holds, is marked to end when it comes back.
+    pub(super) fn remove(&mut self, key: Key) -> Removal<T> {
+        let removal = self.table.remove(key);
+        match &removal {
+            Removal::Removed(w) => {
+                self.core.retire(&w.source, self.exclusive);
+                super::sub_one(&self.core.live, self.exclusive);
+                index_pid(self.watched_pids, &w.source, false);
+            }
+            Removal::Lent => super::sub_one(&self.core.live, self.exclusive),
+            Removal::Missing => {}
+        }
+        removal
+    }
+}
+
+/// Counts a pid watch in `watched_pids` (with orphan reaping on), or
+/// uncounts it when it ends.
+pub(super) fn index_pid(watched_pids: &mut Option<HashMap<i32, u32>>, source: &Source, add: bool) {
+    let (Some(map), Some(info)) = (watched_pids, source.pid_info()) else {
+        return;
+    };
+    if info.pid <= 0 {
+        return;
+    }
+    if add {
+        *map.entry(info.pid).or_default() += 1;
+    } else if let Some(n) = map.get_mut(&info.pid) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&info.pid);
+        }
+    }
+}
+
+/// The error of an `unwatch` that found nothing, or found the receiver
+/// lent.
+pub(super) fn unwatch_result<T>(id: WatchId, removal: Removal<T>) -> Result<T> {
+    match removal {
+        // The fd closes here, outside the lock.
+        Removal::Removed(watch) => Ok(watch.receiver),
+        Removal::Lent => Err(Error::new(
+            "unwatch",
+            Subject::Watch(id),
+            std::io::Error::new(
+                // `ErrorKind::ResourceBusy` on Rust 1.83 and later.
+                std::io::Error::from(rustix::io::Errno::BUSY).kind(),
+                "the receiver is lent to a handler; the watch ends and the receiver \
+                 comes back as its Unwatched event",
+            ),
+        )),
+        Removal::Missing => Err(Error::new(
+            "unwatch",
+            Subject::Watch(id),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such watch"),
+        )),
+    }
+}
