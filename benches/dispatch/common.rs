@@ -128,7 +128,7 @@ pub trait Variant: Sized {
     fn poll<F: FnMut()>(&mut self, timeout: Option<Duration>, seen: F) -> usize;
 
     /// The sum of the receivers' counts (checks that nothing was lost).
-    fn total(&self) -> u64;
+    fn total(&mut self) -> u64;
 }
 
 /// N receivers watched, with their eventfd numbers for signalling.

@@ -1,9 +1,8 @@
 //! ctrmon: `Monitor<u64>`, the receiver being the watch's count, as raw's
 //! and mio's receivers hold theirs. The monitor reads (drains) each eventfd
 //! itself and reports `Signaled { count }`; the handler adds the count to
-//! the receiver, lent to it in the monitor's table, and to a checksum (one
-//! add that raw and mio do not make: it lets `total` see every count,
-//! since the receivers stay in the monitor). Two variants: `ctrmon` waits
+//! the receiver, lent to it in the monitor's table (`total` reads them back
+//! with `receiver_mut`). Two variants: `ctrmon` waits
 //! with `wait` (`&self`, the shared path: the table behind a mutex),
 //! `ctrmon_owned` with `wait_mut` (`&mut self`: no lock).
 
@@ -18,8 +17,10 @@ use crate::common::{kill_all, Variant};
 
 pub struct Ctrmon<const OWNED: bool> {
     monitor: Monitor<u64>,
-    /// Every count delivered.
-    total: u64,
+    /// The live watches, for `total`.
+    ids: Vec<WatchId>,
+    /// Counts of watches that were unwatched, so `total` stays exact.
+    retired: u64,
 }
 
 impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
@@ -29,16 +30,22 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
     fn new() -> io::Result<Self> {
         Ok(Ctrmon {
             monitor: Monitor::new()?,
-            total: 0,
+            ids: Vec::new(),
+            retired: 0,
         })
     }
 
     fn watch(&mut self, fd: OwnedFd, _index: usize) -> io::Result<WatchId> {
-        Ok(self.monitor.watch_eventfd(fd, 0)?)
+        let id = self.monitor.watch_eventfd(fd, 0)?;
+        self.ids.push(id);
+        Ok(id)
     }
 
     fn unwatch(&mut self, id: WatchId) -> io::Result<()> {
-        self.monitor.unwatch(id)?;
+        self.retired += self.monitor.unwatch(id)?;
+        if let Some(i) = self.ids.iter().rposition(|x| *x == id) {
+            self.ids.swap_remove(i);
+        }
         Ok(())
     }
 
@@ -53,13 +60,11 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
 
     #[inline]
     fn poll<F: FnMut()>(&mut self, timeout: Option<Duration>, mut seen: F) -> usize {
-        let total = &mut self.total;
         let result = if OWNED {
             self.monitor.wait_mut(timeout, |ev, _| {
                 if let EventKind::Signaled { count } = ev.kind {
                     let mut receiver = ev.receiver;
                     *receiver += count;
-                    *total += count;
                     seen();
                 }
             })
@@ -68,7 +73,6 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
                 if let EventKind::Signaled { count } = ev.kind {
                     let mut receiver = ev.receiver;
                     *receiver += count;
-                    *total += count;
                     seen();
                 }
             })
@@ -76,8 +80,17 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
         result.expect("ctrmon wait")
     }
 
-    fn total(&self) -> u64 {
-        self.total
+    fn total(&mut self) -> u64 {
+        let Ctrmon {
+            monitor,
+            ids,
+            retired,
+        } = self;
+        *retired
+            + ids
+                .iter()
+                .filter_map(|id| monitor.receiver_mut(*id).map(|c| *c))
+                .sum::<u64>()
     }
 }
 

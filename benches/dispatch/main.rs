@@ -229,7 +229,7 @@ impl Live {
         }
     }
 
-    fn total(&self) -> u64 {
+    fn total(&mut self) -> u64 {
         match self {
             Live::Ctrmon(w) => w.v.total(),
             Live::CtrmonOwned(w) => w.v.total(),

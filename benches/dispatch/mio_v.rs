@@ -83,7 +83,7 @@ impl Variant for Mio {
         delivered
     }
 
-    fn total(&self) -> u64 {
+    fn total(&mut self) -> u64 {
         self.retired + self.receivers.values().map(|r| r.count).sum::<u64>()
     }
 }

@@ -89,7 +89,7 @@ impl Variant for Raw {
         delivered
     }
 
-    fn total(&self) -> u64 {
+    fn total(&mut self) -> u64 {
         self.receivers.iter().map(|r| r.count).sum()
     }
 }

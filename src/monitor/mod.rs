@@ -293,6 +293,25 @@ impl<T> Monitor<T> {
         registrar::unwatch_result(id, removal)
     }
 
+    /// The receiver of a live watch, to read or change between waits (a
+    /// container's state, a counter), with no lock: `&mut self` proves that
+    /// no wait is delivering meanwhile. `None` when `id` is not live.
+    ///
+    /// ```
+    /// let mut monitor = ctrmon::Monitor::new()?;
+    /// let (id, _writer) = monitor.watch_new_eventfd(0u64)?;
+    /// *monitor.receiver_mut(id).unwrap() += 7;
+    /// assert_eq!(monitor.unwatch(id)?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn receiver_mut(&mut self, id: WatchId) -> Option<&mut T> {
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .table
+            .get_mut(Key::from_u64(id.0))
+            .map(|w| &mut w.receiver)
+    }
+
     /// True while `id` is being watched.
     pub fn contains(&self, id: WatchId) -> bool {
         self.lock().table.contains(Key::from_u64(id.0))
@@ -361,6 +380,7 @@ pub fn table_slot_size<T>() -> usize {
 }
 
 impl Core {
+    #[inline]
     fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::SeqCst)
     }

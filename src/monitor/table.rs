@@ -338,7 +338,7 @@ impl<T> Table<T> {
         // A caller's eventfd, the hot kind, is read right here (its kind is
         // in the key): no outcome to build and take apart.
         let hot = match (key.kind_bits() == Kind::EventFd as u32, &w.source.fd) {
-            (true, Some(fd)) => match eventfd::drain(fd) {
+            (true, Some(fd)) => match eventfd::drain_hot(fd) {
                 Ok(Some(count)) => Ok(count),
                 Ok(None) => return Ready::Other(Outcome::Nothing),
                 Err(e) => return Ready::Other(Outcome::One(eventfd::failed(fd, e))),

@@ -316,13 +316,9 @@ impl Batch {
 
     /// The work left for the end of the batch: the kernel log, the timer.
     #[inline(always)]
-    fn finish<T, S: Sink<T>>(mut self, sink: &mut S) -> (usize, bool) {
-        if self.kmsg_ready {
-            let (_, inner) = sink.parts();
-            inner.on_kmsg_ready(&mut self.clock);
-        }
-        if self.housekeeping {
-            self.delivered += housekeep(sink, &mut self.clock);
+    fn finish<T, S: Sink<T>>(&mut self, sink: &mut S) -> (usize, bool) {
+        if self.kmsg_ready || self.housekeeping {
+            self.timed_work(sink);
         }
         let (_, inner) = sink.parts();
         if inner.schedule_changed {
@@ -330,6 +326,18 @@ impl Batch {
         }
         sink.unlock();
         (self.delivered, self.woken)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn timed_work<T, S: Sink<T>>(&mut self, sink: &mut S) {
+        if self.kmsg_ready {
+            let (_, inner) = sink.parts();
+            inner.on_kmsg_ready(&mut self.clock);
+        }
+        if self.housekeeping {
+            self.delivered += housekeep(sink, &mut self.clock);
+        }
     }
 }
 

@@ -149,7 +149,7 @@ impl<T> Inner<T> {
         // The kind is in the stamp: no outcome to build and take apart.
         if source.stamp.get() & 0xf == Kind::EventFd as u32 {
             if let Some(fd) = &source.fd {
-                return match eventfd::drain(fd) {
+                return match eventfd::drain_hot(fd) {
                     Ok(Some(count)) => InPlace::Signaled(count, receiver, registrar),
                     Ok(None) => InPlace::Other(Outcome::Nothing),
                     Err(e) => InPlace::Other(Outcome::One(eventfd::failed(fd, e))),
