@@ -338,10 +338,9 @@ impl<T> Table<T> {
         // A caller's eventfd, the hot kind, is read right here (its kind is
         // in the key): no outcome to build and take apart.
         let hot = match (key.kind_bits() == Kind::EventFd as u32, &w.source.fd) {
-            (true, Some(fd)) => match eventfd::drain_hot(fd) {
-                Ok(Some(count)) => Ok(count),
-                Ok(None) => return Ready::Other(Outcome::Nothing),
-                Err(e) => return Ready::Other(Outcome::One(eventfd::failed(fd, e))),
+            (true, Some(fd)) => match eventfd::read_count(fd) {
+                Some(count) => Ok(count),
+                None => return Ready::Other(eventfd::drain_slowly(fd).into()),
             },
             _ => match look(&mut w.source) {
                 Outcome::One(kind) if !kind.is_final() => Err(kind),

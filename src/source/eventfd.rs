@@ -30,26 +30,27 @@ pub(crate) fn drain(fd: &OwnedFd) -> Result<Option<u64>, Errno> {
     }
 }
 
-/// [`drain`] for the hot path: the count when the read returns all eight
-/// bytes, and otherwise (nothing there, or a failure: both rare) the
-/// result of a second, full [`drain`]. Testing only for the one good
-/// outcome lets the compiler reduce it to one compare of the syscall's
-/// return value, with no errno decode; the second read costs a syscall
-/// only on the rare path, and gives the same answer (or a count that
-/// arrived meanwhile, which is as good).
+/// The hot path's read: the count when the read returns all eight bytes,
+/// else `None` (nothing there, or a failure: both rare, for
+/// [`drain_slowly`]). Testing for the one good outcome alone lets the
+/// compiler reduce it to one compare of the syscall's return value, with
+/// no errno decode.
 #[inline(always)]
-pub(crate) fn drain_hot(fd: &OwnedFd) -> Result<Option<u64>, Errno> {
+pub(crate) fn read_count(fd: &OwnedFd) -> Option<u64> {
     let mut buf = [0u8; 8];
-    if let Ok(8) = read(fd, &mut buf) {
-        return Ok(Some(u64::from_ne_bytes(buf)));
+    match read(fd, &mut buf) {
+        Ok(8) => Some(u64::from_ne_bytes(buf)),
+        _ => None,
     }
-    drain_again(fd)
 }
 
+/// After [`read_count`] gave nothing: reads again, and tells a drained
+/// counter (another waiter got there first) from a failure. A count that
+/// arrived meanwhile is reported like any other.
 #[cold]
 #[inline(never)]
-fn drain_again(fd: &OwnedFd) -> Result<Option<u64>, Errno> {
-    drain(fd)
+pub(crate) fn drain_slowly(fd: &OwnedFd) -> Option<EventKind> {
+    on_ready(fd)
 }
 
 /// Drains a readable eventfd into an event: the count, nothing (another

@@ -67,42 +67,35 @@ where
         for ev in events {
             let data = key_and_flags(ev).0;
             let key = Key::from_u64(data);
-            let lend = {
-                let Owned {
-                    core,
-                    inner,
-                    handler,
-                } = &mut *self;
-                match inner.ready_in_place(core, key, ev, &mut batch.clock) {
-                    // Two call sites, so that the compiler sees the hot
-                    // kind and drops nothing for it.
-                    InPlace::Signaled(count, receiver, registrar) => {
-                        let kind = EventKind::Signaled { count };
-                        lend_in_place(&mut **handler, key, kind, receiver, registrar)
-                    }
-                    InPlace::Lent(kind, receiver, registrar) => {
-                        lend_in_place(&mut **handler, key, kind, receiver, registrar)
-                    }
-                    InPlace::Other(Outcome::Nothing) => Lend::Nothing,
-                    InPlace::Other(outcome) => Lend::Resolve(outcome),
-                    InPlace::Miss => {
-                        batch.miss(core, data);
-                        Lend::Nothing
-                    }
+            let Owned {
+                core,
+                inner,
+                handler,
+            } = &mut *self;
+            match inner.ready_in_place(core, key, ev, &mut batch.clock) {
+                // Its own call site, so that the compiler sees the hot kind
+                // and drops nothing for it.
+                InPlace::Signaled(count, receiver, registrar) => {
+                    let kind = EventKind::Signaled { count };
+                    delivered += match lend_in_place(&mut **handler, key, kind, receiver, registrar)
+                    {
+                        Lend::Done => 1,
+                        Lend::After(after) => after_in_place(self, key, after),
+                    };
                 }
-            };
-            match lend {
-                Lend::Done => delivered += 1,
-                Lend::Nothing => {}
-                Lend::After {
-                    unwatched,
-                    returned,
-                } => delivered += after_in_place(self, key, unwatched, returned),
-                Lend::Resolve(outcome) => {
-                    let (core, inner) = self.parts();
+                InPlace::Lent(kind, receiver, registrar) => {
+                    delivered +=
+                        match lend_other_in_place(&mut **handler, key, kind, receiver, registrar) {
+                            Lend::Done => 1,
+                            Lend::After(after) => after_in_place(self, key, after),
+                        };
+                }
+                InPlace::Other(Outcome::Nothing) => {}
+                InPlace::Other(outcome) => {
                     let group = inner.resolve(core, key, outcome, &mut batch.clock, true);
                     delivered += deliver(self, group);
                 }
+                InPlace::Miss => batch.miss(core, data),
             }
         }
         batch.delivered = delivered;
@@ -149,10 +142,9 @@ impl<T> Inner<T> {
         // The kind is in the stamp: no outcome to build and take apart.
         if source.stamp.get() & 0xf == Kind::EventFd as u32 {
             if let Some(fd) = &source.fd {
-                return match eventfd::drain_hot(fd) {
-                    Ok(Some(count)) => InPlace::Signaled(count, receiver, registrar),
-                    Ok(None) => InPlace::Other(Outcome::Nothing),
-                    Err(e) => InPlace::Other(Outcome::One(eventfd::failed(fd, e))),
+                return match eventfd::read_count(fd) {
+                    Some(count) => InPlace::Signaled(count, receiver, registrar),
+                    None => InPlace::Other(eventfd::drain_slowly(fd).into()),
                 };
             }
         }
@@ -163,19 +155,18 @@ impl<T> Inner<T> {
     }
 }
 
-/// What became of one readiness on the owned path.
+/// What a handler that held its receiver in place left to do.
 enum Lend {
-    /// Delivered in place, nothing to do after.
+    /// Nothing: it neither added nor removed, and returned.
     Done,
-    /// Nothing to deliver.
-    Nothing,
-    /// Delivered, and the handler added or removed watches, or panicked.
-    After {
-        unwatched: bool,
-        returned: std::thread::Result<()>,
-    },
-    /// For the common path.
-    Resolve(Outcome),
+    /// It added or removed watches, or panicked.
+    After(After),
+}
+
+struct After {
+    /// It unwatched the watch whose receiver it held.
+    unwatched: bool,
+    returned: std::thread::Result<()>,
 }
 
 /// Calls the handler with `receiver` lent in place. If the handler asked
@@ -205,10 +196,26 @@ where
     if !table.dirty && returned.is_ok() {
         return Lend::Done;
     }
-    Lend::After {
+    Lend::After(After {
         unwatched: table.hole_unwatched(),
         returned,
-    }
+    })
+}
+
+/// [`lend_in_place`] for the kinds other than an eventfd's count: out of
+/// line, so that the hot path is compiled on its own, with the kind known.
+#[inline(never)]
+fn lend_other_in_place<T, F>(
+    handler: &mut F,
+    key: Key,
+    kind: EventKind,
+    receiver: &mut T,
+    registrar: Registrar<'_, T>,
+) -> Lend
+where
+    F: FnMut(Event<'_, T>, &Watches<'_, T>),
+{
+    lend_in_place(handler, key, kind, receiver, registrar)
 }
 
 /// After a handler that held its receiver in place added or removed
@@ -222,8 +229,10 @@ where
 fn after_in_place<T, F>(
     sink: &mut Owned<'_, T, F>,
     key: Key,
-    unwatched: bool,
-    returned: std::thread::Result<()>,
+    After {
+        unwatched,
+        returned,
+    }: After,
 ) -> usize
 where
     F: FnMut(Event<'_, T>, &Watches<'_, T>),
