@@ -59,7 +59,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     while exit.is_none() {
         let n = monitor.wait_mut(
             Some(Duration::from_secs(60)),
-            |event, _monitor| match event.kind {
+            |event, _watches| match event.kind {
                 EventKind::Memory(delta) if delta.any_oom() => {
                     println!(
                         "{}: OOM (oom +{}, oom_kill +{})",

@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("watching {name} (pid {})", child.id());
     }
     while !monitor.is_empty() {
-        monitor.wait_mut(Some(Duration::from_secs(10)), |event, _monitor| {
+        monitor.wait_mut(Some(Duration::from_secs(10)), |event, _watches| {
             if let EventKind::Exited(exit) = event.kind {
                 println!(
                     "{}: pid {} ended: {:?}",

@@ -30,7 +30,7 @@
 //!
 //! | you have | use |
 //! | --- | --- |
-//! | one thread that runs a blocking loop (the common case) | [`Monitor::wait_mut`]: no lock, no atomic read-modify-write per event |
+//! | one thread that runs a blocking loop (the common case) | [`Monitor::wait_mut`]: no lock, no atomic read-modify-write per event, receivers lent in place, [`Watches`] to add and remove from the handler |
 //! | several threads that wait, add watches, wake or shut down during a wait | [`Monitor::wait`] on a monitor in an `Arc` |
 //! | a tokio runtime | `ctrmon::tokio::AsyncMonitor` (the `tokio` feature): cancel-safe `next`, `wait`, `wait_mut` and a `Stream` |
 //! | another event loop (mio, glib, your own epoll) | either wait with a zero timeout, until it returns 0, each time the monitor's fd ([`AsFd`](std::os::fd::AsFd)) turns readable (see [`Monitor`]; `examples/nested_mio.rs`) |
@@ -61,7 +61,7 @@
 //!
 //! let mut seen = Vec::new();
 //! while !monitor.is_empty() {
-//!     monitor.wait_mut(Some(Duration::from_secs(10)), |event, _monitor| {
+//!     monitor.wait_mut(Some(Duration::from_secs(10)), |event, _watches| {
 //!         if let EventKind::Exited(exit) = event.kind {
 //!             seen.push((*event.receiver, exit.status));
 //!         }

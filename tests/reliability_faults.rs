@@ -574,29 +574,47 @@ fn a_reused_pid_is_never_reported_by_the_old_pidfd_watch() {
 fn a_source_whose_read_fails_ends_alone_and_the_monitor_stays_usable() {
     let _serial = serial();
     let m: Monitor<&str> = Monitor::new().unwrap();
-    // A pipe passed off as an eventfd: a 3-byte read is not a counter.
-    let (short_r, short_w) = rustix::pipe::pipe().unwrap();
-    // A pipe whose writer is gone: reads 0 bytes forever.
-    let (eof_r, eof_w) = rustix::pipe::pipe().unwrap();
-    let short_raw = std::os::fd::AsRawFd::as_raw_fd(&short_r);
-    let short_id = m.watch_eventfd(short_r, "short").unwrap();
-    let eof_id = m.watch_eventfd(eof_r, "eof").unwrap();
+    // A pipe passed off as an eventfd is refused at once, naming it: a
+    // short read from it would be taken for a broken counter after the
+    // data was gone.
+    let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+    let pipe_raw = std::os::fd::AsRawFd::as_raw_fd(&pipe_r);
+    let err = m.watch_eventfd(pipe_r, "pipe").unwrap_err();
+    assert!(err.to_string().contains(&format!("fd {pipe_raw}")), "{err}");
+    assert!(err.to_string().contains("not an eventfd"), "{err}");
+    assert_eq!(m.len(), 0);
+    // Two anonymous-inode fds whose 8-byte read fails (EINVAL): epoll fds,
+    // each with a ready pipe in it, so readable. Both must end alone.
+    let (ready_r, ready_w) = rustix::pipe::pipe().unwrap();
+    rustix::io::write(&ready_w, b"x").unwrap();
+    let broken = |name| {
+        let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).unwrap();
+        rustix::event::epoll::add(
+            &ep,
+            &ready_r,
+            rustix::event::epoll::EventData::new_u64(0),
+            rustix::event::epoll::EventFlags::IN,
+        )
+        .unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&ep);
+        (m.watch_eventfd(ep, name).unwrap(), raw)
+    };
+    let (first_id, first_raw) = broken("first");
+    let (second_id, _) = broken("second");
     let efd = new_eventfd();
     let writer = rustix::io::dup(&efd).unwrap();
     let good = m.watch_eventfd(efd, "good").unwrap();
-    rustix::io::write(&short_w, b"abc").unwrap();
-    drop(eof_w);
     let got = wait_until(&m, Duration::from_secs(10), |g| {
         g.iter().filter(|e| e.is_final()).count() == 2
     });
     for e in &got {
-        assert!(e.id == short_id || e.id == eof_id, "{e:?}");
+        assert!(e.id == first_id || e.id == second_id, "{e:?}");
         let EventKind::Failed(err) = &e.kind else {
             panic!("{e:?}")
         };
-        if e.id == short_id {
+        if e.id == first_id {
             assert!(
-                err.to_string().contains(&format!("fd {short_raw}")),
+                err.to_string().contains(&format!("fd {first_raw}")),
                 "{err}"
             );
         }
@@ -616,7 +634,7 @@ fn a_source_whose_read_fails_ends_alone_and_the_monitor_stays_usable() {
         matches!(got[0].kind, EventKind::Signaled { count: 5 }),
         "{got:?}"
     );
-    drop(short_w);
+    drop((pipe_w, ready_w));
 }
 
 // --- Monitor dropped with watches live ---------------------------------------

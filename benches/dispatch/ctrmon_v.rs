@@ -29,7 +29,10 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
 
     fn new() -> io::Result<Self> {
         Ok(Ctrmon {
-            monitor: Monitor::new()?,
+            // Without the kernel log: its reader wakes for every kernel
+            // message on the machine, which raw and mio do not read, and
+            // which is not dispatch.
+            monitor: Monitor::new_without_kmsg()?,
             ids: Vec::new(),
             retired: 0,
         })
@@ -97,7 +100,7 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
 /// W4: watch every child by pidfd (reaping on), kill them all, wait until
 /// every exit is delivered. Returns first kill to last exit.
 pub fn w4<const OWNED: bool>(children: &[Child]) -> io::Result<Duration> {
-    let mut monitor: Monitor<u32> = Monitor::new()?;
+    let mut monitor: Monitor<u32> = Monitor::new_without_kmsg()?;
     for c in children {
         monitor.watch_pid(c.id() as i32, c.id())?;
     }

@@ -45,12 +45,36 @@ pub(crate) fn read_count(fd: &OwnedFd) -> Option<u64> {
 }
 
 /// After [`read_count`] gave nothing: reads again, and tells a drained
-/// counter (another waiter got there first) from a failure. A count that
-/// arrived meanwhile is reported like any other.
+/// counter (another waiter got there first) from a failure. Reading twice
+/// is sound because a watched fd is an anonymous-inode fd (see
+/// [`AnonInode`]): its 8-byte read gives eight bytes or an error, never a
+/// short read that would have consumed data, and an error comes back the
+/// same. A count that arrived in between is reported like any other.
 #[cold]
 #[inline(never)]
 pub(crate) fn drain_slowly(fd: &OwnedFd) -> Option<EventKind> {
     on_ready(fd)
+}
+
+/// The kernel's one anonymous inode, which every eventfd (and timerfd,
+/// signalfd, epoll fd) is a file of; learned from an eventfd the monitor
+/// made. A caller's fd handed to `watch_eventfd` must be one: a pipe,
+/// socket or regular file would be read as a counter, and a short read
+/// from one would lose data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AnonInode {
+    dev: u64,
+    ino: u64,
+}
+
+impl AnonInode {
+    pub(crate) fn of(fd: BorrowedFd<'_>) -> Result<AnonInode, Errno> {
+        let st = rustix::fs::fstat(fd)?;
+        Ok(AnonInode {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
 }
 
 /// Drains a readable eventfd into an event: the count, nothing (another

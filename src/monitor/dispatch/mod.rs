@@ -81,7 +81,7 @@ impl<T> Monitor<T> {
     where
         F: FnMut(Event<'_, T>),
     {
-        wait_in(
+        wait_shared(
             &mut shared::Shared {
                 monitor: self,
                 guard: None,
@@ -125,6 +125,7 @@ impl<T> Monitor<T> {
     /// # Errors
     ///
     /// As [`wait`](Self::wait).
+    #[inline(always)]
     pub fn wait_mut<F>(&mut self, timeout: Option<Duration>, mut handler: F) -> Result<usize>
     where
         F: FnMut(Event<'_, T>, &Watches<'_, T>),
@@ -246,6 +247,18 @@ impl Timeout {
     }
 }
 
+/// The shared path's wait, kept out of line: it pays a lock round trip
+/// per event, and inlining it into the caller gains nothing measurable.
+#[inline(never)]
+fn wait_shared<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result<usize> {
+    wait_in(sink, timeout)
+}
+
+/// The wait loop. Inlined (into `wait_mut`, itself inlined into its
+/// caller), so that a constant timeout, the common zero of a nested loop
+/// or none at all, is worked out at compile time, and the one-event wait
+/// pays no call: about 2 KiB of code at each call site of `wait_mut`.
+#[inline(always)]
 fn wait_in<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result<usize> {
     let timeout = Timeout::new(timeout);
     let mut sleep = timeout.first;
