@@ -41,6 +41,13 @@ use crate::source::{Clock, Outcome};
 const GAP_WINDOW: std::time::Duration = crate::source::oom_book::CLAIM_WINDOW;
 /// Logged victims not yet reported in an OOM event; the oldest go first.
 const KEEP_FRESH: usize = 1024;
+/// A record for a pid named in an event this recently is the same kill
+/// logged again, not a new one: a `memory.oom.group` kill logs its chosen
+/// victim twice, and the second record can come after the first was
+/// already named. (Pids are not reused that fast.)
+const RELOG_WINDOW: Duration = Duration::from_secs(1);
+/// Named victims remembered for [`RELOG_WINDOW`].
+const KEEP_NAMED: usize = 256;
 
 pub(super) enum KmsgState {
     Off,
@@ -54,6 +61,9 @@ pub(super) struct KmsgOn {
     book: VictimBook,
     /// Victims waiting to be named in their cgroup's OOM event.
     fresh: VecDeque<Fresh>,
+    /// Victims named lately, so that a second record of one is not taken
+    /// for a new kill.
+    named: RecentlyNamed,
     /// When records were last lost.
     last_gap: Option<Instant>,
 }
@@ -139,6 +149,7 @@ impl KmsgState {
                 reader,
                 book: VictimBook::new(),
                 fresh: VecDeque::new(),
+                named: RecentlyNamed::default(),
                 last_gap: None,
             })),
             Err(u) => KmsgState::Unavailable(u),
@@ -203,7 +214,11 @@ impl KmsgState {
                 .map(|p| PathBuf::from(OsStr::from_bytes(p)));
             // A `memory.oom.group` kill logs its chosen victim twice (first
             // alone, then with the group; the kernel counts it twice too):
-            // one process, named once.
+            // one process, named once, whether or not the first record was
+            // named already.
+            if on.named.contains(victim.pid, now()) {
+                continue;
+            }
             on.fresh.retain(|f| f.victim.pid != victim.pid);
             if on.fresh.len() == KEEP_FRESH {
                 on.fresh.pop_front();
@@ -286,10 +301,37 @@ impl KmsgState {
                 if named.oom_memcg.is_none() {
                     named.oom_memcg = f.oom_memcg;
                 }
+                on.named.note(f.victim.pid, at);
                 named.victims.push(f.victim);
             }
         }
         Some(named)
+    }
+}
+
+/// The pids named in events within the last [`RELOG_WINDOW`], at most
+/// [`KEEP_NAMED`] of them.
+#[derive(Default)]
+struct RecentlyNamed {
+    named: VecDeque<(i32, Instant)>,
+}
+
+impl RecentlyNamed {
+    fn note(&mut self, pid: i32, at: Instant) {
+        if self.named.len() == KEEP_NAMED {
+            self.named.pop_front();
+        }
+        self.named.push_back((pid, at));
+    }
+
+    fn contains(&mut self, pid: i32, now: Instant) -> bool {
+        while let Some(&(_, at)) = self.named.front() {
+            if now.saturating_duration_since(at) <= RELOG_WINDOW {
+                break;
+            }
+            self.named.pop_front();
+        }
+        self.named.iter().any(|&(p, _)| p == pid)
     }
 }
 
@@ -512,8 +554,29 @@ impl<T> Inner<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::in_cgroup;
+    use super::{in_cgroup, RecentlyNamed, KEEP_NAMED, RELOG_WINDOW};
     use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_pid_named_lately_is_a_relog_and_then_forgotten() {
+        let t = Instant::now();
+        let mut named = RecentlyNamed::default();
+        assert!(!named.contains(212, t));
+        named.note(212, t);
+        assert!(named.contains(212, t + Duration::from_millis(500)));
+        assert!(!named.contains(211, t + Duration::from_millis(500)));
+        // Past the window the pid may name a new process.
+        assert!(!named.contains(212, t + RELOG_WINDOW + Duration::from_millis(1)));
+        assert!(named.named.is_empty());
+        // Bounded: the oldest go first.
+        for pid in 0..(KEEP_NAMED as i32 + 10) {
+            named.note(pid, t);
+        }
+        assert_eq!(named.named.len(), KEEP_NAMED);
+        assert!(!named.contains(0, t));
+        assert!(named.contains(KEEP_NAMED as i32 + 9, t));
+    }
 
     #[test]
     fn cgroups_match_by_whole_components() {
