@@ -134,7 +134,17 @@ fn ctrmon_watch_prints_swap_lines_that_add_up_to_the_kernels_counters() {
     let Some(root) = memory_v2() else { return };
     let _lock = common::serial();
     let Some(_swap) = SwapOn::new() else { return };
-    let mut cg = TestCgroup::new(&root, "v2-swap-cli");
+    // Under TCG the kernel now and then fails a swap-out (`fail`) before
+    // the cgroup reaches `swap.max`: that run still checks the sums, and
+    // another is made, so that `max` is exercised too.
+    let hit = (0..3).any(|attempt| cli_swap_run(&root, attempt));
+    assert!(hit, "swap.max was not hit in 3 runs");
+}
+
+/// One run of the test above: the swap lines of `ctrmon watch` add up to
+/// the kernel's counters. Returns whether the run hit `swap.max`.
+fn cli_swap_run(root: &std::path::Path, attempt: u32) -> bool {
+    let mut cg = TestCgroup::new(root, &format!("v2-swap-cli-{attempt}"));
     cg.set("memory.max", "16777216");
     cg.set("memory.swap.max", "4194304");
     let mut watcher = common::Kid::spawn(
@@ -169,7 +179,10 @@ fn ctrmon_watch_prints_swap_lines_that_add_up_to_the_kernels_counters() {
         out.push('\n');
     }
     let kernel = kernel_swap_events(&cg);
-    assert!(kernel.max > 0, "swap.max was not hit: {kernel:?}");
+    assert!(
+        kernel.max > 0 || kernel.fail > 0,
+        "no swap event: {kernel:?}"
+    );
     // The cgroup is empty: its counters are final. The lines add up to them
     // (a late one is waited for, a wrong sum fails after LONG).
     while swap_field_sum(&out, "max") != kernel.max || swap_field_sum(&out, "fail") != kernel.fail {
@@ -189,4 +202,8 @@ fn ctrmon_watch_prints_swap_lines_that_add_up_to_the_kernels_counters() {
     assert!(out.contains("\"event\":\"removed\""), "{out}");
     assert_eq!(swap_field_sum(&out, "max"), kernel.max, "{out}");
     assert_eq!(swap_field_sum(&out, "fail"), kernel.fail, "{out}");
+    if kernel.max == 0 {
+        eprintln!("run {attempt}: swap.max not reached ({kernel:?}); again");
+    }
+    kernel.max > 0
 }
