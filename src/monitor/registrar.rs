@@ -165,7 +165,12 @@ impl<T> Registrar<'_, T> {
 /// Counts a pid watch in `watched_pids` (with orphan reaping on), or
 /// uncounts it when it ends.
 pub(super) fn index_pid(watched_pids: &mut Option<HashMap<i32, u32>>, source: &Source, add: bool) {
-    let (Some(map), Some(info)) = (watched_pids, source.pid_info()) else {
+    // The map first: without orphan reaping there is none, and the source
+    // need not be looked at.
+    let Some(map) = watched_pids else {
+        return;
+    };
+    let Some(info) = source.pid_info() else {
         return;
     };
     if info.pid <= 0 {
