@@ -16,7 +16,8 @@
 //!   the default when the binary is run without `--bench` (`cargo test`).
 //! - `CTRMON_BENCH_REPS=n`: interleaved repetitions (default 15, quick 3).
 //! - `CTRMON_BENCH_W4=1`: run W4 (2,000 `sleep` children per variant and
-//!   repetition); `CTRMON_BENCH_W4_CHILDREN=n` changes the 2,000.
+//!   repetition); `CTRMON_BENCH_W4_CHILDREN=n` changes the 2,000 and
+//!   `CTRMON_BENCH_W4_REPS=n` the three repetitions.
 //! - `CTRMON_BENCH_ONLY=ctrmon|ctrmon_owned|raw|mio CTRMON_BENCH_ROUNDS=r [CTRMON_BENCH_N=n]`:
 //!   run only W1 at N (default 4096) on one variant for exactly r rounds,
 //!   no warm-up: the mode for counting instructions with callgrind
@@ -436,7 +437,9 @@ fn run_w3(cfg: &Config) -> io::Result<()> {
 }
 
 fn run_w4(cfg: &Config, children: usize) -> io::Result<()> {
-    let reps = cfg.reps.min(3);
+    // Each repetition spawns and kills `children` processes per variant:
+    // three by default, more on request.
+    let reps = env_num("CTRMON_BENCH_W4_REPS").unwrap_or(cfg.reps.min(3));
     println!(
         "\nW4 exit storm: {children} `sleep` children watched by pidfd, all SIGKILLed; \
          ns from the first kill to the last exit delivered (reaped), median of {reps} \
