@@ -1069,3 +1069,90 @@ fn owned_handler_panicking_after_unwatching_its_own_watch() {
     assert_eq!(seen, [(idb, "b")]);
     assert!(m.unwatch(ida).is_err());
 }
+
+/// A handler of `wait_mut` for a final event (its receiver handed over, not
+/// held in place) that adds a watch when the table has no free slot (so it
+/// is stored aside), then removes most of the table and panics: the watch
+/// it added is still reachable by its id and gets its events, even though
+/// the table gave memory back after the removals.
+#[test]
+fn owned_handler_panicking_after_adding_to_a_full_table() {
+    let mut m: Monitor<u32> = Monitor::new().unwrap();
+    let mut fds = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let fd = new_eventfd();
+        fds.push(rustix::io::dup(&fd).unwrap());
+        ids.push(m.watch_eventfd(fd, i).unwrap());
+    }
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    m.watch_hangup(r, 1000).unwrap();
+    drop(w);
+    let mut added = Vec::new();
+    let mut writers = Vec::new();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        m.wait_mut(LONG, |e, w| {
+            assert!(e.is_final(), "{:?}", e.kind);
+            // The first takes the hang-up's freed slot, the rest go past
+            // the end of the table.
+            for i in 0..3 {
+                let (id, wr) = w.watch_new_eventfd(2000 + i).unwrap();
+                added.push(id);
+                writers.push(wr);
+            }
+            for id in &ids[10..] {
+                w.unwatch(*id).unwrap();
+            }
+            panic!("handler gives up");
+        })
+    }));
+    assert!(panicked.is_err());
+    for id in &added {
+        assert!(m.contains(*id), "an added watch is lost");
+    }
+    assert_eq!(m.len(), 13);
+    // A final event on the shared path frees a slot, and the table may
+    // give memory back: the added watches keep their ids.
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    m.watch_hangup(r, 3000).unwrap();
+    drop(w);
+    assert_eq!(m.wait(LONG, |e| assert!(e.is_final())).unwrap(), 1);
+    for wr in &writers {
+        wr.signal(3).unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        m.wait_mut(LONG, |e, _| got.push((e.id, *e.receiver)))
+            .unwrap();
+    }
+    got.sort_unstable_by_key(|g| g.1);
+    let want: Vec<(WatchId, u32)> = added.iter().copied().zip(2000..).collect();
+    assert_eq!(got, want);
+    for (id, r) in want {
+        assert_eq!(m.unwatch(id).unwrap(), r);
+    }
+    for id in &ids[..10] {
+        assert!(m.contains(*id));
+    }
+}
+
+/// `watch_eventfd` refuses what is not an eventfd before changing it: a
+/// pipe (its file description stays blocking) and a timerfd, each named.
+#[test]
+fn watch_eventfd_refuses_other_fds_untouched() {
+    let m: Monitor<()> = Monitor::new().unwrap();
+    let (r, _w) = rustix::pipe::pipe().unwrap();
+    let dup = rustix::io::dup(&r).unwrap();
+    let err = m.watch_eventfd(r, ()).unwrap_err().to_string();
+    assert!(err.contains("not an eventfd (pipe:["), "{err}");
+    let flags = rustix::fs::fcntl_getfl(&dup).unwrap();
+    assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK), "{flags:?}");
+    let tfd = rustix::time::timerfd_create(
+        rustix::time::TimerfdClockId::Monotonic,
+        rustix::time::TimerfdFlags::CLOEXEC,
+    )
+    .unwrap();
+    let err = m.watch_eventfd(tfd, ()).unwrap_err().to_string();
+    assert!(err.contains("anon_inode:[timerfd]"), "{err}");
+    assert!(m.is_empty());
+}

@@ -64,7 +64,8 @@ impl<T> Inner<T> {
         let mut i = 0;
         while i < self.settling.len() {
             let key = self.settling[i];
-            // Lent to a handler (a nested wait): looked at next time.
+            // Lent to a handler (another thread's, or one running a nested
+            // wait): looked at next time.
             if self.table.get(key).is_none() && self.table.contains(key) {
                 i += 1;
                 continue;

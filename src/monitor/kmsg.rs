@@ -493,6 +493,7 @@ impl<T> Inner<T> {
         exclusive: bool,
     ) {
         if let Removal::Removed(watch) = core.remove(&mut self.table, key, exclusive) {
+            super::registrar::index_pid(&mut self.watched_pids, &watch.source, false);
             self.late_exits
                 .push(LateExit::new(key, exit, watch, link, at));
             self.schedule_changed = true;

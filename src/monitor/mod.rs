@@ -88,7 +88,8 @@ thread_local! {
 ///   [`Mutex::get_mut`], so dispatch takes no lock, stages nothing and does
 ///   no atomic read-modify-write per event, and a receiver is lent in place
 ///   (`&mut T` into its slot): about twice a hand-written epoll loop's
-///   instructions per event, and within 3% of its time (see
+///   instructions per event, and within 2% of its time up to 4,096 watches
+///   (2–8% at 16,384; see
 ///   `benches/README.md`). The handler gets the event and [`Watches`], the
 ///   rest of the table, to add and remove watches with.
 /// - [`wait`](Self::wait) (`&self`): when several threads share the monitor
@@ -278,9 +279,7 @@ impl<T> Monitor<T> {
     ///   it always does. (So do not call `unwatch` while holding something
     ///   that the handler waits for.)
     /// - Otherwise (from inside a handler, for its own watch or any other
-    ///   that is lent; or for a receiver lent by
-    ///   [`wait_mut`](Self::wait_mut)) waiting could deadlock, so it ends
-    ///   the watch (nothing more is reported for it) and fails with the
+    ///   that is lent) waiting could deadlock, so it ends the watch (nothing more is reported for it) and fails with the
     ///   error kind of `EBUSY` (`ResourceBusy`); the receiver comes back as
     ///   the watch's final event,
     ///   [`EventKind::Unwatched`](crate::EventKind::Unwatched), right after

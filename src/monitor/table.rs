@@ -407,25 +407,24 @@ impl<T> Table<T> {
     #[inline(always)]
     pub(crate) fn restore(&mut self, key: Key, watch: Watch<T>) -> Result<(), Watch<T>> {
         let index = key.index();
-        match self.entries.get_mut(index) {
-            Some(
-                entry @ Entry::Vacant {
-                    unwatched: false, ..
-                },
-            ) => {
-                // The old value is a marker with nothing to drop: no drop
-                // glue to run on the hot path.
-                std::mem::forget(std::mem::replace(entry, Entry::Occupied(watch)));
-                Ok(())
-            }
-            Some(Entry::Vacant {
-                unwatched: true, ..
-            }) => {
-                self.free(index);
-                Err(watch)
-            }
-            _ => Err(watch),
+        let Some(entry) = self.entries.get_mut(index) else {
+            return Err(watch);
+        };
+        let unwatched = match entry {
+            Entry::Vacant {
+                lent, unwatched, ..
+            } if *lent == key.stamp() => *unwatched,
+            // Not this watch's lent slot: nothing to put it back into.
+            _ => return Err(watch),
+        };
+        if unwatched {
+            self.free(index);
+            return Err(watch);
         }
+        // The old value is a marker with nothing to drop: no drop glue to
+        // run on the hot path.
+        std::mem::forget(std::mem::replace(entry, Entry::Occupied(watch)));
+        Ok(())
     }
 
     /// Removes and returns the watch under `key`, if the key is current.
@@ -454,6 +453,11 @@ impl<T> Table<T> {
     /// occupied or lent slot cannot move, since its key is registered with
     /// epoll).
     fn maybe_shrink(&mut self) {
+        // Spilled slots have keys past the end of `entries`: never trim
+        // below them. (Settled before this, except after a panic.)
+        if !self.spill.is_empty() {
+            self.entries.append(&mut self.spill);
+        }
         let slots = self.entries.len();
         let meta = &mut self.meta;
         if meta.len == 0 {

@@ -235,30 +235,22 @@ watch_methods! {
     /// it and reports [`EventKind::Signaled`](crate::EventKind::Signaled) with the count. The watch lasts
     /// until [`unwatch`](Self::unwatch). The monitor takes ownership of `fd`
     /// and makes it close-on-exec and non-blocking (two `fcntl` calls to
-    /// look, more if it was not, and an `fstat`); an eventfd it makes itself
-    /// needs none: [`watch_new_eventfd`](Self::watch_new_eventfd).
+    /// look, more if it was not), after checking that it is an eventfd (its
+    /// `/proc/self/fd` link); an eventfd it makes itself needs none of it:
+    /// [`watch_new_eventfd`](Self::watch_new_eventfd).
     ///
     /// # Errors
     ///
-    /// An fd that is not an anonymous-inode file (a pipe, socket or regular
-    /// file would be read as a counter) is refused, naming it. A timerfd
-    /// passes (its expiration count reads like an eventfd's); an fd whose
-    /// 8-byte read fails (a signalfd, an epoll fd) is reported as
-    /// [`EventKind::Failed`](crate::EventKind::Failed) once readable.
+    /// An fd that is not an eventfd is refused, naming it and what it is: a
+    /// pipe, socket or file would be read as a counter. (Without procfs the
+    /// check is weaker: any file of the kernel's anonymous inode passes,
+    /// which is what eventfds, timerfds, signalfds and epoll fds are.) A
+    /// failed read is reported as [`EventKind::Failed`](crate::EventKind::Failed).
     pub fn watch_eventfd(&self, fd: OwnedFd, receiver: T) -> Result<WatchId> {
         let raw = fd.as_raw_fd();
+        source::eventfd::check_is_eventfd(fd.as_fd(), self.core.anon_inode)?;
         source::adopt_fd(fd.as_fd(), true)
             .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;
-        let inode = source::eventfd::AnonInode::of(fd.as_fd())
-            .map_err(|e| Error::os("fstat", Subject::Fd(raw), e))?;
-        if inode != self.core.anon_inode {
-            return Err(Error::invalid(
-                "watch eventfd",
-                Subject::Fd(raw),
-                "not an eventfd (not an anonymous-inode file: a pipe, socket or file \
-                 would be read as a counter)",
-            ));
-        }
         self.add(
             Source::inline(Kind::EventFd, fd),
             receiver,

@@ -26,17 +26,21 @@ use crate::Result;
 ///
 /// let mut monitor = Monitor::new()?;
 /// let (first, writer) = monitor.watch_new_eventfd("first")?;
+/// let (old, _old_writer) = monitor.watch_new_eventfd("old")?;
 /// writer.signal(1)?;
 /// let mut second = None;
 /// monitor.wait_mut(None, |event, watches| {
 ///     if let EventKind::Signaled { .. } = event.kind {
-///         // Chain a second watch from the handler, and end another one.
+///         // Chain a second watch from the handler, and end another one:
+///         // its receiver comes back at once.
 ///         second = Some(watches.watch_new_eventfd("second").unwrap());
+///         assert_eq!(watches.unwatch(old).unwrap(), "old");
 ///         assert!(watches.contains(first));
 ///     }
 /// })?;
 /// let (second, _writer) = second.unwrap();
 /// assert!(monitor.contains(second));
+/// assert!(!monitor.contains(old));
 /// assert_eq!(monitor.unwatch(second)?, "second");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -70,12 +74,12 @@ impl<'a, T> Watches<'a, T> {
         f(&mut self.registrar.borrow_mut())
     }
 
-    /// As [`Monitor::unwatch`](crate::Monitor::unwatch): ends the watch and returns its receiver.
-    /// It never waits: for a watch whose receiver is lent (this handler's
-    /// own, or one that a handler of another thread's
-    /// [`wait`](crate::Monitor::wait) holds), it ends the watch and fails with
-    /// `ResourceBusy`, and the receiver comes back as an
-    /// [`Unwatched`](crate::EventKind::Unwatched) event.
+    /// As [`Monitor::unwatch`](crate::Monitor::unwatch): ends the watch and
+    /// returns its receiver, at once. For the watch whose receiver this
+    /// handler holds, it ends the watch and fails with `ResourceBusy`, and
+    /// the receiver comes back as an
+    /// [`Unwatched`](crate::EventKind::Unwatched) event once the handler
+    /// returns.
     ///
     /// # Errors
     ///

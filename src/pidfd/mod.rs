@@ -8,7 +8,7 @@
 //! pidfd (runc's `--pidfd-socket`) closes the window in which a pid read
 //! from a pid file could be reused before it is watched.
 
-mod check;
+pub(crate) mod check;
 mod exit_info;
 mod receive;
 

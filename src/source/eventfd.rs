@@ -46,10 +46,10 @@ pub(crate) fn read_count(fd: &OwnedFd) -> Option<u64> {
 
 /// After [`read_count`] gave nothing: reads again, and tells a drained
 /// counter (another waiter got there first) from a failure. Reading twice
-/// is sound because a watched fd is an anonymous-inode fd (see
-/// [`AnonInode`]): its 8-byte read gives eight bytes or an error, never a
-/// short read that would have consumed data, and an error comes back the
-/// same. A count that arrived in between is reported like any other.
+/// is sound because a watched fd is an eventfd (see [`check_is_eventfd`]):
+/// its 8-byte read gives eight bytes, `EAGAIN`, or an error that comes
+/// back the same, and consumes nothing when it fails. A count that arrived
+/// in between is reported like any other.
 #[cold]
 #[inline(never)]
 pub(crate) fn drain_slowly(fd: &OwnedFd) -> Option<EventKind> {
@@ -58,9 +58,7 @@ pub(crate) fn drain_slowly(fd: &OwnedFd) -> Option<EventKind> {
 
 /// The kernel's one anonymous inode, which every eventfd (and timerfd,
 /// signalfd, epoll fd) is a file of; learned from an eventfd the monitor
-/// made. A caller's fd handed to `watch_eventfd` must be one: a pipe,
-/// socket or regular file would be read as a counter, and a short read
-/// from one would lose data.
+/// made. The check of a caller's fd when procfs cannot name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AnonInode {
     dev: u64,
@@ -75,6 +73,32 @@ impl AnonInode {
             ino: st.st_ino,
         })
     }
+}
+
+/// The link name of an eventfd in `/proc/self/fd`.
+const EVENTFD_LINK: &str = "anon_inode:[eventfd]";
+
+/// Refuses a caller's fd that is not an eventfd, before anything about it
+/// is changed: a pipe, socket or file would be read as a counter, and
+/// another anonymous file's read may consume state that a failed read
+/// should have reported (a timerfd's `ECANCELED`). procfs names the kind;
+/// without it, the fd must at least be a file of the anonymous inode.
+pub(crate) fn check_is_eventfd(fd: BorrowedFd<'_>, anon: AnonInode) -> crate::Result<()> {
+    let raw = fd.as_raw_fd();
+    let what = match crate::pidfd::check::link_name(fd) {
+        Some(link) if link == EVENTFD_LINK => return Ok(()),
+        Some(link) => link,
+        None => match AnonInode::of(fd) {
+            Ok(inode) if inode == anon => return Ok(()),
+            Ok(_) => "not an anonymous-inode file".to_string(),
+            Err(e) => return Err(Error::os("fstat", Subject::Fd(raw), e)),
+        },
+    };
+    Err(Error::invalid(
+        "watch eventfd",
+        Subject::Fd(raw),
+        format!("not an eventfd ({what}): it would be read as a counter"),
+    ))
 }
 
 /// Drains a readable eventfd into an event: the count, nothing (another

@@ -99,7 +99,13 @@ impl<T> Monitor<T> {
     /// A non-final event's receiver is lent in place: the handler gets
     /// `&mut T` straight into the monitor's table, and [`Watches`] to add
     /// and remove watches with (every `watch_*` method, `unwatch`,
-    /// `contains`), without a lock, while it holds it.
+    /// `contains`), without a lock, while it holds it. What a handler
+    /// cannot do here that a [`wait`](Self::wait) handler can: wait again,
+    /// or reach the monitor itself (the `&mut self` is taken).
+    ///
+    /// This loop is inlined into the caller (about 2 KiB of code at each
+    /// call site), so that a constant timeout is worked out at compile
+    /// time.
     ///
     /// ```
     /// use ctrmon::{EventKind, Monitor};
@@ -161,14 +167,14 @@ impl<T> Monitor<T> {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let watches = Watches::new(inner.registrar(core, true));
-        let result = f(&watches);
-        if watches.into_registrar().table.dirty {
+        let result = catch_unwind(AssertUnwindSafe(|| f(&watches)));
+        if watches.into_registrar().table.dirty || result.is_err() {
             inner.settle();
         }
         if inner.schedule_changed {
             inner.reschedule();
         }
-        result
+        result.unwrap_or_else(|panic| resume_unwind(panic))
     }
 }
 

@@ -53,9 +53,15 @@ where
             handler,
         } = self;
         let watches = Watches::new(inner.registrar(core, true));
-        handler(event, &watches);
-        if watches.into_registrar().table.dirty {
+        // The caller's code: not asked to be unwind-safe, and on a panic
+        // nothing of it is touched again. What it added is appended to
+        // the table either way.
+        let returned = catch_unwind(AssertUnwindSafe(|| handler(event, &watches)));
+        if watches.into_registrar().table.dirty || returned.is_err() {
             inner.settle();
+        }
+        if let Err(panic) = returned {
+            resume_unwind(panic);
         }
     }
 

@@ -216,7 +216,8 @@ impl<T> Inner<T> {
                     super::super::registrar::index_pid(&mut self.watched_pids, &w.source, false);
                     Some(w)
                 }
-                // Lent (to a handler that is running a nested wait), or gone.
+                // Lent (to another thread's handler, or to one running a
+                // nested wait), or gone.
                 Removal::Lent | Removal::Missing => return,
             }
         } else {
