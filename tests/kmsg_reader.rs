@@ -82,11 +82,13 @@ fn the_reader_starts_at_the_end_one_record_per_read() {
             continue;
         };
         let rec = next.record.unwrap();
-        book.add(&rec);
         seqs.push(rec.seq);
         if rec.message.raw().starts_with(tag.as_bytes()) {
             assert_eq!((rec.facility, rec.level), (1, 6), "{rec:?}");
             mine.push(String::from_utf8(rec.message.to_vec()).unwrap());
+            // Only our own lines: an OOM kill elsewhere on the machine
+            // meanwhile is a real victim.
+            book.add(&rec);
         }
     }
     assert_eq!(mine, [format!("{tag} first"), format!("{tag} second")]);
