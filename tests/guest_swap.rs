@@ -134,11 +134,12 @@ fn ctrmon_watch_prints_swap_lines_that_add_up_to_the_kernels_counters() {
     let Some(root) = memory_v2() else { return };
     let _lock = common::serial();
     let Some(_swap) = SwapOn::new() else { return };
-    // Under TCG the kernel now and then fails a swap-out (`fail`) before
-    // the cgroup reaches `swap.max`: that run still checks the sums, and
-    // another is made, so that `max` is exercised too.
-    let hit = (0..3).any(|attempt| cli_swap_run(&root, attempt));
-    assert!(hit, "swap.max was not hit in 3 runs");
+    // Under TCG the kernel now and then fails a swap-out (`fail`), or
+    // kills the hog before it swaps at all, before the cgroup reaches
+    // `swap.max`: that run still checks the sums, and another is made, so
+    // that `max` is exercised too.
+    let hit = (0..5).any(|attempt| cli_swap_run(&root, attempt));
+    assert!(hit, "swap.max was not hit in 5 runs");
 }
 
 /// One run of the test above: the swap lines of `ctrmon watch` add up to
@@ -179,10 +180,6 @@ fn cli_swap_run(root: &std::path::Path, attempt: u32) -> bool {
         out.push('\n');
     }
     let kernel = kernel_swap_events(&cg);
-    assert!(
-        kernel.max > 0 || kernel.fail > 0,
-        "no swap event: {kernel:?}"
-    );
     // The cgroup is empty: its counters are final. The lines add up to them
     // (a late one is waited for, a wrong sum fails after LONG).
     while swap_field_sum(&out, "max") != kernel.max || swap_field_sum(&out, "fail") != kernel.fail {
