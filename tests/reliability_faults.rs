@@ -570,58 +570,30 @@ fn a_reused_pid_is_never_reported_by_the_old_pidfd_watch() {
 
 // --- Broken sources ------------------------------------------------------------
 
+/// What is not an eventfd is refused by `watch_eventfd`, naming it, and
+/// the monitor goes on. (Until issue 12 such fds were watched, and their
+/// failed reads ended them as `Failed` events; now that a watched eventfd
+/// is known to be one, its 8-byte read cannot fail, and no public call
+/// reaches that path for eventfds any more.)
 #[test]
-fn a_source_whose_read_fails_ends_alone_and_the_monitor_stays_usable() {
+fn what_is_not_an_eventfd_is_refused_and_the_monitor_stays_usable() {
     let _serial = serial();
     let m: Monitor<&str> = Monitor::new().unwrap();
-    // A pipe passed off as an eventfd is refused at once, naming it: a
-    // short read from it would be taken for a broken counter after the
-    // data was gone.
+    // A pipe: a short read from it would be taken for a broken counter
+    // after its data was gone.
     let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
     let pipe_raw = std::os::fd::AsRawFd::as_raw_fd(&pipe_r);
-    let err = m.watch_eventfd(pipe_r, "pipe").unwrap_err();
-    assert!(err.to_string().contains(&format!("fd {pipe_raw}")), "{err}");
-    assert!(err.to_string().contains("not an eventfd"), "{err}");
+    let err = m.watch_eventfd(pipe_r, "pipe").unwrap_err().to_string();
+    assert!(err.contains(&format!("fd {pipe_raw}")), "{err}");
+    assert!(err.contains("not an eventfd (pipe:["), "{err}");
+    // An epoll fd: an anonymous-inode file too, but its read fails.
+    let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).unwrap();
+    let err = m.watch_eventfd(ep, "epoll").unwrap_err().to_string();
+    assert!(err.contains("anon_inode:[eventpoll]"), "{err}");
     assert_eq!(m.len(), 0);
-    // Two anonymous-inode fds whose 8-byte read fails (EINVAL): epoll fds,
-    // each with a ready pipe in it, so readable. Both must end alone.
-    let (ready_r, ready_w) = rustix::pipe::pipe().unwrap();
-    rustix::io::write(&ready_w, b"x").unwrap();
-    let broken = |name| {
-        let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).unwrap();
-        rustix::event::epoll::add(
-            &ep,
-            &ready_r,
-            rustix::event::epoll::EventData::new_u64(0),
-            rustix::event::epoll::EventFlags::IN,
-        )
-        .unwrap();
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&ep);
-        (m.watch_eventfd(ep, name).unwrap(), raw)
-    };
-    let (first_id, first_raw) = broken("first");
-    let (second_id, _) = broken("second");
     let efd = new_eventfd();
     let writer = rustix::io::dup(&efd).unwrap();
     let good = m.watch_eventfd(efd, "good").unwrap();
-    let got = wait_until(&m, Duration::from_secs(10), |g| {
-        g.iter().filter(|e| e.is_final()).count() == 2
-    });
-    for e in &got {
-        assert!(e.id == first_id || e.id == second_id, "{e:?}");
-        let EventKind::Failed(err) = &e.kind else {
-            panic!("{e:?}")
-        };
-        if e.id == first_id {
-            assert!(
-                err.to_string().contains(&format!("fd {first_raw}")),
-                "{err}"
-            );
-        }
-    }
-    assert_eq!(got.len(), 2, "{got:?}");
-    // The loop does not spin on the broken fds, and the rest still works.
-    assert_eq!(m.len(), 1);
     assert_eq!(
         m.wait(Some(Duration::from_millis(50)), |e| panic!("{e:?}"))
             .unwrap(),
@@ -634,7 +606,7 @@ fn a_source_whose_read_fails_ends_alone_and_the_monitor_stays_usable() {
         matches!(got[0].kind, EventKind::Signaled { count: 5 }),
         "{got:?}"
     );
-    drop((pipe_w, ready_w));
+    drop(pipe_w);
 }
 
 // --- Monitor dropped with watches live ---------------------------------------
