@@ -340,10 +340,7 @@ impl<T> Monitor<T> {
     /// Interrupts a [`wait`](Self::wait) blocked in another thread, which
     /// then returns. If no thread is waiting, the next `wait` returns at once.
     pub fn wake(&self) -> Result<()> {
-        self.core
-            .waker
-            .wake()
-            .map_err(|e| Error::os("write waker eventfd", Subject::None, e))
+        self.core.wake()
     }
 
     /// Makes every current and future [`wait`](Self::wait) return at once
@@ -401,6 +398,10 @@ impl Core {
 
     fn shutdown(&self) -> Result<()> {
         self.shut_down.store(true, Ordering::SeqCst);
+        self.wake()
+    }
+
+    fn wake(&self) -> Result<()> {
         self.waker
             .wake()
             .map_err(|e| Error::os("write waker eventfd", Subject::None, e))

@@ -315,15 +315,16 @@ impl<T> Table<T> {
         }
     }
 
-    /// Looks at the source under `key` (if current) with `look`; when that
-    /// gives one non-final event, lends the watch out at once (one lookup
-    /// for both). A caller's eventfd, the hot kind, is read right here (its
-    /// kind is in the key): no outcome to build and take apart.
+    /// The shared path's look at the source under `key` (if current) with
+    /// `look`; when that gives one non-final event, lends the watch out at
+    /// once (one lookup for both), waitable: its lender wakes those who wait
+    /// to unwatch it. A caller's eventfd, the hot kind, is read right here
+    /// (its kind is in the key): no outcome to build and take apart. (The
+    /// owned path lends in place instead: [`split_at`](Self::split_at).)
     #[inline(always)]
     pub(crate) fn on_ready(
         &mut self,
         key: Key,
-        waitable: bool,
         look: impl FnOnce(&mut Source) -> Outcome,
     ) -> Ready<T> {
         let Some(entry) = self.entries.get_mut(key.index()) else {
@@ -351,7 +352,7 @@ impl<T> Table<T> {
             next_free: NIL,
             lent: key.stamp(),
             unwatched: false,
-            waitable,
+            waitable: true,
         };
         match (std::mem::replace(entry, lent), hot) {
             (Entry::Occupied(w), Ok(count)) => Ready::Signaled(count, w),

@@ -62,7 +62,7 @@ where
             let (_, inner) = self.parts();
             let ready = inner
                 .table
-                .on_ready(key, true, |source| source.on_ready(flags, &mut batch.clock));
+                .on_ready(key, |source| source.on_ready(flags, &mut batch.clock));
             match ready {
                 // Its own call site, so that the compiler sees the hot kind
                 // and drops nothing for it.
