@@ -39,6 +39,7 @@ impl Epoll {
         })
     }
 
+    #[inline]
     pub(crate) fn add(
         &self,
         source: BorrowedFd<'_>,
@@ -62,6 +63,7 @@ impl Epoll {
     /// registrations belong to the open file, not the fd number, so if the
     /// caller holds a dup of the fd the registration would outlive our close
     /// and keep firing with a key that no longer means anything.
+    #[inline]
     pub(crate) fn delete(&self, source: BorrowedFd<'_>) -> Result<(), Errno> {
         epoll::delete(&self.fd, source)
     }

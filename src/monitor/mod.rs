@@ -432,6 +432,7 @@ impl Core {
     }
 
     /// Takes an ended watch's source out of epoll and the counts.
+    #[inline]
     fn retire(&self, source: &Source, exclusive: bool) {
         if let Some(fd) = source.as_fd() {
             // Cannot fail for an fd we registered and still hold open.

@@ -11,7 +11,7 @@ use super::housekeeping::REARM_EVERY;
 use super::table::{Key, Removal, TableView, Watch};
 use super::{Core, Inner};
 use crate::event::WatchId;
-use crate::source::Source;
+use crate::source::{Kind, Source};
 use crate::{Error, Result, Subject};
 
 /// The table and the bookkeeping that adds and removes touch.
@@ -75,7 +75,7 @@ impl<T> Inner<T> {
     }
 
     /// After a registrar was used: the table takes in what it spilled.
-    #[cold]
+    #[inline]
     pub(super) fn settle(&mut self) {
         self.table.settle();
     }
@@ -90,22 +90,14 @@ impl<T> Registrar<'_, T> {
         receiver: T,
         subject: Subject,
     ) -> Result<WatchId> {
-        if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
-            let is_oom_watch = self
-                .table
-                .source(Key::from_u64(link.0))
-                .is_some_and(|s| s.oom_book().is_some());
-            if !is_oom_watch {
-                return Err(Error::invalid(
-                    "watch",
-                    subject,
-                    format!("{link} is not a live cgroup OOM watch"),
-                ));
-            }
-        }
+        // The kind decides which of the steps below apply; most adds are of
+        // the inline kinds, which need none of them.
         let (Some(kind), Some(fd)) = (source.kind(), source.as_fd()) else {
             return Err(Error::invalid("watch", subject, "a source with no fd"));
         };
+        if kind == Kind::Pid {
+            self.check_oom_link(&source, &subject)?;
+        }
         let key = self.table.next_key(kind).ok_or_else(|| {
             Error::new(
                 "watch",
@@ -118,8 +110,43 @@ impl<T> Registrar<'_, T> {
             .epoll
             .add(fd, key.as_u64(), source.interest())
             .map_err(|e| Error::os("register with epoll", subject, e))?;
-        // Baselines of polled files are read after registration, so that no
-        // change falls between the two.
+        if kind == Kind::Cold {
+            self.arm_cold(&mut source)?;
+        }
+        if kind == Kind::Pid {
+            index_pid(self.watched_pids, &source, true);
+        }
+        self.table.insert_at(key, Watch { source, receiver });
+        self.core.live.fetch_add(1, Ordering::Relaxed);
+        Ok(WatchId(key.as_u64()))
+    }
+
+    /// A pid watch linked to an OOM watch (`watch_pid_in`): that must be a
+    /// live cgroup OOM watch.
+    #[cold]
+    fn check_oom_link(&mut self, source: &Source, subject: &Subject) -> Result<()> {
+        let Some(link) = source.pid_info().and_then(|info| info.oom_link) else {
+            return Ok(());
+        };
+        let is_oom_watch = self
+            .table
+            .source(Key::from_u64(link.0))
+            .is_some_and(|s| s.oom_book().is_some());
+        if is_oom_watch {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "watch",
+            subject.clone(),
+            format!("{link} is not a live cgroup OOM watch"),
+        ))
+    }
+
+    /// Arms a cold source once it is registered: baselines of polled files
+    /// are read after registration, so that no change falls between the
+    /// two; kernfs files join the periodic re-arm.
+    #[cold]
+    fn arm_cold(&mut self, source: &mut Source) -> Result<()> {
         if let Err(e) = source.arm() {
             if let Some(fd) = source.as_fd() {
                 let _ = self.core.epoll.delete(fd);
@@ -129,19 +156,14 @@ impl<T> Registrar<'_, T> {
             self.table.burn_key();
             return Err(e);
         }
-        let kernfs = source.is_kernfs();
-        index_pid(self.watched_pids, &source, true);
-        let inserted = self.table.insert(Watch { source, receiver });
-        if kernfs {
+        if source.is_kernfs() {
             self.core.kernfs.fetch_add(1, Ordering::AcqRel);
             if self.next_rearm.is_none() {
                 *self.next_rearm = Some(Instant::now() + REARM_EVERY);
                 *self.schedule_changed = true;
             }
         }
-        debug_assert_eq!(inserted.as_ref().ok(), Some(&key));
-        self.core.live.fetch_add(1, Ordering::Relaxed);
-        Ok(WatchId(key.as_u64()))
+        Ok(())
     }
 
     /// Ends the watch under `key`: out of the table and epoll (the fd closes
@@ -153,7 +175,9 @@ impl<T> Registrar<'_, T> {
             Removal::Removed(w) => {
                 self.core.retire(&w.source, self.exclusive);
                 super::sub_one(&self.core.live, self.exclusive);
-                index_pid(self.watched_pids, &w.source, false);
+                if w.source.kind() == Some(Kind::Pid) {
+                    index_pid(self.watched_pids, &w.source, false);
+                }
             }
             Removal::Lent => super::sub_one(&self.core.live, self.exclusive),
             Removal::Missing => {}
@@ -164,13 +188,10 @@ impl<T> Registrar<'_, T> {
 
 /// Counts a pid watch in `watched_pids` (with orphan reaping on), or
 /// uncounts it when it ends.
+#[inline]
 pub(super) fn index_pid(watched_pids: &mut Option<HashMap<i32, u32>>, source: &Source, add: bool) {
-    // The map first: without orphan reaping there is none, and the source
-    // need not be looked at.
-    let Some(map) = watched_pids else {
-        return;
-    };
-    let Some(info) = source.pid_info() else {
+    // Without orphan reaping there is no map; most sources are not pids.
+    let (Some(map), Some(info)) = (watched_pids, source.pid_info()) else {
         return;
     };
     if info.pid <= 0 {

@@ -7,8 +7,8 @@
 //! stored in the epoll event's data: a slot that was freed and reused
 //! carries a new stamp, and an event with the old one finds nothing.
 //!
-//! The stamp is a generation (28 bits) and the source's kind (4 bits, never
-//! zero). Generations come from one table-wide counter rather than one per
+//! The stamp is a generation (28 bits, never zero) and the source's kind (4
+//! bits). Generations come from one table-wide counter rather than one per
 //! slot, so slots can be dropped when the table shrinks without ever handing
 //! out a key that an old event could still match (it would take 2^28
 //! insertions while the stale event sits in a 128-entry buffer).
@@ -182,7 +182,7 @@ impl<T> Table<T> {
             meta: Meta {
                 free_head: NIL,
                 len: 0,
-                next_generation: 0,
+                next_generation: 1,
                 removals_since_compact: 0,
             },
         }
@@ -261,7 +261,7 @@ impl<T> Table<T> {
 
     /// After a view: appends the slots it spilled and gives memory back
     /// if enough was removed.
-    #[cold]
+    #[inline]
     pub(crate) fn settle(&mut self) {
         if !self.spill.is_empty() {
             self.entries.append(&mut self.spill);
@@ -453,7 +453,23 @@ impl<T> Table<T> {
     /// everything; a mostly empty one trims the free slots at its end (an
     /// occupied or lent slot cannot move, since its key is registered with
     /// epoll).
+    #[inline]
     fn maybe_shrink(&mut self) {
+        // The common case, looked at on every add and remove: nothing to
+        // give back.
+        let slots = self.entries.len();
+        let meta = &self.meta;
+        let keep = slots <= MIN_SLOTS_KEPT
+            || (meta.len != 0 && (meta.len * 4 > slots || meta.removals_since_compact < slots / 2));
+        if keep && self.spill.is_empty() {
+            return;
+        }
+        self.shrink();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self) {
         // Spilled slots have keys past the end of `entries`: never trim
         // below them. (Settled before this, except after a panic.)
         if !self.spill.is_empty() {
@@ -583,42 +599,48 @@ impl<'a, T> TableView<'a, T> {
     /// to epoll (and may sit in another thread's event buffer) is never
     /// handed out again.
     pub(crate) fn burn_key(&mut self) {
-        self.meta.next_generation = self.meta.next_generation.wrapping_add(1) & GENERATION_MASK;
+        // Generation 0 is skipped: a stamp is never zero, the niche that
+        // tells an occupied slot from a vacant one.
+        let next = self.meta.next_generation.wrapping_add(1) & GENERATION_MASK;
+        self.meta.next_generation = next.max(1);
     }
 
     /// Stores `watch` and returns its key, or gives the watch back when the
     /// table already holds 2^32 - 3 entries.
-    pub(crate) fn insert(&mut self, mut watch: Watch<T>) -> Result<Key, Watch<T>> {
-        let Some(kind) = watch.source.kind() else {
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, watch: Watch<T>) -> Result<Key, Watch<T>> {
+        let Some(key) = watch.source.kind().and_then(|kind| self.next_key(kind)) else {
             return Err(watch);
         };
-        let Some(key) = self.next_key(kind) else {
-            return Err(watch);
-        };
+        self.insert_at(key, watch);
+        Ok(key)
+    }
+
+    /// Stores `watch` under `key`, which [`next_key`](Self::next_key) gave
+    /// for its kind with nothing added since.
+    #[inline]
+    pub(crate) fn insert_at(&mut self, key: Key, mut watch: Watch<T>) {
+        debug_assert_eq!(self.next_key(watch.source.kind().unwrap()), Some(key));
         self.burn_key();
-        let Some(stamp) = NonZeroU32::new(key.stamp()) else {
-            return Err(watch);
-        };
-        watch.source.stamp = stamp;
+        // Never zero (generations start at 1).
+        watch.source.stamp = NonZeroU32::new(key.stamp()).unwrap_or(NonZeroU32::MAX);
         let entry = Entry::Occupied(watch);
         let free = self.meta.free_head;
         if free != NIL {
             // A free slot is vacant, so never the hole.
-            let Some(Slot::Entry(slot)) = self.slot(free as usize) else {
-                unreachable!("the free list names a vacant slot");
-            };
-            let next = match *slot {
-                Entry::Vacant { next_free, .. } => next_free,
-                Entry::Occupied(_) => NIL,
-            };
-            *slot = entry;
+            let mut next = NIL;
+            if let Some(Slot::Entry(slot)) = self.slot(free as usize) {
+                if let Entry::Vacant { next_free, .. } = *slot {
+                    next = next_free;
+                }
+                *slot = entry;
+            }
             self.meta.free_head = next;
         } else {
             self.spill.push(entry);
         }
         self.meta.len += 1;
         self.dirty = true;
-        Ok(key)
     }
 
     /// The source under `key`, if current (also the hole's).
@@ -787,6 +809,19 @@ mod tests {
         assert_eq!(get(&t, burnt), None);
     }
 
+    #[test]
+    fn generations_wrap_past_zero_so_no_stamp_is_zero() {
+        let mut t = Table::new();
+        t.meta.next_generation = GENERATION_MASK;
+        let last = t.insert(w(1)).ok().unwrap();
+        assert_eq!(last.stamp() >> 4, GENERATION_MASK);
+        // The eventfd kind is 0: generation 0 would make the stamp 0, the
+        // vacant slot's niche.
+        let wrapped = t.insert(w(2)).ok().unwrap();
+        assert_eq!(wrapped.stamp(), 1 << 4 | Kind::EventFd as u32);
+        assert_eq!(get(&t, last), Some(1));
+        assert_eq!(get(&t, wrapped), Some(2));
+    }
     #[test]
     fn lent_watches_stay_live_and_end_when_asked() {
         let mut t = Table::new();

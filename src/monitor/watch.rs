@@ -5,7 +5,6 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
 
 use super::registrar::Registrar;
 use super::table::Key;
@@ -281,14 +280,10 @@ watch_methods! {
     pub fn watch_new_eventfd(&self, receiver: T) -> Result<(WatchId, EventfdWriter)> {
         let fd =
             source::eventfd::create().map_err(|e| Error::os("create eventfd", Subject::None, e))?;
-        let fd = Arc::new(fd);
         let raw = fd.as_raw_fd();
-        let id = self.add(
-            Source::cold(Cold::MadeEventFd(fd.clone())),
-            receiver,
-            Subject::Fd(raw),
-        )?;
-        Ok((id, EventfdWriter { fd }))
+        let (cold, writer) = EventfdWriter::new(fd);
+        let id = self.add(Source::made_eventfd(cold), receiver, Subject::Fd(raw))?;
+        Ok((id, writer))
     }
 
     /// Watches a memory cgroup for OOM, whatever its version: the directory's
@@ -316,12 +311,12 @@ watch_methods! {
     pub fn watch_cgroup_oom(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
             Ok(Source::cold(match dir.version() {
-                CgroupVersion::V1 => Cold::OomV1(source::oom_v1::OomV1Watch::arm(dir)?),
+                CgroupVersion::V1 => Cold::OomV1(Box::new(source::oom_v1::OomV1Watch::arm(dir)?)),
                 CgroupVersion::V2 => {
-                    Cold::MemoryEvents(source::memory_events::MemoryEventsWatch::open(
+                    Cold::MemoryEvents(Box::new(source::memory_events::MemoryEventsWatch::open(
                         dir,
                         source::memory_events::FILE,
-                    )?)
+                    )?))
                 }
             }))
         })
@@ -346,12 +341,12 @@ watch_methods! {
     pub fn watch_cgroup_oom_local(&self, dir: impl AsRef<Path>, receiver: T) -> Result<WatchId> {
         self.add_in_cgroup(dir.as_ref(), receiver, |dir| {
             only_on_v2(dir, "memory.events.local")?;
-            Ok(Source::cold(Cold::MemoryEvents(
+            Ok(Source::cold(Cold::MemoryEvents(Box::new(
                 source::memory_events::MemoryEventsWatch::open(
                     dir,
                     source::memory_events::FILE_LOCAL,
                 )?,
-            )))
+            ))))
         })
     }
 

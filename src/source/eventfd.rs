@@ -12,6 +12,7 @@ use rustix::event::epoll::EventFlags;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::{read, write, Errno};
 
+use super::Cold;
 use crate::event::EventKind;
 use crate::{Error, Subject};
 
@@ -119,6 +120,7 @@ pub(crate) fn failed(fd: &OwnedFd, e: Errno) -> EventKind {
 
 /// Makes an eventfd that is close-on-exec and non-blocking by
 /// construction, so that watching it needs no `fcntl` check.
+#[inline]
 pub(crate) fn create() -> Result<OwnedFd, Errno> {
     eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
 }
@@ -132,23 +134,40 @@ pub(crate) fn create() -> Result<OwnedFd, Errno> {
 /// valid after the watch ends: the fd closes when both are gone, and a
 /// signal after the end reaches nobody. `Clone` it to give it to several
 /// producers; it is `Send + Sync`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EventfdWriter {
-    pub(crate) fd: Arc<OwnedFd>,
+    /// The watch's cold part, always a [`Cold::MadeEventFd`]: one
+    /// allocation for the watch and its writer.
+    cold: Arc<Cold>,
 }
 
 impl EventfdWriter {
+    /// The cold part of a watch on `fd`, and its writer, which shares it.
+    #[inline]
+    pub(crate) fn new(fd: OwnedFd) -> (Arc<Cold>, EventfdWriter) {
+        let cold = Arc::new(Cold::MadeEventFd(fd));
+        (cold.clone(), EventfdWriter { cold })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match &*self.cold {
+            Cold::MadeEventFd(fd) => fd.as_fd(),
+            // `new` is the only way to make a writer.
+            _ => unreachable!("an EventfdWriter shares a made eventfd"),
+        }
+    }
+
     /// Adds `n` to the counter (`n` of 0 is allowed and wakes nobody). Fails
     /// only when the counter would overflow (`EAGAIN`: 2^64 - 2 unread).
     pub fn signal(&self, n: u64) -> crate::Result<()> {
         loop {
-            match write(&*self.fd, &n.to_ne_bytes()) {
+            match write(self.fd(), &n.to_ne_bytes()) {
                 Ok(_) => return Ok(()),
                 Err(Errno::INTR) => {}
                 Err(e) => {
                     return Err(Error::os(
                         "write eventfd",
-                        Subject::Fd(self.fd.as_raw_fd()),
+                        Subject::Fd(self.fd().as_raw_fd()),
                         e,
                     ))
                 }
@@ -157,9 +176,17 @@ impl EventfdWriter {
     }
 }
 
+impl std::fmt::Debug for EventfdWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventfdWriter")
+            .field("fd", &self.fd())
+            .finish()
+    }
+}
+
 impl AsFd for EventfdWriter {
     /// The eventfd, to pass to whatever else should signal it.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.fd()
     }
 }

@@ -80,18 +80,21 @@ impl From<Option<EventKind>> for Outcome {
 
 /// Which kind of source a slot holds. Kept in the low four bits of the
 /// slot's stamp, and so of its key: dispatch learns the kind from the same
-/// word that proves the key current, with no tag byte to load.
+/// word that proves the key current, with no tag byte to load. The hot
+/// kind is 0, so that telling it apart is one `test` (the stamp is still
+/// never zero: generations start at 1).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// A caller's eventfd (inline fd).
-    EventFd = 1,
+    /// An eventfd: a caller's (inline fd), or one the monitor made (shared
+    /// with its writer behind the cold pointer).
+    EventFd = 0,
     /// An fd watched for hang-up (inline fd).
-    Hangup = 2,
+    Hangup = 1,
     /// A pidfd (inline fd); pid and options behind the cold pointer.
-    Pid = 3,
+    Pid = 2,
     /// Everything else: fd and state behind the cold pointer.
-    Cold = 4,
+    Cold = 3,
 }
 
 impl Kind {
@@ -99,18 +102,18 @@ impl Kind {
     #[inline(always)]
     pub(crate) fn from_bits(bits: u32) -> Option<Kind> {
         match bits & 0xf {
-            1 => Some(Kind::EventFd),
-            2 => Some(Kind::Hangup),
-            3 => Some(Kind::Pid),
-            4 => Some(Kind::Cold),
+            0 => Some(Kind::EventFd),
+            1 => Some(Kind::Hangup),
+            2 => Some(Kind::Pid),
+            3 => Some(Kind::Cold),
             _ => None,
         }
     }
 
-    /// A stamp of generation 0 for this kind; the table adds the
-    /// generation.
+    /// A stamp of generation 1 for this kind, until the table gives the
+    /// watch its own.
     pub(crate) fn stamp(self) -> NonZeroU32 {
-        NonZeroU32::MIN.saturating_add(self as u32 - 1)
+        NonZeroU32::MIN.saturating_add(15 + self as u32)
     }
 }
 
@@ -122,17 +125,22 @@ pub(crate) struct Source {
     /// entry enum its niche: a slot is 24 bytes for an 8-byte receiver).
     pub(crate) stamp: NonZeroU32,
     pub(crate) fd: Option<OwnedFd>,
-    pub(crate) cold: Option<Box<Cold>>,
+    /// Behind an `Arc` so that a made eventfd's writer can share the one
+    /// allocation. No other cold part is ever shared, so
+    /// [`cold_mut`](Self::cold_mut) always reaches it.
+    pub(crate) cold: Option<Arc<Cold>>,
 }
 
-/// The state of the watches that carry more than an fd. Boxed as a whole
-/// (one allocation per watch, none per event).
+/// The state of the watches that carry more than an fd. One allocation per
+/// watch, none per event; the two largest are boxed again, so that the
+/// common ones (a made eventfd, a pid) are small to make and move.
 pub(crate) enum Cold {
     Pid(pidfd::PidInfo),
-    /// An eventfd the monitor made; its writer shares the open file.
-    MadeEventFd(Arc<OwnedFd>),
-    OomV1(oom_v1::OomV1Watch),
-    MemoryEvents(memory_events::MemoryEventsWatch),
+    /// An eventfd the monitor made; its [`EventfdWriter`](eventfd::EventfdWriter)
+    /// shares this cold part.
+    MadeEventFd(OwnedFd),
+    OomV1(Box<oom_v1::OomV1Watch>),
+    MemoryEvents(Box<memory_events::MemoryEventsWatch>),
     Populated(populated::PopulatedWatch),
     PressureV1(pressure_v1::PressureV1Watch),
     Threshold(threshold_v1::ThresholdWatch),
@@ -157,7 +165,7 @@ impl Source {
         Source {
             stamp: Kind::Pid.stamp(),
             fd: Some(fd),
-            cold: Some(Box::new(Cold::Pid(info))),
+            cold: Some(Arc::new(Cold::Pid(info))),
         }
     }
 
@@ -166,8 +174,24 @@ impl Source {
         Source {
             stamp: Kind::Cold.stamp(),
             fd: None,
-            cold: Some(Box::new(cold)),
+            cold: Some(Arc::new(cold)),
         }
+    }
+
+    /// An eventfd the monitor made, whose cold part its writer shares.
+    pub(crate) fn made_eventfd(cold: Arc<Cold>) -> Source {
+        Source {
+            stamp: Kind::EventFd.stamp(),
+            fd: None,
+            cold: Some(cold),
+        }
+    }
+
+    /// The cold part, to change. `None` for the hot kinds, and for a made
+    /// eventfd while its writer lives (it is only ever read).
+    #[inline]
+    fn cold_mut(&mut self) -> Option<&mut Cold> {
+        self.cold.as_mut().and_then(Arc::get_mut)
     }
 
     #[inline(always)]
@@ -176,6 +200,7 @@ impl Source {
     }
 
     /// The epoll interest of this source.
+    #[inline]
     pub(crate) fn interest(&self) -> EventFlags {
         match (self.kind(), self.cold.as_deref()) {
             (Some(Kind::Pid), _) => pidfd::INTEREST,
@@ -189,9 +214,19 @@ impl Source {
         }
     }
 
+    /// True for the kinds whose state is all behind the cold pointer.
+    #[inline(always)]
+    fn is_cold_kind(&self) -> bool {
+        self.kind() == Some(Kind::Cold)
+    }
+
     /// Takes the baseline of a polled file, once the fd is registered.
+    #[inline]
     pub(crate) fn arm(&mut self) -> crate::Result<()> {
-        match self.cold.as_deref_mut() {
+        if !self.is_cold_kind() {
+            return Ok(());
+        }
+        match self.cold_mut() {
             Some(Cold::MemoryEvents(w)) => w.arm(),
             Some(Cold::Populated(w)) => w.arm().map(drop),
             Some(Cold::Swap(w)) => w.arm(),
@@ -212,11 +247,16 @@ impl Source {
     }
     #[inline(never)]
     fn on_ready_cold(&mut self, flags: EventFlags, clock: &mut Clock) -> Outcome {
-        let Some(cold) = self.cold.as_deref_mut() else {
+        // Read through the shared reference: its writer may hold it too.
+        if let Some(Cold::MadeEventFd(fd)) = self.cold.as_deref() {
+            return eventfd::on_ready(fd).into();
+        }
+        let fd = &self.fd;
+        let Some(cold) = self.cold.as_mut().and_then(Arc::get_mut) else {
             return Outcome::Nothing;
         };
         match cold {
-            Cold::Pid(info) => match &self.fd {
+            Cold::Pid(info) => match fd {
                 Some(fd) => info.on_ready(fd, clock),
                 None => Outcome::Nothing,
             },
@@ -235,11 +275,12 @@ impl Source {
     /// A due re-check (`force`: report whatever is there now, because a
     /// process in the cgroup has exited and its OOM must come first).
     pub(crate) fn recheck(&mut self, now: Instant, force: bool) -> Outcome {
-        match self.cold.as_deref_mut() {
+        let fd = &self.fd;
+        match self.cold.as_mut().and_then(Arc::get_mut) {
             Some(Cold::OomV1(w)) => w.check(now, force),
             Some(Cold::MemoryEvents(w)) => w.check(now, force),
             // A non-child's exit, waiting for its parent to reap it.
-            Some(Cold::Pid(info)) => match &self.fd {
+            Some(Cold::Pid(info)) => match fd {
                 Some(fd) if info.retry.is_some() => info.on_ready(fd, &mut Clock(Some(now))),
                 _ => Outcome::Nothing,
             },
@@ -250,7 +291,7 @@ impl Source {
     /// When this watch's re-check is due: an OOM waiting for its kill, a
     /// non-child's exit waiting for its parent to reap it.
     pub(crate) fn recheck_at(&mut self) -> Option<Instant> {
-        match self.cold.as_deref_mut() {
+        match self.cold_mut() {
             Some(Cold::OomV1(w)) => w.book().recheck_at(),
             Some(Cold::MemoryEvents(w)) => w.book().recheck_at(),
             Some(Cold::Pid(info)) => info.recheck_at(),
@@ -261,16 +302,18 @@ impl Source {
     /// A watch on a pollable kernfs file (v2 `memory.events`,
     /// `cgroup.events`, `memory.swap.events`), whose removal kernfs may fail
     /// to signal.
+    #[inline]
     pub(crate) fn is_kernfs(&self) -> bool {
-        matches!(
-            self.cold.as_deref(),
-            Some(Cold::MemoryEvents(_) | Cold::Populated(_) | Cold::Swap(_))
-        )
+        self.is_cold_kind()
+            && matches!(
+                self.cold.as_deref(),
+                Some(Cold::MemoryEvents(_) | Cold::Populated(_) | Cold::Swap(_))
+            )
     }
 
     /// The OOM bookkeeping, for the OOM watches.
     pub(crate) fn oom_book(&mut self) -> Option<&mut OomBook> {
-        match self.cold.as_deref_mut() {
+        match self.cold_mut() {
             Some(Cold::OomV1(w)) => Some(w.book()),
             Some(Cold::MemoryEvents(w)) => Some(w.book()),
             _ => None,
@@ -284,7 +327,7 @@ impl Source {
 
     /// The orphan reaper, for its watch.
     pub(crate) fn orphan_reaper(&mut self) -> Option<&mut crate::reaper::OrphanReaper> {
-        match self.cold.as_deref_mut() {
+        match self.cold_mut() {
             Some(Cold::Orphans(r)) => Some(r),
             _ => None,
         }
@@ -292,7 +335,7 @@ impl Source {
 
     /// The process's info, to change, for a pidfd watch.
     pub(crate) fn pid_info_mut(&mut self) -> Option<&mut pidfd::PidInfo> {
-        match self.cold.as_deref_mut() {
+        match self.cold_mut() {
             Some(Cold::Pid(info)) => Some(info),
             _ => None,
         }
@@ -310,7 +353,11 @@ impl Source {
     }
 
     /// The process's info, for a pidfd watch.
+    #[inline]
     pub(crate) fn pid_info(&self) -> Option<&pidfd::PidInfo> {
+        if self.kind() != Some(Kind::Pid) {
+            return None;
+        }
         match self.cold.as_deref() {
             Some(Cold::Pid(info)) => Some(info),
             _ => None,
@@ -325,6 +372,7 @@ impl Source {
     }
 
     /// The fd registered with epoll.
+    #[inline]
     pub(crate) fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         if let Some(fd) = &self.fd {
             return Some(fd.as_fd());
