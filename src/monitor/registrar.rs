@@ -28,6 +28,7 @@ pub(super) struct Registrar<'a, T> {
 
 impl<T> Inner<T> {
     /// A registrar over the whole table. Call [`Inner::settle`] after.
+    #[inline]
     pub(super) fn registrar<'a>(&'a mut self, core: &'a Core, exclusive: bool) -> Registrar<'a, T> {
         let Inner {
             table,
@@ -169,6 +170,7 @@ impl<T> Registrar<'_, T> {
     /// Ends the watch under `key`: out of the table and epoll (the fd closes
     /// when the caller drops the watch). A lent watch, or the one whose
     /// receiver a handler holds, is marked to end when it comes back.
+    #[inline]
     pub(super) fn remove(&mut self, key: Key) -> Removal<T> {
         let removal = self.table.remove(key);
         match &removal {
@@ -207,26 +209,29 @@ pub(super) fn index_pid(watched_pids: &mut Option<HashMap<i32, u32>>, source: &S
     }
 }
 
-/// The error of an `unwatch` that found nothing, or found the receiver
-/// lent.
+/// What an `unwatch` returns: the receiver, or why not.
+#[inline]
 pub(super) fn unwatch_result<T>(id: WatchId, removal: Removal<T>) -> Result<T> {
     match removal {
         // The fd closes here, outside the lock.
         Removal::Removed(watch) => Ok(watch.receiver),
-        Removal::Lent => Err(Error::new(
-            "unwatch",
-            Subject::Watch(id),
-            std::io::Error::new(
-                // `ErrorKind::ResourceBusy` on Rust 1.83 and later.
-                std::io::Error::from(rustix::io::Errno::BUSY).kind(),
-                "the receiver is lent to a handler; the watch ends and the receiver \
-                 comes back as its Unwatched event",
-            ),
-        )),
-        Removal::Missing => Err(Error::new(
-            "unwatch",
-            Subject::Watch(id),
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such watch"),
-        )),
+        Removal::Lent => Err(unwatch_error(id, true)),
+        Removal::Missing => Err(unwatch_error(id, false)),
     }
+}
+
+/// The error of an `unwatch` that found the receiver lent, or nothing.
+#[cold]
+fn unwatch_error(id: WatchId, lent: bool) -> Error {
+    let error = if lent {
+        std::io::Error::new(
+            // `ErrorKind::ResourceBusy` on Rust 1.83 and later.
+            std::io::Error::from(rustix::io::Errno::BUSY).kind(),
+            "the receiver is lent to a handler; the watch ends and the receiver \
+             comes back as its Unwatched event",
+        )
+    } else {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such watch")
+    };
+    Error::new("unwatch", Subject::Watch(id), error)
 }

@@ -195,6 +195,7 @@ impl<T> Table<T> {
 
     /// The whole table as a view, for adds and removes outside of a
     /// handler. Call [`settle`](Self::settle) after.
+    #[inline]
     pub(crate) fn view(&mut self) -> TableView<'_, T> {
         let Table {
             entries,
@@ -366,6 +367,7 @@ impl<T> Table<T> {
 
     /// True while the watch under `key` is lent by the shared path (its
     /// lender will wake those who wait for it) and not asked to end.
+    #[inline]
     pub(crate) fn is_lent_waitable(&self, key: Key) -> bool {
         matches!(
             self.entries.get(key.index()),
@@ -559,6 +561,7 @@ impl<'a, T> TableView<'a, T> {
         self.left.len() + usize::from(self.hole.is_some()) + self.right.len() + self.spill.len()
     }
 
+    #[inline]
     fn slot(&mut self, index: usize) -> Option<Slot<'_, 'a, T>> {
         let left = self.left.len();
         if index < left {
@@ -669,6 +672,7 @@ impl<'a, T> TableView<'a, T> {
     /// Removes and returns the watch under `key`, if the key is current. A
     /// lent watch, or the hole, is marked to end when its receiver comes
     /// back.
+    #[inline]
     pub(crate) fn remove(&mut self, key: Key) -> Removal<T> {
         let index = key.index();
         let head = self.meta.free_head;
