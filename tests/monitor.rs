@@ -948,6 +948,62 @@ fn two_handlers_unwatching_each_others_lent_watches_do_not_deadlock() {
     assert!(m.is_empty());
 }
 
+/// Any handler of a shared wait, not only one that holds a lent receiver,
+/// fails `unwatch` of another thread's lent watch with `ResourceBusy`
+/// rather than waiting: here a final event's handler, while the other
+/// thread's handler waits for it.
+#[test]
+fn a_final_event_handler_does_not_wait_for_another_threads_lend() {
+    let m = Arc::new(Monitor::new().unwrap());
+    let (x, wx) = m.watch_new_eventfd("x").unwrap();
+    let (in_b, b_in) = std::sync::mpsc::channel();
+    let (a_done, a_tried) = std::sync::mpsc::channel::<()>();
+    let b = {
+        let m = m.clone();
+        thread::spawn(move || {
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                m.wait(LONG, |e| {
+                    if !e.is_final() {
+                        in_b.send(()).unwrap();
+                        // Until the other thread's handler has tried.
+                        a_tried.recv_timeout(Duration::from_secs(20)).unwrap();
+                    }
+                    seen.push((*e.receiver, format!("{:?}", e.kind)));
+                })
+                .unwrap();
+            }
+            seen
+        })
+    };
+    wx.signal(1).unwrap();
+    b_in.recv_timeout(Duration::from_secs(20)).unwrap();
+    let kid = Kid::sh("exit 0");
+    m.watch_pid(kid.pid(), "kid").unwrap();
+    let mut tried = None;
+    while tried.is_none() {
+        m.wait(LONG, |e| {
+            assert!(e.is_final(), "{e:?}");
+            let t = Instant::now();
+            let r = m.unwatch(x);
+            tried = Some((r.map_err(|e| e.kind()), t.elapsed()));
+            a_done.send(()).unwrap();
+        })
+        .unwrap();
+    }
+    let (r, took) = tried.unwrap();
+    assert_eq!(r, Err(busy()));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(
+        b.join().unwrap(),
+        [
+            ("x", "Signaled { count: 1 }".to_string()),
+            ("x", "Unwatched".to_string()),
+        ]
+    );
+    assert!(m.is_empty());
+}
+
 #[test]
 fn receivers_need_not_be_clone_or_sync() {
     // A oneshot-like sender: neither Clone nor Sync; the monitor is still

@@ -64,11 +64,32 @@ struct Inner<T> {
 }
 
 thread_local! {
-    /// Receivers this thread's handlers hold, lent by `wait` (the shared
-    /// path). A thread that holds one never waits in `unwatch` for another
-    /// to come back: two handlers unwatching each other's watches would
-    /// wait for ever.
-    static LENDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Shared waits (`Monitor::wait`) this thread is inside; a nested wait
+    /// counts again. A thread inside one runs only its handlers, and a
+    /// handler never waits in `unwatch` for a lent receiver to come back:
+    /// two handlers unwatching each other's watches would wait for ever.
+    /// Counted once per wait, not once per lend, so that a delivery pays
+    /// nothing for it.
+    static IN_WAIT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread is inside a shared wait while one of these lives (a panic
+/// included).
+struct InsideWait;
+
+impl InsideWait {
+    #[inline]
+    fn enter() -> InsideWait {
+        IN_WAIT.with(|n| n.set(n.get() + 1));
+        InsideWait
+    }
+}
+
+impl Drop for InsideWait {
+    #[inline]
+    fn drop(&mut self) {
+        IN_WAIT.with(|n| n.set(n.get() - 1));
+    }
 }
 
 /// Watches processes and file descriptors from one epoll loop, and hands each
@@ -273,13 +294,14 @@ impl<T> Monitor<T> {
     /// While a handler holds the watch's receiver (a non-final event of it
     /// is being delivered), `unwatch` cannot take the receiver at once:
     ///
-    /// - Called from a thread that holds no lent receiver itself, while
-    ///   another thread's [`wait`](Self::wait) delivers: it waits for that
-    ///   handler to return, then ends the watch and returns the receiver, as
-    ///   it always does. (So do not call `unwatch` while holding something
-    ///   that the handler waits for.)
-    /// - Otherwise (from inside a handler, for its own watch or any other
-    ///   that is lent) waiting could deadlock, so it ends the watch (nothing more is reported for it) and fails with the
+    /// - Called from outside any [`wait`](Self::wait) handler, while another
+    ///   thread's wait delivers: it waits for that handler to return, then
+    ///   ends the watch and returns the receiver, as it always does. (So do
+    ///   not call `unwatch` while holding something that the handler waits
+    ///   for.)
+    /// - From inside a `wait` handler (of this monitor or another; for its
+    ///   own watch or any other that is lent), waiting could deadlock, so it
+    ///   ends the watch (nothing more is reported for it) and fails with the
     ///   error kind of `EBUSY` (`ResourceBusy`); the receiver comes back as
     ///   the watch's final event,
     ///   [`EventKind::Unwatched`](crate::EventKind::Unwatched), right after
@@ -287,7 +309,7 @@ impl<T> Monitor<T> {
     pub fn unwatch(&self, id: WatchId) -> Result<T> {
         let key = Key::from_u64(id.0);
         let mut inner = self.lock();
-        while inner.table.is_lent_waitable(key) && LENDS.with(|n| n.get()) == 0 {
+        while inner.table.is_lent_waitable(key) && IN_WAIT.with(|n| n.get()) == 0 {
             inner.unwatch_waiters += 1;
             inner = self
                 .core

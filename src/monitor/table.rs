@@ -442,6 +442,8 @@ impl<T> Table<T> {
 
     /// Links slot `index` into the free list (a lent slot that comes back
     /// after it was asked to end).
+    #[cold]
+    #[inline(never)]
     fn free(&mut self, index: usize) {
         self.entries[index] = Entry::free(self.meta.free_head);
         self.meta.free_head = index as u32;

@@ -31,11 +31,11 @@ use rustix::event::epoll;
 use rustix::event::Timespec;
 use rustix::io::Errno;
 
-use super::epoll::{millis_timespec, EventBuf, BATCH};
+use super::epoll::{key_and_flags, millis_timespec, EventBuf, BATCH};
 use super::table::{Key, Watch};
 use super::{Core, Inner, Monitor, Watches, KMSG_KEY, TIMER_KEY, WAKER_KEY};
 use crate::event::{Event, EventKind, Receiver, WatchId};
-use crate::source::Clock;
+use crate::source::{Clock, Outcome, Source};
 use crate::{Error, Result, Subject};
 pub(super) use resolve::{Group, Pending};
 
@@ -81,6 +81,8 @@ impl<T> Monitor<T> {
     where
         F: FnMut(Event<'_, T>),
     {
+        // Its handlers' `unwatch` calls must not wait for lent receivers.
+        let _inside = super::InsideWait::enter();
         wait_shared(
             &mut shared::Shared {
                 monitor: self,
@@ -305,6 +307,14 @@ fn wait_in<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result<usi
     }
 }
 
+/// A readiness of any source but a caller's eventfd (which the owned path
+/// reads inline), out of line: the flags are read, and the source's address
+/// worked out, only here, which keeps the eventfd's path short.
+#[inline(never)]
+fn on_ready_other(source: &mut Source, ev: &epoll::Event, clock: &mut Clock) -> Outcome {
+    source.on_ready(key_and_flags(ev).1, clock)
+}
+
 /// What one batch found besides events to deliver.
 #[derive(Default)]
 struct Batch {
@@ -360,53 +370,37 @@ impl Batch {
     }
 }
 
-/// Calls the handler with the receiver of `watch` lent, and hands the watch
-/// back to be put in its slot. If the handler panics, the watch goes back
-/// into its slot (or, if it was unwatched meanwhile, out of epoll) before
-/// the panic goes on, so that its slot is not lost and its id stays true.
+/// Calls the handler with the receiver of `watch` lent, then puts the
+/// watch back in its slot, wakes any thread waiting to unwatch it, and
+/// delivers `Unwatched` if it was ended meanwhile. Returns the number of
+/// events delivered. The watch stays in this one frame throughout, so it is
+/// copied out of its slot and back in, and nowhere else.
+///
+/// If the handler panics, the watch goes back into its slot (or, if it was
+/// unwatched meanwhile, out of epoll) before the panic goes on, so that its
+/// slot is not lost and its id stays true.
 #[inline(always)]
-fn lend_out<T, S: Sink<T>>(
-    sink: &mut S,
-    key: Key,
-    kind: EventKind,
-    mut watch: Watch<T>,
-) -> Watch<T> {
+fn lend<T, S: Sink<T>>(sink: &mut S, key: Key, kind: EventKind, mut watch: Watch<T>) -> usize {
     let event = Event {
         id: WatchId(key.as_u64()),
         kind,
         receiver: Receiver::Lent(&mut watch.receiver),
     };
-    // On the shared path the thread counts its lends, so that its own
-    // `unwatch` calls know not to wait for a lend to end (see
-    // `Monitor::unwatch`).
-    if !S::EXCLUSIVE {
-        super::LENDS.with(|n| n.set(n.get() + 1));
-    }
     // The handler is the caller's code: it is not asked to be unwind-safe,
     // and on a panic nothing of it is touched again.
     let returned = catch_unwind(AssertUnwindSafe(|| sink.call(event)));
-    if !S::EXCLUSIVE {
-        super::LENDS.with(|n| n.set(n.get() - 1));
-    }
     if let Err(panic) = returned {
         sink.put_back_after_panic(key, watch);
         resume_unwind(panic);
     }
-    watch
-}
-
-/// Puts a lent watch back, wakes any thread waiting to unwatch it, and
-/// delivers `Unwatched` if it was ended meanwhile.
-#[inline(always)]
-fn give_back<T, S: Sink<T>>(sink: &mut S, key: Key, watch: Watch<T>) -> usize {
     let (core, inner) = sink.parts();
     let restored = inner.table.restore(key, watch);
     if !S::EXCLUSIVE && inner.unwatch_waiters > 0 {
         core.returned.notify_all();
     }
     match restored {
-        Ok(()) => 0,
-        Err(watch) => give_back_unwatched(sink, key, watch),
+        Ok(()) => 1,
+        Err(watch) => 1 + give_back_unwatched(sink, key, watch),
     }
 }
 
@@ -461,8 +455,7 @@ fn deliver<T, S: Sink<T>>(sink: &mut S, mut group: Group<T>) -> usize {
         let Some(w) = inner.table.lend(key, !S::EXCLUSIVE) else {
             continue;
         };
-        let w = lend_out(sink, key, kind, w);
-        delivered += 1 + give_back(sink, key, w);
+        delivered += lend(sink, key, kind, w);
     }
     delivered
 }

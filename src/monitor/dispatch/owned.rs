@@ -17,7 +17,7 @@ use super::super::epoll::key_and_flags;
 use super::super::registrar::Registrar;
 use super::super::table::{Key, Watch};
 use super::super::{Core, Inner, Watches};
-use super::{deliver, Batch, Sink};
+use super::{deliver, on_ready_other, Batch, Sink};
 use crate::event::{Event, EventKind, Receiver, WatchId};
 use crate::source::{eventfd, Clock, Kind, Outcome};
 
@@ -145,8 +145,9 @@ impl<T> Inner<T> {
         let Some(source) = registrar.table.hole_source() else {
             return InPlace::Miss;
         };
-        // The kind is in the stamp: no outcome to build and take apart.
-        if source.stamp.get() & 0xf == Kind::EventFd as u32 {
+        // The kind is in the key, which is the stamp's: no outcome to build
+        // and take apart.
+        if key.kind_bits() == Kind::EventFd as u32 {
             if let Some(fd) = &source.fd {
                 return match eventfd::read_count(fd) {
                     Some(count) => InPlace::Signaled(count, receiver, registrar),
@@ -154,7 +155,7 @@ impl<T> Inner<T> {
                 };
             }
         }
-        match source.on_ready(key_and_flags(ev).1, clock) {
+        match on_ready_other(source, ev, clock) {
             Outcome::One(kind) if !kind.is_final() => InPlace::Lent(kind, receiver, registrar),
             other => InPlace::Other(other),
         }

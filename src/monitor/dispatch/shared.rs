@@ -14,7 +14,7 @@ use rustix::event::epoll;
 use super::super::epoll::key_and_flags;
 use super::super::table::{Key, Ready, Watch};
 use super::super::{Core, Inner, Monitor};
-use super::{deliver, give_back, lend_out, Batch, Sink};
+use super::{deliver, lend, Batch, Sink};
 use crate::event::{Event, EventKind};
 use crate::source::Outcome;
 
@@ -68,12 +68,10 @@ where
                 // and drops nothing for it.
                 Ready::Signaled(count, watch) => {
                     let kind = EventKind::Signaled { count };
-                    let watch = lend_out(self, key, kind, watch);
-                    batch.delivered += 1 + give_back(self, key, watch);
+                    batch.delivered += lend(self, key, kind, watch);
                 }
                 Ready::Lent(kind, watch) => {
-                    let watch = lend_out(self, key, kind, watch);
-                    batch.delivered += 1 + give_back(self, key, watch);
+                    batch.delivered += lend(self, key, kind, watch);
                 }
                 Ready::Other(Outcome::Nothing) => {}
                 Ready::Other(outcome) => {
