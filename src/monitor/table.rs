@@ -339,29 +339,23 @@ impl<T> Table<T> {
         }
         // A caller's eventfd, the hot kind, is read right here (its kind is
         // in the key): no outcome to build and take apart.
-        let hot = match (key.kind_bits() == Kind::EventFd as u32, &w.source.fd) {
-            (true, Some(fd)) => match eventfd::read_count(fd) {
-                Some(count) => Ok(count),
-                None => return Ready::Other(eventfd::drain_slowly(fd).into()),
-            },
-            _ => match look(&mut w.source) {
-                Outcome::One(kind) if !kind.is_final() => Err(kind),
-                other => return Ready::Other(other),
-            },
-        };
-        let lent = Entry::Vacant {
-            next_free: NIL,
-            lent: key.stamp(),
-            unwatched: false,
-            waitable: true,
-        };
-        match (std::mem::replace(entry, lent), hot) {
-            (Entry::Occupied(w), Ok(count)) => Ready::Signaled(count, w),
-            (Entry::Occupied(w), Err(kind)) => Ready::Lent(kind, w),
-            (vacant @ Entry::Vacant { .. }, _) => {
-                *entry = vacant;
-                Ready::Miss
+        if key.kind_bits() == Kind::EventFd as u32 {
+            if let Some(fd) = &w.source.fd {
+                return match eventfd::read_count(fd) {
+                    Some(count) => match lend_entry(entry, key, true) {
+                        Some(w) => Ready::Signaled(count, w),
+                        None => Ready::Miss,
+                    },
+                    None => Ready::Other(eventfd::drain_slowly(fd).into()),
+                };
             }
+        }
+        match look(&mut w.source) {
+            Outcome::One(kind) if !kind.is_final() => match lend_entry(entry, key, true) {
+                Some(w) => Ready::Lent(kind, w),
+                None => Ready::Miss,
+            },
+            other => Ready::Other(other),
         }
     }
 
@@ -386,22 +380,10 @@ impl<T> Table<T> {
     pub(crate) fn lend(&mut self, key: Key, waitable: bool) -> Option<Watch<T>> {
         let entry = self.entries.get_mut(key.index())?;
         match entry {
-            Entry::Occupied(w) if w.source.stamp.get() == key.stamp() => {}
-            _ => return None,
-        }
-        let lent = Entry::Vacant {
-            next_free: NIL,
-            lent: key.stamp(),
-            unwatched: false,
-            waitable,
-        };
-        match std::mem::replace(entry, lent) {
-            Entry::Occupied(w) => Some(w),
-            // Checked above.
-            vacant @ Entry::Vacant { .. } => {
-                *entry = vacant;
-                None
+            Entry::Occupied(w) if w.source.stamp.get() == key.stamp() => {
+                lend_entry(entry, key, waitable)
             }
+            _ => None,
         }
     }
 
@@ -553,6 +535,25 @@ impl<T> Table<T> {
     #[cfg(test)]
     pub(crate) fn slots(&self) -> usize {
         self.entries.len()
+    }
+}
+
+/// Takes the watch out of `entry`, which stays reserved for it, lent
+/// (`waitable`: its lender wakes those who wait to unwatch it).
+#[inline(always)]
+fn lend_entry<T>(entry: &mut Entry<T>, key: Key, waitable: bool) -> Option<Watch<T>> {
+    let lent = Entry::Vacant {
+        next_free: NIL,
+        lent: key.stamp(),
+        unwatched: false,
+        waitable,
+    };
+    match std::mem::replace(entry, lent) {
+        Entry::Occupied(w) => Some(w),
+        vacant @ Entry::Vacant { .. } => {
+            *entry = vacant;
+            None
+        }
     }
 }
 

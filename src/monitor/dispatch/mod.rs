@@ -404,6 +404,13 @@ fn lend<T, S: Sink<T>>(sink: &mut S, key: Key, kind: EventKind, mut watch: Watch
     }
 }
 
+/// [`lend`] for the kinds other than an eventfd's count, out of line: the
+/// hot kind's path then carries no [`EventKind`] to test or drop.
+#[inline(never)]
+fn lend_other<T, S: Sink<T>>(sink: &mut S, key: Key, kind: EventKind, watch: Watch<T>) -> usize {
+    lend(sink, key, kind, watch)
+}
+
 /// A watch ended by `unwatch` while it was lent: out of epoll, and its
 /// receiver handed back in an `Unwatched` event.
 #[cold]

@@ -14,7 +14,7 @@ use rustix::event::epoll;
 use super::super::epoll::key_and_flags;
 use super::super::table::{Key, Ready, Watch};
 use super::super::{Core, Inner, Monitor};
-use super::{deliver, lend, Batch, Sink};
+use super::{deliver, lend, lend_other, Batch, Sink};
 use crate::event::{Event, EventKind};
 use crate::source::Outcome;
 
@@ -71,7 +71,7 @@ where
                     batch.delivered += lend(self, key, kind, watch);
                 }
                 Ready::Lent(kind, watch) => {
-                    batch.delivered += lend(self, key, kind, watch);
+                    batch.delivered += lend_other(self, key, kind, watch);
                 }
                 Ready::Other(Outcome::Nothing) => {}
                 Ready::Other(outcome) => {
