@@ -41,7 +41,7 @@ impl<T> Inner<T> {
     /// anyone, and the watch would wait forever. Once a second, while such
     /// watches exist, costs one syscall per watch.
     pub(super) fn rearm_kernfs_due(&mut self, core: &Core, now: Instant) {
-        if core.kernfs.load(Ordering::Acquire) == 0 {
+        if core.kernfs.load(Ordering::Relaxed) == 0 {
             self.next_rearm = None;
             return;
         }

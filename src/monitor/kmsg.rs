@@ -490,9 +490,8 @@ impl<T> Inner<T> {
         exit: Exit,
         link: Option<Key>,
         at: Instant,
-        exclusive: bool,
     ) {
-        if let Removal::Removed(watch) = core.remove(&mut self.table, key, exclusive) {
+        if let Removal::Removed(watch) = core.remove(&mut self.table, key) {
             super::registrar::index_pid(&mut self.watched_pids, &watch.source, false);
             self.late_exits
                 .push(LateExit::new(key, exit, watch, link, at));

@@ -318,7 +318,7 @@ impl<T> Monitor<T> {
                 .unwrap_or_else(PoisonError::into_inner);
             inner.unwatch_waiters -= 1;
         }
-        let removal = inner.registrar(&self.core, false).remove(key);
+        let removal = inner.registrar(&self.core).remove(key);
         inner.settle();
         drop(inner);
         // The fd closes in here, outside the lock.
@@ -381,7 +381,7 @@ impl<T> Monitor<T> {
     fn with_registrar<R>(&self, f: impl FnOnce(&mut registrar::Registrar<'_, T>) -> R) -> R {
         let mut inner = self.lock();
         let (result, dirty) = {
-            let mut r = inner.registrar(&self.core, false);
+            let mut r = inner.registrar(&self.core);
             let result = f(&mut r);
             (result, r.table.dirty)
         };
@@ -437,17 +437,15 @@ impl Core {
 
     /// Removes `key` from the table and from epoll (epoll first; the fd
     /// closes when the caller drops the watch). A lent watch is marked to
-    /// end, and leaves epoll when it comes back (`retire`). `exclusive`:
-    /// no other thread can see the monitor (`wait_mut`), so the counters
-    /// need no atomic read-modify-write.
-    fn remove<T>(&self, table: &mut Table<T>, key: Key, exclusive: bool) -> Removal<T> {
+    /// end, and leaves epoll when it comes back (`retire`).
+    fn remove<T>(&self, table: &mut Table<T>, key: Key) -> Removal<T> {
         let removal = table.remove(key);
         match &removal {
             Removal::Removed(w) => {
-                self.retire(&w.source, exclusive);
-                sub_one(&self.live, exclusive);
+                self.retire(&w.source);
+                sub_one(&self.live);
             }
-            Removal::Lent => sub_one(&self.live, exclusive),
+            Removal::Lent => sub_one(&self.live),
             Removal::Missing => {}
         }
         removal
@@ -455,25 +453,30 @@ impl Core {
 
     /// Takes an ended watch's source out of epoll and the counts.
     #[inline]
-    fn retire(&self, source: &Source, exclusive: bool) {
+    fn retire(&self, source: &Source) {
         if let Some(fd) = source.as_fd() {
             // Cannot fail for an fd we registered and still hold open.
             let _ = self.epoll.delete(fd);
         }
         if source.is_kernfs() {
-            sub_one(&self.kernfs, exclusive);
+            sub_one(&self.kernfs);
         }
     }
 }
 
-/// `a -= 1`; a plain load and store when no other thread can look.
+/// `a += 1` on one of the monitor's counts (`live`, `kernfs`). Every change
+/// to them is made with the table in hand (under its lock, or by the one
+/// thread that owns the monitor), so changes never race and need no atomic
+/// read-modify-write; other threads only read them.
 #[inline]
-fn sub_one(a: &AtomicUsize, exclusive: bool) {
-    if exclusive {
-        a.store(a.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);
-    } else {
-        a.fetch_sub(1, Ordering::AcqRel);
-    }
+fn add_one(a: &AtomicUsize) {
+    a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// `a -= 1`, as [`add_one`].
+#[inline]
+fn sub_one(a: &AtomicUsize) {
+    a.store(a.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);
 }
 
 impl<T> AsFd for Monitor<T> {

@@ -4,7 +4,6 @@
 //! dispatching thread's hands and one receiver held in place).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::housekeeping::REARM_EVERY;
@@ -21,15 +20,12 @@ pub(super) struct Registrar<'a, T> {
     pub(super) watched_pids: &'a mut Option<HashMap<i32, u32>>,
     next_rearm: &'a mut Option<Instant>,
     schedule_changed: &'a mut bool,
-    /// No other thread can see the monitor (a handler of `wait_mut`): the
-    /// counters need no atomic read-modify-write.
-    exclusive: bool,
 }
 
 impl<T> Inner<T> {
     /// A registrar over the whole table. Call [`Inner::settle`] after.
     #[inline]
-    pub(super) fn registrar<'a>(&'a mut self, core: &'a Core, exclusive: bool) -> Registrar<'a, T> {
+    pub(super) fn registrar<'a>(&'a mut self, core: &'a Core) -> Registrar<'a, T> {
         let Inner {
             table,
             watched_pids,
@@ -43,7 +39,6 @@ impl<T> Inner<T> {
             watched_pids,
             next_rearm,
             schedule_changed,
-            exclusive,
         }
     }
 
@@ -70,7 +65,6 @@ impl<T> Inner<T> {
                 watched_pids,
                 next_rearm,
                 schedule_changed,
-                exclusive: true,
             },
         ))
     }
@@ -85,6 +79,7 @@ impl<T> Inner<T> {
 impl<T> Registrar<'_, T> {
     /// Registers `source` with epoll under the key the table will give it,
     /// arms it, and stores it with `receiver`.
+    #[inline]
     pub(super) fn add(
         &mut self,
         mut source: Source,
@@ -118,7 +113,7 @@ impl<T> Registrar<'_, T> {
             index_pid(self.watched_pids, &source, true);
         }
         self.table.insert_at(key, Watch { source, receiver });
-        self.core.live.fetch_add(1, Ordering::Relaxed);
+        super::add_one(&self.core.live);
         Ok(WatchId(key.as_u64()))
     }
 
@@ -158,7 +153,7 @@ impl<T> Registrar<'_, T> {
             return Err(e);
         }
         if source.is_kernfs() {
-            self.core.kernfs.fetch_add(1, Ordering::AcqRel);
+            super::add_one(&self.core.kernfs);
             if self.next_rearm.is_none() {
                 *self.next_rearm = Some(Instant::now() + REARM_EVERY);
                 *self.schedule_changed = true;
@@ -175,13 +170,13 @@ impl<T> Registrar<'_, T> {
         let removal = self.table.remove(key);
         match &removal {
             Removal::Removed(w) => {
-                self.core.retire(&w.source, self.exclusive);
-                super::sub_one(&self.core.live, self.exclusive);
+                self.core.retire(&w.source);
+                super::sub_one(&self.core.live);
                 if w.source.kind() == Some(Kind::Pid) {
                     index_pid(self.watched_pids, &w.source, false);
                 }
             }
-            Removal::Lent => super::sub_one(&self.core.live, self.exclusive),
+            Removal::Lent => super::sub_one(&self.core.live),
             Removal::Missing => {}
         }
         removal

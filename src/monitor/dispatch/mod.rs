@@ -168,7 +168,7 @@ impl<T> Monitor<T> {
         let inner = inner
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let watches = Watches::new(inner.registrar(core, true));
+        let watches = Watches::new(inner.registrar(core));
         let result = catch_unwind(AssertUnwindSafe(|| f(&watches)));
         if watches.into_registrar().table.dirty || result.is_err() {
             inner.settle();
@@ -416,7 +416,7 @@ fn lend_other<T, S: Sink<T>>(sink: &mut S, key: Key, kind: EventKind, watch: Wat
 #[cold]
 #[inline(never)]
 fn give_back_unwatched<T, S: Sink<T>>(sink: &mut S, key: Key, watch: Watch<T>) -> usize {
-    sink.core().retire(&watch.source, S::EXCLUSIVE);
+    sink.core().retire(&watch.source);
     let Watch { source, receiver } = watch;
     sink.call(Event {
         id: WatchId(key.as_u64()),
@@ -489,7 +489,7 @@ fn housekeep<T, S: Sink<T>>(sink: &mut S, clock: &mut Clock) -> usize {
         let outcome = w.source.recheck(now, false);
         // An exit (a non-child's, whose parent has now reaped it) takes the
         // same path as from a readiness: its cgroup's OOM first.
-        let group = inner.resolve(core, key, outcome, clock, S::EXCLUSIVE);
+        let group = inner.resolve(core, key, outcome, clock);
         delivered += deliver(sink, group);
     }
     loop {

@@ -52,7 +52,7 @@ where
             inner,
             handler,
         } = self;
-        let watches = Watches::new(inner.registrar(core, true));
+        let watches = Watches::new(inner.registrar(core));
         // The caller's code: not asked to be unwind-safe, and on a panic
         // nothing of it is touched again. What it added is appended to
         // the table either way.
@@ -98,7 +98,7 @@ where
                 }
                 InPlace::Other(Outcome::Nothing) => {}
                 InPlace::Other(outcome) => {
-                    let group = inner.resolve(core, key, outcome, &mut batch.clock, true);
+                    let group = inner.resolve(core, key, outcome, &mut batch.clock);
                     delivered += deliver(self, group);
                 }
                 InPlace::Miss => batch.miss(core, data),
@@ -112,7 +112,7 @@ where
     fn put_back_after_panic(&mut self, key: Key, watch: Watch<T>) {
         let (core, inner) = self.parts();
         if let Err(watch) = inner.table.restore(key, watch) {
-            core.retire(&watch.source, true);
+            core.retire(&watch.source);
         }
     }
 }
@@ -250,7 +250,7 @@ where
     let ended = if unwatched {
         match inner.table.remove(key) {
             super::super::table::Removal::Removed(w) => {
-                core.retire(&w.source, true);
+                core.retire(&w.source);
                 super::super::registrar::index_pid(&mut inner.watched_pids, &w.source, false);
                 Some(w)
             }

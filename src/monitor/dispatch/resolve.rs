@@ -57,14 +57,13 @@ impl<T> Inner<T> {
         key: Key,
         outcome: Outcome,
         clock: &mut Clock,
-        exclusive: bool,
     ) -> Group<T> {
         let mut group = Group::new();
         match outcome {
             Outcome::One(EventKind::Exited(exit)) => {
-                self.push_exit(core, key, exit, clock, &mut group, exclusive)
+                self.push_exit(core, key, exit, clock, &mut group)
             }
-            other => self.push_outcome(core, key, other, &mut group, exclusive),
+            other => self.push_outcome(core, key, other, &mut group),
         }
         group
     }
@@ -78,7 +77,6 @@ impl<T> Inner<T> {
         mut exit: Exit,
         clock: &mut Clock,
         group: &mut Group<T>,
-        exclusive: bool,
     ) {
         let link = self
             .table
@@ -97,11 +95,11 @@ impl<T> Inner<T> {
             if let Some(w) = self.table.get_mut(link) {
                 let outcome = w.source.recheck(now, true);
                 let judged = self.judge_exit(exit.pid, exit.status, Some(link), now, false);
-                self.push_outcome(core, link, outcome, group, exclusive);
+                self.push_outcome(core, link, outcome, group);
                 match judged {
                     Some(marked) => exit.oom_killed = marked,
                     // The log may name it in a moment (see `kmsg.rs`).
-                    None => return self.defer_exit(core, key, exit, Some(link), now, exclusive),
+                    None => return self.defer_exit(core, key, exit, Some(link), now),
                 }
             }
         } else if !matches!(self.kmsg, super::super::kmsg::KmsgState::Off) {
@@ -116,11 +114,11 @@ impl<T> Inner<T> {
             .get(key)
             .and_then(|w| w.source.pid_info())
             .and_then(|info| info.exit_fifo);
-        self.push(core, key, EventKind::Exited(exit), group, exclusive);
+        self.push(core, key, EventKind::Exited(exit), group);
         // The process's exit FIFO ends with it, hung up or not.
         if let Some(fifo) = fifo.map(|id| Key::from_u64(id.0)) {
             if self.table.get(fifo).is_some() {
-                self.push(core, fifo, EventKind::HungUp, group, exclusive);
+                self.push(core, fifo, EventKind::HungUp, group);
             }
         }
     }
@@ -131,7 +129,6 @@ impl<T> Inner<T> {
         key: Key,
         outcome: Outcome,
         group: &mut Group<T>,
-        exclusive: bool,
     ) {
         let outcome = match (&self.kmsg, outcome) {
             (
@@ -144,13 +141,13 @@ impl<T> Inner<T> {
         };
         match outcome {
             Outcome::Nothing => {}
-            Outcome::One(kind) => self.push(core, key, kind, group, exclusive),
-            Outcome::Kills(m) => self.push(core, key, EventKind::Memory(m), group, exclusive),
+            Outcome::One(kind) => self.push(core, key, kind, group),
+            Outcome::Kills(m) => self.push(core, key, EventKind::Memory(m), group),
             Outcome::OomThenRemoved(oom) => {
-                self.push(core, key, EventKind::Memory(oom), group, exclusive);
-                self.push(core, key, EventKind::Removed, group, exclusive);
+                self.push(core, key, EventKind::Memory(oom), group);
+                self.push(core, key, EventKind::Removed, group);
             }
-            Outcome::ReapOrphans => self.reap_orphans(core, key, group, exclusive),
+            Outcome::ReapOrphans => self.reap_orphans(core, key, group),
             Outcome::RecheckLater => {
                 if !self.settling.contains(&key) {
                     self.settling.push(key);
@@ -171,7 +168,7 @@ impl<T> Inner<T> {
     /// watched pid to its watch. More than that: the reaper raises SIGCHLD
     /// again, and the rest come with the next readiness.
     #[cold]
-    fn reap_orphans(&mut self, core: &Core, key: Key, group: &mut Group<T>, exclusive: bool) {
+    fn reap_orphans(&mut self, core: &Core, key: Key, group: &mut Group<T>) {
         let Inner {
             table,
             watched_pids,
@@ -193,25 +190,18 @@ impl<T> Inner<T> {
             },
         );
         for orphan in found.into_iter().flatten() {
-            self.push(core, key, EventKind::Orphan(orphan), group, exclusive);
+            self.push(core, key, EventKind::Orphan(orphan), group);
         }
         if let Err(e) = reaped {
-            self.push(core, key, EventKind::Failed(e), group, exclusive);
+            self.push(core, key, EventKind::Failed(e), group);
         }
     }
 
     /// Queues one event; a final one takes the watch out of the table and
     /// epoll, and carries it. A non-final one is lent at delivery.
-    fn push(
-        &mut self,
-        core: &Core,
-        key: Key,
-        kind: EventKind,
-        group: &mut Group<T>,
-        exclusive: bool,
-    ) {
+    fn push(&mut self, core: &Core, key: Key, kind: EventKind, group: &mut Group<T>) {
         let watch = if kind.is_final() {
-            match core.remove(&mut self.table, key, exclusive) {
+            match core.remove(&mut self.table, key) {
                 Removal::Removed(w) => {
                     super::super::registrar::index_pid(&mut self.watched_pids, &w.source, false);
                     Some(w)

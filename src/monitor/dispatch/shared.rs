@@ -76,7 +76,7 @@ where
                 Ready::Other(Outcome::Nothing) => {}
                 Ready::Other(outcome) => {
                     let (core, inner) = self.parts();
-                    let group = inner.resolve(core, key, outcome, &mut batch.clock, false);
+                    let group = inner.resolve(core, key, outcome, &mut batch.clock);
                     batch.delivered += deliver(self, group);
                 }
                 Ready::Miss => batch.miss(&self.monitor.core, data),
@@ -89,7 +89,7 @@ where
     fn put_back_after_panic(&mut self, key: Key, watch: Watch<T>) {
         let (core, inner) = self.parts();
         if let Err(watch) = inner.table.restore(key, watch) {
-            core.retire(&watch.source, false);
+            core.retire(&watch.source);
         }
         if inner.unwatch_waiters > 0 {
             core.returned.notify_all();
