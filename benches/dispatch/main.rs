@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use common::{median, percentile, Picks, Variant};
 use mio_v::Mio;
-use raw::Raw;
+use raw::{Raw, RawArc};
 
 type Ctrmon = ctrmon_v::Ctrmon<false>;
 type CtrmonOwned = ctrmon_v::Ctrmon<true>;
@@ -402,12 +402,18 @@ fn run_w3(cfg: &Config) -> io::Result<()> {
             continue;
         }
         let mut samples: [Vec<f64>; NV] = Default::default();
+        let mut raw_arc = Vec::new();
         for rep in 0..cfg.reps {
             for name in order(rep) {
                 samples[idx(name)].push(w3_one(name, others, cfg.w3_pairs)?);
+                if name == "raw" {
+                    let warmup = (cfg.w3_pairs / 10).max(1);
+                    raw_arc.push(common::w3::<RawArc>(others, cfg.w3_pairs, warmup)?);
+                }
             }
         }
         let r = row(&samples);
+        let raw_arc = median(&raw_arc);
         println!(
             "{others:>7} {:>10} {:>12} {:>10} {:>10} {:>8.3} {:>8.3}",
             fmt_ns(r.med[0]),
@@ -417,7 +423,20 @@ fn run_w3(cfg: &Config) -> io::Result<()> {
             r.ratio(0),
             r.ratio(1),
         );
+        println!(
+            "{:>7} raw_arc (raw, its eventfd shared with a writer through an Arc, \
+             as a made eventfd is) {}: {:.3} x raw",
+            "",
+            fmt_ns(raw_arc),
+            raw_arc / r.med[RAW]
+        );
         lines.extend(summaries("W3", others, &r));
+        // What sharing the eventfd with a writer costs with nothing else.
+        lines.push(format!(
+            "summary: W3 N={others} raw_arc={raw_arc:.1} raw={:.1} ratio={:.3}",
+            r.med[RAW],
+            raw_arc / r.med[RAW]
+        ));
         meds.push(r.med);
     }
     if meds.len() == 2 {

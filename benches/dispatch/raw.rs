@@ -6,6 +6,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Child;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
@@ -91,6 +92,69 @@ impl Variant for Raw {
 
     fn total(&mut self) -> u64 {
         self.receivers.iter().map(|r| r.count).sum()
+    }
+}
+
+/// W3's second floor: raw, but each churn's eventfd is shared with a writer
+/// through an `Arc`, as a ctrmon-made eventfd is shared by its watch and
+/// its `EventfdWriter` (one allocation, one clone, two releases, the last
+/// one closing the fd). The difference from raw is what the sharing costs
+/// on its own, with no table, lock or checks.
+pub struct RawArc {
+    raw: Raw,
+    shared: Vec<Option<Arc<OwnedFd>>>,
+    free: Vec<usize>,
+}
+
+impl Variant for RawArc {
+    const NAME: &'static str = "raw_arc";
+    type Handle = usize;
+
+    fn new() -> io::Result<Self> {
+        Ok(RawArc {
+            raw: Raw::new()?,
+            shared: Vec::new(),
+            free: Vec::new(),
+        })
+    }
+
+    fn watch(&mut self, fd: OwnedFd, index: usize) -> io::Result<usize> {
+        self.raw.watch(fd, index)
+    }
+
+    fn unwatch(&mut self, slot: usize) -> io::Result<()> {
+        self.raw.unwatch(slot)
+    }
+
+    fn churn_one(&mut self, _index: usize) -> io::Result<()> {
+        let fd = Arc::new(crate::common::new_eventfd()?);
+        let writer = Arc::clone(&fd);
+        let slot = self.free.pop().unwrap_or(self.shared.len());
+        epoll::add(
+            &self.raw.epoll,
+            fd.as_fd(),
+            EventData::new_u64(slot as u64),
+            EventFlags::IN,
+        )?;
+        if slot == self.shared.len() {
+            self.shared.push(Some(fd));
+        } else {
+            self.shared[slot] = Some(fd);
+        }
+        let fd = self.shared[slot].take().expect("live slot");
+        epoll::delete(&self.raw.epoll, fd.as_fd())?;
+        self.free.push(slot);
+        drop(fd);
+        drop(writer);
+        Ok(())
+    }
+
+    fn poll<F: FnMut()>(&mut self, timeout: Option<Duration>, seen: F) -> usize {
+        self.raw.poll(timeout, seen)
+    }
+
+    fn total(&mut self) -> u64 {
+        self.raw.total()
     }
 }
 
