@@ -10,8 +10,41 @@
 # bench's signalling writes and clock reads (the same for every variant).
 #
 # Usage: benches/callgrind.sh [N] [R1] [R2] [variants...]
+#        benches/callgrind.sh w3 [R1] [R2] [variants...]
+#
+# The second form counts W3 instead: user-space instructions per churn
+# (make an eventfd, watch it, unwatch it, close it), whole program, over R1
+# and R2 churns (defaults 1000 and 11000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bin_path() {
+  cargo bench --bench dispatch --no-run 2>&1 |
+    sed -n 's/.*Executable benches\/dispatch\/main.rs (\(.*\))/\1/p'
+}
+
+if [ "${1:-}" = w3 ]; then
+  R1=${2:-1000}
+  R2=${3:-11000}
+  shift $(( $# < 3 ? $# : 3 ))
+  bin=$(bin_path)
+  [ -x "$bin" ] || { echo "bench binary not found" >&2; exit 1; }
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  printf '%-12s %12s   (user-space instructions per churn, %d vs %d churns)\n' variant per_churn "$R1" "$R2"
+  for v in ${*:-ctrmon raw raw_arc mio}; do
+    for r in "$R1" "$R2"; do
+      CTRMON_BENCH_ONLY_W3=$v CTRMON_BENCH_ROUNDS=$r \
+        valgrind --tool=callgrind --callgrind-out-file="$out/cg.$v.$r" "$bin" >/dev/null 2>&1
+    done
+    a=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$out/cg.$v.$R1")
+    b=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$out/cg.$v.$R2")
+    per=$(echo "scale=1; ($b - $a) / ($R2 - $R1)" | bc -l)
+    printf '%-12s %12s\n' "$v" "$per"
+    echo "callgrind: W3 variant=$v user_ir_per_churn=$per"
+  done
+  exit 0
+fi
+
 N=${1:-4096}
 R1=${2:-200}
 R2=${3:-1200}
@@ -19,8 +52,7 @@ shift $(( $# < 3 ? $# : 3 ))
 VARIANTS=${*:-ctrmon ctrmon_owned raw mio}
 K=$(( N < 64 ? N : 64 ))
 
-bin=$(cargo bench --bench dispatch --no-run 2>&1 |
-  sed -n 's/.*Executable benches\/dispatch\/main.rs (\(.*\))/\1/p')
+bin=$(bin_path)
 [ -x "$bin" ] || { echo "bench binary not found" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

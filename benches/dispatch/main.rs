@@ -22,6 +22,8 @@
 //!   run only W1 at N (default 4096) on one variant for exactly r rounds,
 //!   no warm-up: the mode for counting instructions with callgrind
 //!   (`benches/callgrind.sh`).
+//! - `CTRMON_BENCH_ONLY_W3=ctrmon|ctrmon_owned|raw|raw_arc|mio CTRMON_BENCH_ROUNDS=r`:
+//!   the same for W3, r churns with no others (`benches/callgrind.sh w3`).
 
 mod common;
 mod ctrmon_v;
@@ -548,7 +550,31 @@ fn sizes() {
     );
 }
 
+/// `CTRMON_BENCH_ONLY_W3`: W3 alone on one variant, `rounds` churns, no
+/// others and no warm-up (for callgrind: `benches/callgrind.sh w3`).
+fn only_w3(name: &str, rounds: usize) -> io::Result<()> {
+    let ns = match name {
+        "raw_arc" => common::w3::<RawArc>(0, rounds, 0)?,
+        name if VARIANTS.contains(&name) => w3_one_exact(name, rounds)?,
+        _ => panic!("CTRMON_BENCH_ONLY_W3 must be raw_arc or one of {VARIANTS:?}"),
+    };
+    println!("only: W3 variant={name} rounds={rounds} ns_per_pair={ns:.1}");
+    Ok(())
+}
+
+fn w3_one_exact(name: &str, rounds: usize) -> io::Result<f64> {
+    match name {
+        "ctrmon" => common::w3::<Ctrmon>(0, rounds, 0),
+        "ctrmon_owned" => common::w3::<CtrmonOwned>(0, rounds, 0),
+        "raw" => common::w3::<Raw>(0, rounds, 0),
+        _ => common::w3::<Mio>(0, rounds, 0),
+    }
+}
+
 fn main() -> io::Result<()> {
+    if let Some(name) = env("CTRMON_BENCH_ONLY_W3") {
+        return only_w3(&name, env_num("CTRMON_BENCH_ROUNDS").unwrap_or(1000));
+    }
     if let Some(name) = env("CTRMON_BENCH_ONLY") {
         assert!(
             VARIANTS.contains(&name.as_str()),
