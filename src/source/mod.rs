@@ -8,9 +8,10 @@
 //! yields nothing.
 //!
 //! The table keeps a source in two parts: the fd that epoll watches, inline
-//! in the slot for the hot kinds (eventfds, hang-ups, pidfds), and
-//! everything else behind one pointer ([`Cold`]), so that a slot stays at 24
-//! bytes and a large table stays in cache.
+//! in the slot for the hot kinds (a caller's eventfds, hang-ups, pidfds),
+//! and everything else behind one pointer ([`Cold`]; a made eventfd's fd
+//! too, shared with its writer), so that a slot stays at 24 bytes and a
+//! large table stays in cache.
 
 pub(crate) mod cgroupfs;
 pub(crate) mod eventfd;
