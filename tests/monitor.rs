@@ -1011,6 +1011,7 @@ fn receivers_need_not_be_clone_or_sync() {
     fn check<T: Send + Sync>() {}
     check::<Monitor<std::sync::mpsc::SyncSender<()>>>();
     check::<Monitor<std::cell::Cell<u8>>>();
+    check::<ctrmon::EventfdWriter>();
     let (tx, rx) = std::sync::mpsc::sync_channel::<i32>(1);
     let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 4");

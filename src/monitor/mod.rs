@@ -75,11 +75,11 @@ thread_local! {
 
 /// This thread is inside a shared wait while one of these lives (a panic
 /// included).
-struct InsideWait;
+pub(crate) struct InsideWait;
 
 impl InsideWait {
     #[inline]
-    fn enter() -> InsideWait {
+    pub(crate) fn enter() -> InsideWait {
         IN_WAIT.with(|n| n.set(n.get() + 1));
         InsideWait
     }

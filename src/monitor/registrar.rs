@@ -91,8 +91,8 @@ impl<T> Registrar<'_, T> {
         let (Some(kind), Some(fd)) = (source.kind(), source.as_fd()) else {
             return Err(Error::invalid("watch", subject, "a source with no fd"));
         };
-        if kind == Kind::Pid {
-            self.check_oom_link(&source, &subject)?;
+        if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
+            self.check_oom_link(link, &subject)?;
         }
         let key = self.table.next_key(kind).ok_or_else(|| {
             Error::new(
@@ -120,10 +120,7 @@ impl<T> Registrar<'_, T> {
     /// A pid watch linked to an OOM watch (`watch_pid_in`): that must be a
     /// live cgroup OOM watch.
     #[cold]
-    fn check_oom_link(&mut self, source: &Source, subject: &Subject) -> Result<()> {
-        let Some(link) = source.pid_info().and_then(|info| info.oom_link) else {
-            return Ok(());
-        };
+    fn check_oom_link(&mut self, link: WatchId, subject: &Subject) -> Result<()> {
         let is_oom_watch = self
             .table
             .source(Key::from_u64(link.0))

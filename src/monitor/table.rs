@@ -584,9 +584,9 @@ impl<'a, T> TableView<'a, T> {
         self.spill.get_mut(i - right).map(Slot::Entry)
     }
 
-    /// The key the next [`insert`](Self::insert) of a `kind` source will
-    /// return. Lets a caller register the key with epoll before the value is
-    /// committed.
+    /// The key under which [`insert_at`](Self::insert_at) will store the
+    /// next `kind` source. Lets a caller register the key with epoll before
+    /// the value is committed.
     pub(crate) fn next_key(&self, kind: Kind) -> Option<Key> {
         let index = if self.meta.free_head != NIL {
             self.meta.free_head
@@ -634,13 +634,14 @@ impl<'a, T> TableView<'a, T> {
         let free = self.meta.free_head;
         if free != NIL {
             // A free slot is vacant, so never the hole.
-            let mut next = NIL;
-            if let Some(Slot::Entry(slot)) = self.slot(free as usize) {
-                if let Entry::Vacant { next_free, .. } = *slot {
-                    next = next_free;
-                }
-                *slot = entry;
-            }
+            let Some(Slot::Entry(slot)) = self.slot(free as usize) else {
+                unreachable!("the free list names a vacant slot");
+            };
+            let next = match *slot {
+                Entry::Vacant { next_free, .. } => next_free,
+                Entry::Occupied(_) => NIL,
+            };
+            *slot = entry;
             self.meta.free_head = next;
         } else {
             self.spill.push(entry);

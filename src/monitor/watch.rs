@@ -281,8 +281,8 @@ watch_methods! {
         let fd =
             source::eventfd::create().map_err(|e| Error::os("create eventfd", Subject::None, e))?;
         let raw = fd.as_raw_fd();
-        let (cold, writer) = EventfdWriter::new(fd);
-        let id = self.add(Source::made_eventfd(cold), receiver, Subject::Fd(raw))?;
+        let (shared, writer) = EventfdWriter::new(fd);
+        let id = self.add(Source::made_eventfd(shared), receiver, Subject::Fd(raw))?;
         Ok((id, writer))
     }
 

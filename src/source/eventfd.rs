@@ -12,7 +12,6 @@ use rustix::event::epoll::EventFlags;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::{read, write, Errno};
 
-use super::Cold;
 use crate::event::EventKind;
 use crate::{Error, Subject};
 
@@ -134,40 +133,30 @@ pub(crate) fn create() -> Result<OwnedFd, Errno> {
 /// valid after the watch ends: the fd closes when both are gone, and a
 /// signal after the end reaches nobody. `Clone` it to give it to several
 /// producers; it is `Send + Sync`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct EventfdWriter {
-    /// The watch's cold part, always a [`Cold::MadeEventFd`]: one
-    /// allocation for the watch and its writer.
-    cold: Arc<Cold>,
+    fd: Arc<OwnedFd>,
 }
 
 impl EventfdWriter {
-    /// The cold part of a watch on `fd`, and its writer, which shares it.
+    /// The open eventfd `fd` for a watch, and its writer, which shares it.
     #[inline]
-    pub(crate) fn new(fd: OwnedFd) -> (Arc<Cold>, EventfdWriter) {
-        let cold = Arc::new(Cold::MadeEventFd(fd));
-        (cold.clone(), EventfdWriter { cold })
-    }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        match &*self.cold {
-            Cold::MadeEventFd(fd) => fd.as_fd(),
-            // `new` is the only way to make a writer.
-            _ => unreachable!("an EventfdWriter shares a made eventfd"),
-        }
+    pub(crate) fn new(fd: OwnedFd) -> (Arc<OwnedFd>, EventfdWriter) {
+        let fd = Arc::new(fd);
+        (fd.clone(), EventfdWriter { fd })
     }
 
     /// Adds `n` to the counter (`n` of 0 is allowed and wakes nobody). Fails
     /// only when the counter would overflow (`EAGAIN`: 2^64 - 2 unread).
     pub fn signal(&self, n: u64) -> crate::Result<()> {
         loop {
-            match write(self.fd(), &n.to_ne_bytes()) {
+            match write(&*self.fd, &n.to_ne_bytes()) {
                 Ok(_) => return Ok(()),
                 Err(Errno::INTR) => {}
                 Err(e) => {
                     return Err(Error::os(
                         "write eventfd",
-                        Subject::Fd(self.fd().as_raw_fd()),
+                        Subject::Fd(self.fd.as_raw_fd()),
                         e,
                     ))
                 }
@@ -176,17 +165,9 @@ impl EventfdWriter {
     }
 }
 
-impl std::fmt::Debug for EventfdWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventfdWriter")
-            .field("fd", &self.fd())
-            .finish()
-    }
-}
-
 impl AsFd for EventfdWriter {
     /// The eventfd, to pass to whatever else should signal it.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd()
+        self.fd.as_fd()
     }
 }

@@ -122,24 +122,22 @@ impl Kind {
 /// rest behind one pointer, and the table's stamp. 16 bytes.
 pub(crate) struct Source {
     /// The table's stamp for this watch: a generation in the high 28 bits,
-    /// the [`Kind`] in the low four (never zero, which gives the table's
-    /// entry enum its niche: a slot is 24 bytes for an 8-byte receiver).
+    /// the [`Kind`] in the low four. The stamp is never zero (generations
+    /// start at 1), which gives the table's entry enum its niche: a slot is
+    /// 24 bytes for an 8-byte receiver.
     pub(crate) stamp: NonZeroU32,
     pub(crate) fd: Option<OwnedFd>,
-    /// Behind an `Arc` so that a made eventfd's writer can share the one
-    /// allocation. No other cold part is ever shared, so
-    /// [`cold_mut`](Self::cold_mut) always reaches it.
-    pub(crate) cold: Option<Arc<Cold>>,
+    pub(crate) cold: Option<Box<Cold>>,
 }
 
-/// The state of the watches that carry more than an fd. One allocation per
-/// watch, none per event; the two largest are boxed again, so that the
-/// common ones (a made eventfd, a pid) are small to make and move.
+/// The state of the watches that carry more than an fd. Boxed as a whole
+/// (one allocation per watch, none per event); the two largest are boxed
+/// again, so that the common ones (a pid, a made eventfd) are small to
+/// make and move.
 pub(crate) enum Cold {
     Pid(pidfd::PidInfo),
-    /// An eventfd the monitor made; its [`EventfdWriter`](eventfd::EventfdWriter)
-    /// shares this cold part.
-    MadeEventFd(OwnedFd),
+    /// An eventfd the monitor made; its writer shares the open file.
+    MadeEventFd(Arc<OwnedFd>),
     OomV1(Box<oom_v1::OomV1Watch>),
     MemoryEvents(Box<memory_events::MemoryEventsWatch>),
     Populated(populated::PopulatedWatch),
@@ -166,7 +164,7 @@ impl Source {
         Source {
             stamp: Kind::Pid.stamp(),
             fd: Some(fd),
-            cold: Some(Arc::new(Cold::Pid(info))),
+            cold: Some(Box::new(Cold::Pid(info))),
         }
     }
 
@@ -175,24 +173,23 @@ impl Source {
         Source {
             stamp: Kind::Cold.stamp(),
             fd: None,
-            cold: Some(Arc::new(cold)),
+            cold: Some(Box::new(cold)),
         }
     }
 
-    /// An eventfd the monitor made, whose cold part its writer shares.
-    pub(crate) fn made_eventfd(cold: Arc<Cold>) -> Source {
+    /// An eventfd the monitor made, which its writer shares.
+    pub(crate) fn made_eventfd(fd: Arc<OwnedFd>) -> Source {
         Source {
             stamp: Kind::EventFd.stamp(),
             fd: None,
-            cold: Some(cold),
+            cold: Some(Box::new(Cold::MadeEventFd(fd))),
         }
     }
 
-    /// The cold part, to change. `None` for the hot kinds, and for a made
-    /// eventfd while its writer lives (it is only ever read).
+    /// The cold part, to change (`None` for the inline kinds).
     #[inline]
     fn cold_mut(&mut self) -> Option<&mut Cold> {
-        self.cold.as_mut().and_then(Arc::get_mut)
+        self.cold.as_deref_mut()
     }
 
     #[inline(always)]
@@ -248,12 +245,8 @@ impl Source {
     }
     #[inline(never)]
     fn on_ready_cold(&mut self, flags: EventFlags, clock: &mut Clock) -> Outcome {
-        // Read through the shared reference: its writer may hold it too.
-        if let Some(Cold::MadeEventFd(fd)) = self.cold.as_deref() {
-            return eventfd::on_ready(fd).into();
-        }
         let fd = &self.fd;
-        let Some(cold) = self.cold.as_mut().and_then(Arc::get_mut) else {
+        let Some(cold) = self.cold.as_deref_mut() else {
             return Outcome::Nothing;
         };
         match cold {
@@ -277,7 +270,7 @@ impl Source {
     /// process in the cgroup has exited and its OOM must come first).
     pub(crate) fn recheck(&mut self, now: Instant, force: bool) -> Outcome {
         let fd = &self.fd;
-        match self.cold.as_mut().and_then(Arc::get_mut) {
+        match self.cold.as_deref_mut() {
             Some(Cold::OomV1(w)) => w.check(now, force),
             Some(Cold::MemoryEvents(w)) => w.check(now, force),
             // A non-child's exit, waiting for its parent to reap it.

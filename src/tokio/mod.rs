@@ -177,9 +177,14 @@ impl<T> AsyncMonitor<T> {
         F: FnMut(Event<'_, T>),
     {
         let mut n = 0;
-        while let Some(e) = self.pop() {
-            handler(e);
-            n += 1;
+        {
+            // Handlers of queued events are `wait` handlers too: their
+            // `unwatch` must not wait for a lent receiver.
+            let _inside = crate::monitor::InsideWait::enter();
+            while let Some(e) = self.pop() {
+                handler(e);
+                n += 1;
+            }
         }
         if n > 0 {
             return Ok(n);
