@@ -186,12 +186,6 @@ impl Source {
         }
     }
 
-    /// The cold part, to change (`None` for the inline kinds).
-    #[inline]
-    fn cold_mut(&mut self) -> Option<&mut Cold> {
-        self.cold.as_deref_mut()
-    }
-
     #[inline(always)]
     pub(crate) fn kind(&self) -> Option<Kind> {
         Kind::from_bits(self.stamp.get())
@@ -224,7 +218,7 @@ impl Source {
         if !self.is_cold_kind() {
             return Ok(());
         }
-        match self.cold_mut() {
+        match self.cold.as_deref_mut() {
             Some(Cold::MemoryEvents(w)) => w.arm(),
             Some(Cold::Populated(w)) => w.arm().map(drop),
             Some(Cold::Swap(w)) => w.arm(),
@@ -245,12 +239,11 @@ impl Source {
     }
     #[inline(never)]
     fn on_ready_cold(&mut self, flags: EventFlags, clock: &mut Clock) -> Outcome {
-        let fd = &self.fd;
         let Some(cold) = self.cold.as_deref_mut() else {
             return Outcome::Nothing;
         };
         match cold {
-            Cold::Pid(info) => match fd {
+            Cold::Pid(info) => match &self.fd {
                 Some(fd) => info.on_ready(fd, clock),
                 None => Outcome::Nothing,
             },
@@ -269,12 +262,11 @@ impl Source {
     /// A due re-check (`force`: report whatever is there now, because a
     /// process in the cgroup has exited and its OOM must come first).
     pub(crate) fn recheck(&mut self, now: Instant, force: bool) -> Outcome {
-        let fd = &self.fd;
         match self.cold.as_deref_mut() {
             Some(Cold::OomV1(w)) => w.check(now, force),
             Some(Cold::MemoryEvents(w)) => w.check(now, force),
             // A non-child's exit, waiting for its parent to reap it.
-            Some(Cold::Pid(info)) => match fd {
+            Some(Cold::Pid(info)) => match &self.fd {
                 Some(fd) if info.retry.is_some() => info.on_ready(fd, &mut Clock(Some(now))),
                 _ => Outcome::Nothing,
             },
@@ -285,7 +277,7 @@ impl Source {
     /// When this watch's re-check is due: an OOM waiting for its kill, a
     /// non-child's exit waiting for its parent to reap it.
     pub(crate) fn recheck_at(&mut self) -> Option<Instant> {
-        match self.cold_mut() {
+        match self.cold.as_deref_mut() {
             Some(Cold::OomV1(w)) => w.book().recheck_at(),
             Some(Cold::MemoryEvents(w)) => w.book().recheck_at(),
             Some(Cold::Pid(info)) => info.recheck_at(),
@@ -307,7 +299,7 @@ impl Source {
 
     /// The OOM bookkeeping, for the OOM watches.
     pub(crate) fn oom_book(&mut self) -> Option<&mut OomBook> {
-        match self.cold_mut() {
+        match self.cold.as_deref_mut() {
             Some(Cold::OomV1(w)) => Some(w.book()),
             Some(Cold::MemoryEvents(w)) => Some(w.book()),
             _ => None,
@@ -321,7 +313,7 @@ impl Source {
 
     /// The orphan reaper, for its watch.
     pub(crate) fn orphan_reaper(&mut self) -> Option<&mut crate::reaper::OrphanReaper> {
-        match self.cold_mut() {
+        match self.cold.as_deref_mut() {
             Some(Cold::Orphans(r)) => Some(r),
             _ => None,
         }
@@ -329,7 +321,7 @@ impl Source {
 
     /// The process's info, to change, for a pidfd watch.
     pub(crate) fn pid_info_mut(&mut self) -> Option<&mut pidfd::PidInfo> {
-        match self.cold_mut() {
+        match self.cold.as_deref_mut() {
             Some(Cold::Pid(info)) => Some(info),
             _ => None,
         }
