@@ -375,15 +375,17 @@ fn run_w2(cfg: &Config) -> io::Result<()> {
     Ok(())
 }
 
-fn w3_one(name: &str, others: usize, pairs: usize) -> io::Result<f64> {
-    let warmup = (pairs / 10).max(1);
-    match name {
+/// W3 on the variant `name` (or `raw_arc`), after `warmup` unmeasured
+/// pairs; `None` for a name that is neither.
+fn w3_one(name: &str, others: usize, pairs: usize, warmup: usize) -> Option<io::Result<f64>> {
+    Some(match name {
         "ctrmon" => common::w3::<Ctrmon>(others, pairs, warmup),
         "ctrmon_owned" => common::w3::<CtrmonOwned>(others, pairs, warmup),
         "raw" => common::w3::<Raw>(others, pairs, warmup),
+        "raw_arc" => common::w3::<RawArc>(others, pairs, warmup),
         "mio" => common::w3::<Mio>(others, pairs, warmup),
-        _ => unreachable!(),
-    }
+        _ => return None,
+    })
 }
 
 fn run_w3(cfg: &Config) -> io::Result<()> {
@@ -405,12 +407,13 @@ fn run_w3(cfg: &Config) -> io::Result<()> {
         }
         let mut samples: [Vec<f64>; NV] = Default::default();
         let mut raw_arc = Vec::new();
+        let warmup = (cfg.w3_pairs / 10).max(1);
+        let run = |name| w3_one(name, others, cfg.w3_pairs, warmup).expect("a W3 variant");
         for rep in 0..cfg.reps {
             for name in order(rep) {
-                samples[idx(name)].push(w3_one(name, others, cfg.w3_pairs)?);
+                samples[idx(name)].push(run(name)?);
                 if name == "raw" {
-                    let warmup = (cfg.w3_pairs / 10).max(1);
-                    raw_arc.push(common::w3::<RawArc>(others, cfg.w3_pairs, warmup)?);
+                    raw_arc.push(run("raw_arc")?);
                 }
             }
         }
@@ -553,22 +556,12 @@ fn sizes() {
 /// `CTRMON_BENCH_ONLY_W3`: W3 alone on one variant, `rounds` churns, no
 /// others and no warm-up (for callgrind: `benches/callgrind.sh w3`).
 fn only_w3(name: &str, rounds: usize) -> io::Result<()> {
-    let ns = match name {
-        "raw_arc" => common::w3::<RawArc>(0, rounds, 0)?,
-        name if VARIANTS.contains(&name) => w3_one_exact(name, rounds)?,
-        _ => panic!("CTRMON_BENCH_ONLY_W3 must be raw_arc or one of {VARIANTS:?}"),
+    let Some(ns) = w3_one(name, 0, rounds, 0) else {
+        panic!("CTRMON_BENCH_ONLY_W3 must be raw_arc or one of {VARIANTS:?}");
     };
+    let ns = ns?;
     println!("only: W3 variant={name} rounds={rounds} ns_per_pair={ns:.1}");
     Ok(())
-}
-
-fn w3_one_exact(name: &str, rounds: usize) -> io::Result<f64> {
-    match name {
-        "ctrmon" => common::w3::<Ctrmon>(0, rounds, 0),
-        "ctrmon_owned" => common::w3::<CtrmonOwned>(0, rounds, 0),
-        "raw" => common::w3::<Raw>(0, rounds, 0),
-        _ => common::w3::<Mio>(0, rounds, 0),
-    }
 }
 
 fn main() -> io::Result<()> {
