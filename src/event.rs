@@ -243,6 +243,7 @@ pub struct OomVictim {
 
 /// Which way the monitor learns who the OOM killer killed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KmsgMode {
     /// The monitor reads `/dev/kmsg`: exits are marked
     /// [`oom_killed`](Exit::oom_killed) by the victim's pid.
@@ -250,6 +251,11 @@ pub enum KmsgMode {
     /// The kernel log could not be opened (no `/dev/kmsg`, as in many
     /// containers; neither root nor `CAP_SYSLOG`): the counter rule is used.
     Unavailable(crate::kmsg::Unavailable),
+    /// The monitor runs in a pid namespace other than the initial one: the
+    /// log names victims by their pids in the initial namespace, which are
+    /// not this process's, so the log is not read and the counter rule is
+    /// used.
+    OtherPidNamespace,
     /// Turned off by the caller: the counter rule is used.
     Off,
 }

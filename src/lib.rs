@@ -133,5 +133,5 @@ pub use source::pressure_v1::{PressureLevel, PressureMode};
 /// monitor does with them.
 pub mod kmsg {
     pub use crate::source::kmsg::{KmsgReader, Next, Unavailable, PATH};
-    pub use crate::source::oom_victims::{Victim, VictimBook};
+    pub use crate::source::oom_victims::{Clocks, StartTime, Victim, VictimBook, MAX_AGE};
 }

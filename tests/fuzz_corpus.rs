@@ -16,7 +16,10 @@ use ctrmon::cgroup::parse::{
     swap_events,
 };
 use ctrmon::cgroup::{locate_in, nearest_containing_in};
-use ctrmon::reaper::proc::{parse_children, signal_blocked};
+use ctrmon::reaper::proc::{parse_children, signal_blocked, start_time};
+
+#[path = "kmsg_format/mod.rs"]
+mod kmsg_format;
 
 /// Runs one input through target `name`, as `fuzz/fuzz_targets/<name>.rs`
 /// does; false for an unknown target.
@@ -67,7 +70,7 @@ fn replay(name: &str, data: &[u8]) -> bool {
                 }
                 let names = match rec.oom() {
                     Some(OomLine::Killed(k)) => [Some(k.comm), None, None],
-                    Some(OomLine::Context(c)) => [Some(c.comm), c.oom_memcg, c.task_memcg],
+                    Some(OomLine::Context(c)) => [c.comm, c.oom_memcg, c.task_memcg],
                     Some(OomLine::GroupKill { memcg }) => [Some(memcg), None, None],
                     None => [None; 3],
                 };
@@ -99,8 +102,13 @@ fn replay(name: &str, data: &[u8]) -> bool {
         }
         "proc_task" => {
             assert!(parse_children(data).all(|pid| pid > 0));
-            let _ = (signal_blocked(data, 17), signal_blocked(data, 64));
+            let _ = (
+                signal_blocked(data, 17),
+                signal_blocked(data, 64),
+                start_time(data),
+            );
         }
+        "kmsg_context" => kmsg_format::check(&kmsg_format::Kill::from_bytes(data)),
         _ => return false,
     }
     true

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{memory_v2, TestCgroup};
-use ctrmon::kmsg::{KmsgReader, VictimBook};
+use ctrmon::kmsg::{Clocks, KmsgReader, StartTime, VictimBook};
 
 #[test]
 fn an_oom_group_kill_names_the_group_and_every_victim() {
@@ -29,6 +29,8 @@ fn an_oom_group_kill_names_the_group_and_every_victim() {
     });
     kids.push(cg.memory_hog());
     let pids: Vec<i32> = kids.iter().map(|k| k.pid()).collect();
+    // Our children: zombies until reaped, so their start times stay readable.
+    let starts: Vec<Option<StartTime>> = pids.iter().map(|&p| StartTime::of(p)).collect();
 
     let rel = format!("/{}", cg.path.strip_prefix(&root).unwrap().display()).into_bytes();
     let mut book = VictimBook::new();
@@ -48,11 +50,11 @@ fn an_oom_group_kill_names_the_group_and_every_victim() {
         if let Some(ctrmon::cgroup::parse::kmsg_oom::OomLine::GroupKill { memcg }) = rec.oom() {
             group_lines += usize::from(memcg.raw() == rel.as_slice());
         }
-        book.add(&rec);
+        book.add(&rec, Clocks::now());
     }
     assert_eq!(group_lines, 1);
-    for &pid in &pids {
-        let v = book.take(pid).unwrap();
+    for (&pid, &start) in pids.iter().zip(&starts) {
+        let v = book.take(pid, start, Clocks::now()).unwrap();
         assert_eq!(v.group.as_deref(), Some(rel.as_slice()), "{v:?}");
         if let Some(task) = &v.task_memcg {
             assert_eq!(task, &rel, "{v:?}");

@@ -35,7 +35,7 @@ fn monitor(kmsg: bool) -> Option<Monitor<Who>> {
             eprintln!("skipped: {u}");
             None
         }
-        KmsgMode::Unavailable(u) => panic!("{u}"),
+        other => panic!("the log is not read: {other:?}"),
     }
 }
 
@@ -71,11 +71,17 @@ fn self_kill_after_anothers_oom(kmsg: bool) -> Option<(bool, MemoryReport, i32)>
     let cg = TestCgroup::new(&root, "kmsg-selfkill");
     cg.set("memory.limit_in_bytes", LIMIT);
     let cgw = m.watch_cgroup_oom(&cg.path, Who::Cgroup).unwrap();
-    // The hog is the shell's child; it is the largest, so it is the victim.
-    // In braces: `sh` prefixes `echo $$ > cgroup.procs &&`, and a bare `&`
-    // would put that in the background too, and the hog outside the cgroup.
+    // The hog is the shell's child, and the kernel's only choice: its
+    // oom_score_adj is the highest, the shell's the lowest (a shell of
+    // oom_score_adj 0 was killed too when the cgroup stayed over its limit
+    // after the hog's memory was reaped, which made the test, not the
+    // monitor, wrong). In braces: `sh` prefixes `echo $$ > cgroup.procs &&`,
+    // and a bare `&` would put that in the background too, and the hog
+    // outside the cgroup.
     let w = cg.sh(&format!(
-        "{{ tail </dev/zero & }}; while [ ! -e '{}' ]; do sleep 0.02; done; kill -9 $$",
+        "echo -1000 > /proc/$$/oom_score_adj; \
+         {{ sh -c 'echo 1000 > /proc/self/oom_score_adj; exec tail' </dev/zero & }}; \
+         while [ ! -e '{}' ]; do sleep 0.02; done; kill -9 $$",
         flag.display()
     ));
     m.watch_pid_in(w.pid(), cgw, Who::Proc).unwrap();
@@ -278,7 +284,7 @@ fn removal_right_after_reaping_without_kmsg() {
 /// for the exit, one non-blocking read of everything waiting.
 #[test]
 fn the_victim_record_is_logged_before_its_pidfd_is_readable() {
-    use ctrmon::kmsg::{KmsgReader, VictimBook};
+    use ctrmon::kmsg::{Clocks, KmsgReader, StartTime, VictimBook};
     let Some(root) = memory_v1() else { return };
     let _serial = serial();
     let mut reader = match KmsgReader::open() {
@@ -295,11 +301,12 @@ fn the_victim_record_is_logged_before_its_pidfd_is_readable() {
         hog.wait_exited_no_reap();
         while let Some(next) = reader.next_record().unwrap() {
             if let Ok(r) = next.record {
-                book.add(&r);
+                book.add(&r, Clocks::now());
             }
         }
         assert!(
-            book.take(hog.pid()).is_some(),
+            book.take(hog.pid(), StartTime::of(hog.pid()), Clocks::now())
+                .is_some(),
             "run {run}: pid {} exited before its kill was logged",
             hog.pid()
         );

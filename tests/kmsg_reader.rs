@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{cgroups_required, memory_v1, TestCgroup, TmpDir};
-use ctrmon::kmsg::{KmsgReader, Victim, VictimBook};
+use ctrmon::kmsg::{Clocks, KmsgReader, StartTime, Victim, VictimBook};
 
 const LIMIT: &str = "33554432"; // 32 MiB
 
@@ -32,7 +32,8 @@ fn log_line(text: &str) {
 
 /// Reads the log into `book` until it names `pid` as a victim, and takes
 /// that victim out; panics after 20 s.
-fn victim(r: &mut KmsgReader, book: &mut VictimBook, pid: i32) -> Victim {
+/// `start` is when the process started, read while it was there.
+fn victim(r: &mut KmsgReader, book: &mut VictimBook, pid: i32, start: Option<StartTime>) -> Victim {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !book.is_victim(pid) {
         assert!(
@@ -43,12 +44,12 @@ fn victim(r: &mut KmsgReader, book: &mut VictimBook, pid: i32) -> Victim {
             None => std::thread::sleep(Duration::from_millis(5)),
             Some(next) => {
                 if let Ok(rec) = next.record {
-                    book.add(&rec);
+                    book.add(&rec, Clocks::now());
                 }
             }
         }
     }
-    book.take(pid).unwrap()
+    book.take(pid, start, Clocks::now()).unwrap()
 }
 
 /// The hierarchy-relative path the kernel logs for a v1 cgroup.
@@ -88,7 +89,7 @@ fn the_reader_starts_at_the_end_one_record_per_read() {
             mine.push(String::from_utf8(rec.message.to_vec()).unwrap());
             // Only our own lines: an OOM kill elsewhere on the machine
             // meanwhile is a real victim.
-            book.add(&rec);
+            book.add(&rec, Clocks::now());
         }
     }
     assert_eq!(mine, [format!("{tag} first"), format!("{tag} second")]);
@@ -120,7 +121,7 @@ fn a_parent_limit_kill_names_the_victim_and_both_cgroups() {
     // `exec tail`: the shell's pid is the allocating process's.
     let hog = leaf.memory_hog();
     let mut book = VictimBook::new();
-    let v = victim(&mut r, &mut book, hog.pid());
+    let v = victim(&mut r, &mut book, hog.pid(), StartTime::of(hog.pid()));
     assert_eq!(v.comm, b"tail");
     assert!(v.group.is_none());
     // The context line is rate-limited with the rest of the OOM report:
@@ -156,16 +157,21 @@ fn a_grandchild_victim_does_not_make_its_parent_a_victim() {
         }
         std::thread::sleep(Duration::from_millis(1));
     };
+    let tail_start = StartTime::of(tail);
     let mut book = VictimBook::new();
-    let v = victim(&mut r, &mut book, tail);
+    let v = victim(&mut r, &mut book, tail, tail_start);
     assert_eq!(v.comm, b"tail");
     let victim_pid = v.pid;
     assert_ne!(victim_pid, kid.pid());
     // The watched shell, killed now by someone else, was no victim.
+    let kid_start = StartTime::of(kid.pid());
     kid.kill();
     kid.reap();
-    assert!(book.take(kid.pid()).is_none());
-    assert!(book.take(victim_pid).is_none(), "taken once");
+    assert!(book.take(kid.pid(), kid_start, Clocks::now()).is_none());
+    assert!(
+        book.take(victim_pid, tail_start, Clocks::now()).is_none(),
+        "taken once"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }
         let names = match rec.oom() {
             Some(OomLine::Killed(k)) => [Some(k.comm), None, None],
-            Some(OomLine::Context(c)) => [Some(c.comm), c.oom_memcg, c.task_memcg],
+            Some(OomLine::Context(c)) => [c.comm, c.oom_memcg, c.task_memcg],
             Some(OomLine::GroupKill { memcg }) => [Some(memcg), None, None],
             None => [None; 3],
         };

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::parse::mountinfo::{self, MountEntry, MountInfo};
-use super::parse::proc_cgroup::{self, CgroupEntry};
+use super::parse::proc_cgroup;
 use super::parse::ParseError;
 use super::CgroupVersion;
 
@@ -141,7 +141,13 @@ pub fn locate_in(
                 "the process's cgroup v1 memory hierarchy is not mounted (no `cgroup` mount with the `memory` option)",
             ));
         }
-        return join(CgroupVersion::V1, entry, mounts, is_memory_v1, |_| true);
+        return join(
+            CgroupVersion::V1,
+            (entry.path, entry.deleted),
+            mounts,
+            is_memory_v1,
+            |_| true,
+        );
     }
     if let Some(entry) = cgroups.unified() {
         let is_v2 = |m: &MountEntry<'_>| &*m.fs_type() == b"cgroup2";
@@ -150,13 +156,63 @@ pub fn locate_in(
                 "the process has no cgroup v1 memory hierarchy, and cgroup2 is not mounted",
             ));
         }
-        return join(CgroupVersion::V2, entry, mounts, is_v2, |p| {
-            v2_has_memory(p)
-        });
+        return join(
+            CgroupVersion::V2,
+            (entry.path, entry.deleted),
+            mounts,
+            is_v2,
+            |p| v2_has_memory(p),
+        );
     }
     Err(LocateError::NoMemoryController(
         "/proc/<pid>/cgroup lists neither a v1 memory hierarchy nor a v2 (`0::`) line",
     ))
+}
+
+/// Where the memory cgroup at `path` is, in this mount namespace: the
+/// same join as [`locate_in`]'s, for a cgroup known by its path rather than
+/// by a process in it (an OOM victim that the kernel log names, or that is
+/// gone). `self_cgroup` is the reader's own `/proc/self/cgroup`, which says
+/// whether the memory controller is on a v1 hierarchy or on v2.
+///
+/// `path` must be relative to the reader's cgroup namespace, as
+/// `/proc/<pid>/cgroup` and mountinfo are: the kernel log's paths are
+/// relative to the hierarchy's root, which is the same only in the initial
+/// cgroup namespace.
+///
+/// ```
+/// use std::path::Path;
+/// use ctrmon::cgroup::memory_cgroup_dir_in;
+/// let me = b"11:memory:/\n0::/\n";
+/// let mountinfo = b"30 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+///                   31 25 0:28 /pod /srv/pod rw - cgroup cgroup rw,memory\n";
+/// let dir = memory_cgroup_dir_in(b"/pod/web", me, mountinfo).unwrap();
+/// assert_eq!(dir, Path::new("/srv/pod/web"));
+/// // Not `/web`, which only ends like it.
+/// assert_eq!(memory_cgroup_dir_in(b"/web", me, mountinfo).unwrap(), Path::new("/sys/fs/cgroup/memory/web"));
+/// ```
+pub fn memory_cgroup_dir_in(
+    path: &[u8],
+    self_cgroup: &[u8],
+    mountinfo: &[u8],
+) -> Result<PathBuf, LocateError> {
+    let cgroups = proc_cgroup::parse(self_cgroup).map_err(LocateError::ProcCgroup)?;
+    let mounts = mountinfo::parse(mountinfo).map_err(LocateError::Mountinfo)?;
+    let located = if cgroups.memory_v1().is_some() {
+        let is_memory_v1 =
+            |m: &MountEntry<'_>| &*m.fs_type() == b"cgroup" && m.has_super_option(b"memory");
+        join(
+            CgroupVersion::V1,
+            (path, false),
+            mounts,
+            is_memory_v1,
+            |_| true,
+        )
+    } else {
+        let is_v2 = |m: &MountEntry<'_>| &*m.fs_type() == b"cgroup2";
+        join(CgroupVersion::V2, (path, false), mounts, is_v2, |_| true)
+    };
+    located.map(|l| l.dir)
 }
 
 fn bytes_path(b: &[u8]) -> &Path {
@@ -167,13 +223,13 @@ fn bytes_path(b: &[u8]) -> &Path {
 /// ancestor of the cgroup path, and joins.
 fn join(
     version: CgroupVersion,
-    entry: CgroupEntry<'_>,
+    (path, deleted): (&[u8], bool),
     mounts: MountInfo<'_>,
     wanted: impl Fn(&MountEntry<'_>) -> bool,
     mut has_memory: impl FnMut(&Path) -> bool,
 ) -> Result<Location, LocateError> {
-    let cgroup = bytes_path(entry.path);
-    if entry.deleted {
+    let cgroup = bytes_path(path);
+    if deleted {
         return Err(LocateError::Deleted(cgroup.to_path_buf()));
     }
     // (components of the root, mount point, part of the cgroup path below the root)

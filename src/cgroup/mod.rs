@@ -20,4 +20,4 @@ pub use containing::{nearest_containing, nearest_containing_in};
 pub use discover::{
     cgroup_version, memory_cgroup_of, memory_cgroup_of_in, CgroupVersion, MemoryCgroup,
 };
-pub use locate::{locate_in, LocateError, Location};
+pub use locate::{locate_in, memory_cgroup_dir_in, LocateError, Location};

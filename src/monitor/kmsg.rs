@@ -31,9 +31,10 @@ use super::dispatch::{Group, Pending};
 use super::table::{Key, Removal, Watch};
 use super::{Core, Inner};
 use crate::cgroup::parse::proc_cgroup;
-use crate::event::{EventKind, Exit, ExitStatus, KmsgMode, OomLog, OomVictim};
+use crate::event::{EventKind, Exit, ExitStatus, KmsgMode, OomLog, OomVictim, WatchId};
 use crate::source::kmsg::{KmsgReader, Unavailable};
-use crate::source::oom_victims::VictimBook;
+use crate::source::namespaces::Namespaces;
+use crate::source::oom_victims::{Clocks, StartTime, Victim, VictimBook, MAX_AGE};
 use crate::source::{Clock, Outcome};
 
 /// How long after a gap in the log a missing victim is put down to the
@@ -52,6 +53,8 @@ const KEEP_NAMED: usize = 256;
 pub(super) enum KmsgState {
     Off,
     Unavailable(Unavailable),
+    /// Not the initial pid namespace: the log's pids are not ours.
+    OtherPidNamespace,
     On(Box<KmsgOn>),
 }
 
@@ -66,6 +69,8 @@ pub(super) struct KmsgOn {
     named: RecentlyNamed,
     /// When records were last lost.
     last_gap: Option<Instant>,
+    /// Which of the log's numbers are ours.
+    ns: Namespaces,
 }
 
 /// How long a `SIGKILL` exit waits for the log to name it, when its cgroup
@@ -111,10 +116,15 @@ impl<T> LateExit<T> {
 /// A logged victim not yet named in an event.
 struct Fresh {
     victim: OomVictim,
+    /// The record, to bind the victim to its process.
+    logged: Victim,
     /// The cgroup whose limit fired, when logged.
     oom_memcg: Option<PathBuf>,
-    /// The OOM watch the victim's exit was linked to: its cgroup, when the
-    /// log did not say and the victim was gone before `/proc` could.
+    /// Where its cgroup's directory is in this mount namespace, when that
+    /// can be known (see [`where_it_lived`]).
+    dir: Option<PathBuf>,
+    /// The OOM watch the victim's exit was linked to: its cgroup, whatever
+    /// the log or `/proc` said.
     linked: Option<Key>,
 }
 
@@ -144,6 +154,10 @@ impl KmsgState {
         if !enabled {
             return KmsgState::Off;
         }
+        let ns = Namespaces::of_self();
+        if !ns.pid {
+            return KmsgState::OtherPidNamespace;
+        }
         match KmsgReader::open() {
             Ok(reader) => KmsgState::On(Box::new(KmsgOn {
                 reader,
@@ -151,6 +165,7 @@ impl KmsgState {
                 fresh: VecDeque::new(),
                 named: RecentlyNamed::default(),
                 last_gap: None,
+                ns,
             })),
             Err(u) => KmsgState::Unavailable(u),
         }
@@ -160,6 +175,7 @@ impl KmsgState {
         match self {
             KmsgState::Off => KmsgMode::Off,
             KmsgState::Unavailable(u) => KmsgMode::Unavailable(*u),
+            KmsgState::OtherPidNamespace => KmsgMode::OtherPidNamespace,
             KmsgState::On(_) => KmsgMode::On,
         }
     }
@@ -196,18 +212,20 @@ impl KmsgState {
                 on.last_gap = Some(now());
             }
             let Ok(record) = next.record else { continue };
-            let Some(v) = on.book.add(&record) else {
+            let clocks = Clocks {
+                compare_log_clock: on.ns.time,
+                ..Clocks::now()
+            };
+            let Some(v) = on.book.add(&record, clocks) else {
                 continue;
             };
-            let cgroup = match &v.task_memcg {
-                Some(p) => Some(PathBuf::from(OsStr::from_bytes(p))),
-                None => cgroup_of(v.pid),
-            };
+            let (cgroup, dir) = where_it_lived(v, on.ns, &clocks);
             let victim = OomVictim {
                 pid: v.pid,
                 comm: v.comm.clone(),
                 cgroup,
             };
+            let logged = v.clone();
             let oom_memcg = v
                 .oom_memcg
                 .as_deref()
@@ -220,12 +238,15 @@ impl KmsgState {
                 continue;
             }
             on.fresh.retain(|f| f.victim.pid != victim.pid);
+            on.expire_fresh(clocks.at);
             if on.fresh.len() == KEEP_FRESH {
                 on.fresh.pop_front();
             }
             on.fresh.push_back(Fresh {
                 victim,
+                logged,
                 oom_memcg,
+                dir,
                 linked: None,
             });
         }
@@ -237,6 +258,7 @@ impl KmsgState {
     pub(super) fn exit_verdict(
         &mut self,
         pid: i32,
+        start: Option<StartTime>,
         status: ExitStatus,
         link: Option<Key>,
         at: Instant,
@@ -253,11 +275,15 @@ impl KmsgState {
         let KmsgState::On(on) = self else {
             return Verdict::NoLog;
         };
-        if on.book.take(pid).is_some() {
-            if let Some(f) = on.fresh.iter_mut().rev().find(|f| f.victim.pid == pid) {
+        if let Some(v) = on.book.take(pid, start, on.clocks()) {
+            if let Some(f) = on.fresh.iter_mut().rev().find(|f| f.logged.seq == v.seq) {
                 f.linked = f.linked.or(link);
             }
             Verdict::Victim
+        } else if start.is_none() && on.book.is_victim(pid) {
+            // Logged, but which process exited cannot be told: the counter
+            // rule decides, as for a record lost.
+            Verdict::Lost
         } else if on.gap_near(at) {
             Verdict::Lost
         } else {
@@ -265,15 +291,23 @@ impl KmsgState {
         }
     }
 
+    /// Whether logged victims wait to be named: when none do, an OOM
+    /// watch's report needs nothing from the log (but the log is not read).
+    pub(super) fn has_fresh(&self) -> bool {
+        matches!(self, KmsgState::On(on) if !on.fresh.is_empty())
+    }
+
     /// The logged victims that lived in the cgroup at `dir` (or below it,
     /// when `hierarchical`), or whose exit was linked to its watch `key`,
-    /// not yet named in an event; the log is read first. `None` without
-    /// the log.
+    /// or that are the processes `linked` (pid and start time of the pid
+    /// watches linked to `key`), not yet named in an event; the log is read
+    /// first. `None` without the log.
     pub(super) fn victims_in(
         &mut self,
         key: Key,
         dir: &Path,
         hierarchical: bool,
+        linked: &[(i32, Option<StartTime>)],
         at: Instant,
     ) -> Option<Named> {
         // The caller takes the reader out of epoll when it fails: here it
@@ -286,13 +320,19 @@ impl KmsgState {
             records_lost: on.gap_near(at),
             ..Named::default()
         };
+        let clocks = on.clocks();
+        on.expire_fresh(clocks.at);
         let mut i = 0;
         while i < on.fresh.len() {
             let f = &on.fresh[i];
-            let lives_here = match f.victim.cgroup.as_deref() {
-                Some(c) => in_cgroup(dir, c, hierarchical),
-                None => f.linked == Some(key),
-            };
+            let is_linked = f.linked == Some(key)
+                || linked.iter().any(|&(pid, start)| {
+                    pid == f.logged.pid && start.is_some_and(|s| f.logged.could_be(s, &clocks))
+                });
+            let lives_here = is_linked
+                || f.dir
+                    .as_deref()
+                    .is_some_and(|d| in_cgroup(dir, d, hierarchical));
             if !lives_here {
                 i += 1;
                 continue;
@@ -336,45 +376,116 @@ impl RecentlyNamed {
 }
 
 impl KmsgOn {
+    /// The clocks now, compared as this process's namespaces allow.
+    fn clocks(&self) -> Clocks {
+        Clocks {
+            compare_log_clock: self.ns.time,
+            ..Clocks::now()
+        }
+    }
+
+    /// Forgets the fresh victims older than the book's [`MAX_AGE`]: a
+    /// cgroup of the same name made later is another cgroup.
+    fn expire_fresh(&mut self, now: Instant) {
+        self.fresh
+            .retain(|f| now.saturating_duration_since(f.logged.read_at) <= MAX_AGE);
+    }
+
     fn gap_near(&self, at: Instant) -> bool {
         self.last_gap
             .is_some_and(|g| at.saturating_duration_since(g) <= GAP_WINDOW)
     }
 }
 
-/// Whether a victim in `cgroup` (a path relative to its hierarchy's root, as
-/// the kernel logs it) belongs to the watch on `dir` (an absolute path
-/// under the hierarchy's mount): `dir` ends with the cgroup's path, or with
-/// one of its ancestors' for a hierarchical watch. By whole components, so
-/// that `/a/b` is not in `/x/ab`.
-fn in_cgroup(dir: &Path, cgroup: &Path, hierarchical: bool) -> bool {
-    let mut c = cgroup;
-    loop {
-        let rel = c.strip_prefix("/").unwrap_or(c);
-        if rel.as_os_str().is_empty() {
-            return false;
-        }
-        if dir.ends_with(rel) {
-            return true;
-        }
-        if !hierarchical {
-            return false;
-        }
-        match c.parent() {
-            Some(p) => c = p,
-            None => return false,
-        }
+/// Whether a victim whose cgroup's directory is `victim_dir` belongs to
+/// the watch on `dir`: the same directory, or one below it for a
+/// hierarchical watch, compared by whole components (so `/a/b` is not in
+/// `/x/ab`, nor `/web` in `/pod/web`). A watch given as a relative path or
+/// through `..` cannot be compared by its path, and matches nothing here
+/// (its linked victims are still named).
+fn in_cgroup(dir: &Path, victim_dir: &Path, hierarchical: bool) -> bool {
+    use std::path::Component;
+    if !dir.is_absolute() || dir.components().any(|c| c == Component::ParentDir) {
+        return false;
+    }
+    if hierarchical {
+        victim_dir.starts_with(dir)
+    } else {
+        victim_dir == dir
     }
 }
 
-/// The memory cgroup of `pid`, from `/proc/<pid>/cgroup`, while the victim
-/// is still there to ask (a kill whose context line the kernel's rate
-/// limit dropped): the v1 memory line, else the v2 one.
-fn cgroup_of(pid: i32) -> Option<PathBuf> {
-    let text = std::fs::read(format!("/proc/{pid}/cgroup")).ok()?;
+/// The victim's cgroup as the kernel names it (relative to its hierarchy's
+/// root), and its directory in this mount namespace, each when it can be
+/// known:
+///
+/// - from the context line, when the kernel's rate limit let it through.
+///   Its path is from the hierarchy's root, which is ours to map only in
+///   the initial cgroup namespace;
+/// - else from `/proc/<pid>/cgroup`, read now, through a directory fd that
+///   holds on to the process (a reaped one's reads fail, a reused pid's
+///   process is another directory), and only if that process can be the
+///   victim by its start time. An exiting task shows the root (`/`) on
+///   v1, which is no answer: unknown.
+///
+/// Either path is mapped to a directory with the mounts, as `locate` does.
+fn where_it_lived(
+    v: &Victim,
+    ns: Namespaces,
+    clocks: &Clocks,
+) -> (Option<PathBuf>, Option<PathBuf>) {
+    if let Some(p) = &v.task_memcg {
+        let dir = if ns.cgroup { dir_of(p) } else { None };
+        return (Some(PathBuf::from(OsStr::from_bytes(p))), dir);
+    }
+    match proc_cgroup_of(v, clocks) {
+        Some(p) => {
+            let dir = dir_of(&p);
+            (ns.cgroup.then(|| PathBuf::from(OsStr::from_bytes(&p))), dir)
+        }
+        None => (None, None),
+    }
+}
+
+/// The memory cgroup path of the victim `v` from `/proc`, if the process
+/// there is the victim and shows more than the root.
+fn proc_cgroup_of(v: &Victim, clocks: &Clocks) -> Option<Vec<u8>> {
+    use rustix::fs::{openat, Mode, OFlags};
+    let proc_dir = rustix::fs::open(
+        format!("/proc/{}", v.pid).as_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let read = |name: &str| -> Option<Vec<u8>> {
+        let fd = openat(
+            &proc_dir,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let mut file = std::fs::File::from(fd);
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut text).ok()?;
+        Some(text)
+    };
+    let ticks = crate::reaper::proc::start_time(&read("stat")?)?;
+    if !v.could_be(StartTime::from_ticks(ticks), clocks) {
+        return None;
+    }
+    let text = read("cgroup")?;
     let parsed = proc_cgroup::parse(&text).ok()?;
     let entry = parsed.memory_v1().or_else(|| parsed.unified())?;
-    Some(PathBuf::from(OsStr::from_bytes(entry.path)))
+    (entry.path != b"/").then(|| entry.path.to_vec())
+}
+
+/// Where the memory cgroup at `path` (relative to our cgroup namespace's
+/// root) is in this mount namespace.
+fn dir_of(path: &[u8]) -> Option<PathBuf> {
+    let me = std::fs::read("/proc/self/cgroup").ok()?;
+    let mountinfo = std::fs::read("/proc/self/mountinfo").ok()?;
+    crate::cgroup::memory_cgroup_dir_in(path, &me, &mountinfo).ok()
 }
 
 impl<T> Inner<T> {
@@ -390,12 +501,13 @@ impl<T> Inner<T> {
     pub(super) fn judge_exit(
         &mut self,
         pid: i32,
+        start: Option<StartTime>,
         status: ExitStatus,
         link: Option<Key>,
         at: Instant,
         last_look: bool,
     ) -> Option<bool> {
-        let verdict = self.kmsg.exit_verdict(pid, status, link, at);
+        let verdict = self.kmsg.exit_verdict(pid, start, status, link, at);
         let book = link
             .and_then(|k| self.table.get_mut(k))
             .and_then(|w| w.source.oom_book());
@@ -438,9 +550,23 @@ impl<T> Inner<T> {
             return outcome;
         };
         let dir = dir.to_path_buf();
+        // The processes linked to this watch, to name them whatever the log
+        // or `/proc` said of their cgroup: a scan, but only of an OOM report
+        // or removal with victims waiting.
+        let linked: Vec<(i32, Option<StartTime>)> = if self.kmsg.has_fresh() {
+            let id = Some(WatchId(key.as_u64()));
+            self.table
+                .iter()
+                .filter_map(|(_, w)| w.source.pid_info())
+                .filter(|info| info.oom_link == id)
+                .map(|info| (info.pid, info.start))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let Some(named) = self
             .kmsg
-            .victims_in(key, &dir, hierarchical, Instant::now())
+            .victims_in(key, &dir, hierarchical, &linked, Instant::now())
         else {
             return outcome;
         };
@@ -511,12 +637,13 @@ impl<T> Inner<T> {
                 i += 1;
                 continue;
             }
-            let (pid, status, link) = {
+            let (pid, start, status, link) = {
                 let l = &self.late_exits[i];
-                (l.exit.pid, l.exit.status, l.link)
+                let start = l.watch.source.pid_info().and_then(|info| info.start);
+                (l.exit.pid, start, l.exit.status, l.link)
             };
             let last_look = at >= self.late_exits[i].until;
-            match self.judge_exit(pid, status, link, at, last_look) {
+            match self.judge_exit(pid, start, status, link, at, last_look) {
                 Some(marked) => {
                     let mut late = self.late_exits.swap_remove(i);
                     late.exit.oom_killed = marked;
@@ -579,12 +706,32 @@ mod tests {
     }
 
     #[test]
-    fn cgroups_match_by_whole_components() {
-        let dir = Path::new("/sys/fs/cgroup/memory/a/b");
-        assert!(in_cgroup(dir, Path::new("/a/b"), false));
-        assert!(!in_cgroup(dir, Path::new("/a/b/c"), false));
-        assert!(in_cgroup(dir, Path::new("/a/b/c"), true));
-        assert!(!in_cgroup(dir, Path::new("/x/ab"), true));
-        assert!(!in_cgroup(dir, Path::new("/"), true));
+    fn cgroups_match_by_whole_directories() {
+        let dir = Path::new("/sys/fs/cgroup/memory/pod/web");
+        let at = |p: &str| Path::new("/sys/fs/cgroup/memory").join(p);
+        assert!(in_cgroup(dir, &at("pod/web"), false));
+        assert!(in_cgroup(
+            dir,
+            Path::new("/sys/fs/cgroup/memory//pod/./web/"),
+            false
+        ));
+        assert!(!in_cgroup(dir, &at("pod/web/c"), false));
+        assert!(in_cgroup(dir, &at("pod/web/c"), true));
+        // The suffix of another cgroup's path is another cgroup.
+        assert!(!in_cgroup(dir, &at("web"), true));
+        assert!(!in_cgroup(dir, &at("x/pod/web"), true));
+        assert!(!in_cgroup(dir, &at("pod/webx"), true));
+        assert!(!in_cgroup(dir, &at(""), true));
+        // A watch path that cannot be compared matches nothing.
+        assert!(!in_cgroup(
+            Path::new("pod/web"),
+            Path::new("pod/web"),
+            false
+        ));
+        assert!(!in_cgroup(
+            Path::new("/sys/fs/cgroup/memory/x/../pod/web"),
+            &at("pod/web"),
+            false
+        ));
     }
 }

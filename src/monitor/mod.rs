@@ -207,6 +207,8 @@ struct Core {
     /// The anonymous inode of the waker eventfd: a caller's fd watched as
     /// an eventfd must be a file of it too.
     anon_inode: crate::source::eventfd::AnonInode,
+    /// The kernel log is read: pid watches note when their process started.
+    binds_victims: bool,
 }
 
 impl<T> Monitor<T> {
@@ -263,6 +265,7 @@ impl<T> Monitor<T> {
                 returned: Condvar::new(),
                 holds: crate::reaper::Holder::new(),
                 anon_inode,
+                binds_victims: matches!(kmsg, kmsg::KmsgState::On(_)),
             },
             inner: Mutex::new(Inner {
                 table: Table::new(),

@@ -111,6 +111,9 @@ impl<T> Registrar<'_, T> {
         }
         if kind == Kind::Pid {
             index_pid(self.watched_pids, &source, true);
+            if self.core.binds_victims {
+                bind_start(&mut source);
+            }
         }
         self.table.insert_at(key, Watch { source, receiver });
         super::add_one(&self.core.live);
@@ -177,6 +180,18 @@ impl<T> Registrar<'_, T> {
             Removal::Missing => {}
         }
         removal
+    }
+}
+
+/// Notes when a watched process started, for the kernel log's victims.
+#[cold]
+fn bind_start(source: &mut Source) {
+    let Some(fd) = source.as_fd().map(|fd| fd.try_clone_to_owned()) else {
+        return;
+    };
+    let Ok(fd) = fd else { return };
+    if let Some(info) = source.pid_info_mut() {
+        info.start = crate::source::pidfd::start_of(info.pid, &fd);
     }
 }
 

@@ -156,6 +156,7 @@ watch_methods! {
             oom_link,
             retry: None,
             exit_fifo: None,
+            start: None,
         };
         self.add(Source::pid(fd, info), receiver, Subject::Pid(pid))
     }

@@ -1,4 +1,5 @@
-//! The two `/proc` files the orphan reaper reads, as pure parsers.
+//! The `/proc` files the orphan reaper and the kernel-log reader read, as
+//! pure parsers.
 //!
 //! - `/proc/self/task/<tid>/children`: the pids of the thread's children,
 //!   separated by spaces (`"812 813 "`). Children belong to the thread that
@@ -6,6 +7,10 @@
 //!   reaper reads the file of every thread.
 //! - `/proc/self/task/<tid>/status`: its `SigBlk:` line is the thread's
 //!   blocked-signal mask in hex, bit `signo - 1` for each signal.
+//! - `/proc/<pid>/stat`: field 22, `starttime`, is when the process started,
+//!   in clock ticks (`sysconf(_SC_CLK_TCK)`) since boot on
+//!   `CLOCK_BOOTTIME`. Field 2 is the name in parentheses, which may itself
+//!   hold spaces and `)`: the fields are counted from the *last* `)`.
 
 /// The pids in a `children` file, in order. Anything that is not a positive
 /// decimal number fitting an `i32` is skipped: no panic on any input.
@@ -16,6 +21,29 @@ pub fn parse_children(text: &[u8]) -> impl Iterator<Item = i32> + '_ {
         }
         let n = word.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         i32::try_from(n).ok().filter(|&p| p > 0)
+    })
+}
+
+/// The `starttime` field of a `stat` file; `None` when malformed.
+///
+/// ```
+/// use ctrmon::reaper::proc::start_time;
+/// let stat = b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 98 0 0 0 0 0 0 0 20 0 1 0 81234 2371584 197 18446744073709551615\n";
+/// assert_eq!(start_time(stat), Some(81234));
+/// ```
+pub fn start_time(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    // Field 3 (state) is the first after the name; starttime is field 22.
+    let word = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .nth(22 - 3)?;
+    let word = word.strip_suffix(b"\n").unwrap_or(word);
+    if word.is_empty() || word.len() > 20 || !word.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    word.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod hangup;
 mod kernfs;
 pub(crate) mod kmsg;
 pub(crate) mod memory_events;
+pub(crate) mod namespaces;
 pub(crate) mod oom_book;
 pub(crate) mod oom_v1;
 pub(crate) mod oom_victims;

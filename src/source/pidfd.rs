@@ -23,6 +23,7 @@ use rustix::process::{pidfd_open, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions
 use super::{Clock, Outcome};
 use crate::event::{EventKind, Exit, ExitStatus, WatchId, WhyUnknown};
 use crate::pidfd::{exit_info, ExitInfo};
+use crate::source::oom_victims::StartTime;
 use crate::{Error, Subject};
 
 pub(crate) const INTEREST: EventFlags = EventFlags::IN;
@@ -48,6 +49,23 @@ pub(crate) struct PidInfo {
     pub(crate) retry: Option<Retry>,
     /// The process's exit FIFO watch, ended with the process's exit.
     pub(crate) exit_fifo: Option<WatchId>,
+    /// When the process started, read when the watch was made (with the
+    /// kernel log on): what binds a logged OOM victim to this process and
+    /// not to an earlier one that had its pid.
+    pub(crate) start: Option<StartTime>,
+}
+
+/// When the process that `fd` names started: `/proc/<pid>/stat` read, then
+/// the pidfd asked whether its process is still there (not reaped: the
+/// pid then still names it, so the file read was its own). `None` when
+/// that cannot be told.
+pub(crate) fn start_of(pid: i32, fd: &OwnedFd) -> Option<StartTime> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = crate::reaper::proc::start_time(&stat)?;
+    match crate::pidfd::pid_of(fd.as_fd()) {
+        Ok(Some(p)) if p == pid => Some(StartTime::from_ticks(ticks)),
+        _ => None,
+    }
 }
 
 #[derive(Clone, Copy)]

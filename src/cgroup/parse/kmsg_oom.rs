@@ -168,8 +168,21 @@ impl<'a> Record<'a> {
         })
     }
 
-    /// The OOM killer's line this record carries, if it is one.
+    /// Whether the kernel logged this record itself: facility 0. Whatever
+    /// user space writes to `/dev/kmsg` gets a non-zero facility
+    /// (`devkmsg_write` puts `LOG_USER` in place of a 0), so a record with
+    /// facility 0 cannot be forged, even by root.
+    pub fn is_kernel(&self) -> bool {
+        self.facility == 0
+    }
+
+    /// The OOM killer's line this record carries, if it is one: never for
+    /// a record that user space wrote ([`is_kernel`](Self::is_kernel)),
+    /// whatever its text.
     pub fn oom(&self) -> Option<OomLine<'a>> {
+        if !self.is_kernel() {
+            return None;
+        }
         oom_line(self.message.raw())
     }
 }
@@ -213,21 +226,27 @@ pub struct Killed<'a> {
 }
 
 /// `oom-kill:constraint=…,oom_memcg=<path>,task_memcg=<path>,task=<comm>,pid=<pid>,uid=<uid>`
+///
+/// The names in it are the kernel's unquoted: a field that the line's
+/// readings ([`readings`](Self::readings)) disagree on is `None` here, and
+/// [`reading_with_comm`](Self::reading_with_comm) settles it with the name
+/// from the victim's `Killed process` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OomContext<'a> {
     /// `CONSTRAINT_MEMCG`, `CONSTRAINT_NONE`, …; `None` for a fragment.
     pub constraint: Option<&'a [u8]>,
-    /// The cgroup whose limit fired; `None` for a global OOM (or when the
-    /// line was logged in pieces).
+    /// The cgroup whose limit fired; `None` for a global OOM, when the line
+    /// was logged in pieces, or when its readings disagree.
     pub oom_memcg: Option<Escaped<'a>>,
-    /// The victim's cgroup.
+    /// The victim's cgroup, when every reading agrees.
     pub task_memcg: Option<Escaped<'a>>,
-    /// The victim's name, escaped.
-    pub comm: Escaped<'a>,
+    /// The victim's name, escaped, when every reading agrees.
+    pub comm: Option<Escaped<'a>>,
     /// The victim.
     pub pid: i32,
     /// Its user id.
     pub uid: u32,
+    names: Names<'a>,
 }
 
 /// Recognises the OOM killer's lines in a record's (escaped) message.
@@ -281,59 +300,310 @@ fn killed(message: &[u8]) -> Option<Killed<'_>> {
     })
 }
 
-/// `pid=` and `uid=` are read from the end of the line, where nothing
-/// follows them; the name is what lies between the last `,task=` before
-/// them and `,pid=`. The two cgroup paths are split where the limit's
-/// cgroup is the victim's or one of its ancestors, as it always is.
+/// `pid=` and `uid=` end the line and hold only digits, so the last of each
+/// is the real one. What comes before them mixes fixed words with names
+/// that tasks and cgroup owners choose, and the kernel does not quote them:
+/// a victim may call itself `a,task=b`, and a cgroup may be named
+/// `x,task_memcg=`. The head is parsed from the front, where only the
+/// cpuset's name is free text and it cannot hold a `/`; what is left,
+/// `<oom_memcg>,task_memcg=<task_memcg>,task=<comm>`, is split every way the
+/// kernel's format allows (paths that start with `/`, the limit's cgroup an
+/// ancestor of the victim's or the same, a name of at most 15 bytes), and a
+/// field is given only when every reading agrees on it.
 fn context(rest: &[u8], whole: bool) -> Option<OomContext<'_>> {
     let u = rfind(rest, b",uid=")?;
-    let uid = u32::try_from(decimal(&rest[u + 5..])?).ok()?;
+    let uid = uid(&rest[u + 5..])?;
     let rest = &rest[..u];
     let p = rfind(rest, b",pid=")?;
     let pid = pid(&rest[p + 5..])?;
     let rest = &rest[..p];
-    let t = rfind(rest, b",task=")?;
-    let comm = Escaped(&rest[t + 6..]);
-    let head = &rest[..t];
-    let constraint = if whole {
-        let c = head.strip_prefix(b"constraint=")?;
-        Some(&c[..c.iter().position(|&b| b == b',').unwrap_or(c.len())])
+    let (constraint, names) = if whole {
+        let (constraint, after) = head(rest)?;
+        (Some(constraint), after)
     } else {
-        None
+        (None, fragment(rest)?)
     };
-    let (oom_memcg, task_memcg) = memcgs(head);
-    Some(OomContext {
+    let mut c = OomContext {
         constraint,
-        oom_memcg,
-        task_memcg,
-        comm,
+        oom_memcg: None,
+        task_memcg: None,
+        comm: None,
         pid,
         uid,
-    })
+        names,
+    };
+    let mut readings = c.readings();
+    if let Some(first) = readings.next() {
+        let (mut oom, mut task, mut comm) = (
+            Some(first.oom_memcg),
+            Some(first.task_memcg),
+            Some(first.comm),
+        );
+        for r in readings {
+            agree(&mut oom, r.oom_memcg);
+            agree(&mut task, r.task_memcg);
+            agree(&mut comm, r.comm);
+        }
+        c.oom_memcg = oom.flatten();
+        c.task_memcg = task.flatten();
+        c.comm = comm;
+    } else {
+        return None;
+    }
+    Some(c)
 }
 
-fn memcgs(head: &[u8]) -> (Option<Escaped<'_>>, Option<Escaped<'_>>) {
-    const OOM: &[u8] = b",oom_memcg=";
-    const TASK: &[u8] = b",task_memcg=";
-    let mut fallback = None;
-    for o in positions(head, OOM) {
-        let from = o + OOM.len();
-        for t in positions(&head[from..], TASK) {
-            let oom = &head[from..from + t];
-            let task = &head[from + t + TASK.len()..];
-            if is_ancestor_or_self(oom, task) {
-                return (Some(Escaped(oom)), Some(Escaped(task)));
-            }
-            fallback.get_or_insert((Some(Escaped(oom)), Some(Escaped(task))));
+fn agree<V: PartialEq>(kept: &mut Option<V>, other: V) {
+    if kept.as_ref().is_some_and(|k| *k != other) {
+        *kept = None;
+    }
+}
+
+/// `constraint=<C>,nodemask=<list>[,cpuset=<name>,mems_allowed=<list>]`
+/// (`dump_oom_victim` and `cpuset_print_current_mems_allowed`), then the
+/// names.
+fn head(rest: &[u8]) -> Option<(&[u8], Names<'_>)> {
+    let rest = rest.strip_prefix(b"constraint=")?;
+    let end = rest.iter().position(|&b| b == b',')?;
+    let (constraint, rest) = rest.split_at(end);
+    if constraint.is_empty()
+        || !constraint
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || *b == b'_')
+    {
+        return None;
+    }
+    let rest = rest.strip_prefix(b",nodemask=")?;
+    let rest = match rest.strip_prefix(b"(null)") {
+        Some(r) => r,
+        None => skip_node_list(rest)?,
+    };
+    let rest = match rest.strip_prefix(b",cpuset=") {
+        Some(r) => after_cpuset(r)?,
+        None => rest,
+    };
+    Some((constraint, memcgs(rest)?))
+}
+
+/// The cpuset's name is one cgroup's name (no `/` in it) or `/` for the
+/// root: so the first `/` after it starts a memory cgroup's path.
+fn after_cpuset(rest: &[u8]) -> Option<&[u8]> {
+    const MEMS: &[u8] = b",mems_allowed=";
+    let mems = match rest.strip_prefix(b"/") {
+        Some(r) => r.strip_prefix(MEMS)?,
+        None => {
+            // No path at all: a kernel without memory cgroups, whose
+            // lines ctrmon has no use for (and could not split).
+            let slash = rest.iter().position(|&b| b == b'/')?;
+            let before = &rest[..slash];
+            let before = before
+                .strip_suffix(b",oom_memcg=".as_slice())
+                .or_else(|| before.strip_suffix(b",global_oom,task_memcg=".as_slice()))
+                .unwrap_or(before);
+            // The list holds no `,mems_allowed=`: the last one is real.
+            let m = rfind(before, MEMS)?;
+            &rest[m + MEMS.len()..]
         }
-        fallback.get_or_insert((Some(Escaped(&head[from..])), None));
+    };
+    skip_node_list(mems)
+}
+
+/// A node list as `%*pbl` prints it (`0`, `0-3,8`): digits, `-`, and
+/// commas that a digit follows. May be empty.
+fn skip_node_list(rest: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'0'..=b'9' | b'-' => i += 1,
+            b',' if rest.get(i + 1).is_some_and(u8::is_ascii_digit) => i += 1,
+            _ => break,
+        }
     }
-    if let Some(found) = fallback {
-        return found;
+    Some(&rest[i..])
+}
+
+/// After the node lists: `,oom_memcg=<p>,task_memcg=<p>`, or
+/// `,global_oom,task_memcg=<p>`, or (no memory cgroups in the kernel)
+/// nothing; then `,task=<comm>`.
+fn memcgs(rest: &[u8]) -> Option<Names<'_>> {
+    if let Some(r) = rest.strip_prefix(b",oom_memcg=") {
+        return Some(Names::Limit(r));
     }
-    // A global OOM: `,global_oom,task_memcg=<path>`.
-    let task = find(head, TASK).map(|t| Escaped(&head[t + TASK.len()..]));
-    (None, task)
+    if let Some(r) = rest.strip_prefix(b",global_oom,task_memcg=") {
+        return Some(Names::Task(r));
+    }
+    Some(Names::Comm(rest.strip_prefix(b",task=")?))
+}
+
+/// The tail of a line printed in pieces, which another CPU's output cut: it
+/// starts at one of the `pr_cont` calls.
+fn fragment(rest: &[u8]) -> Option<Names<'_>> {
+    if let Some(r) = rest.strip_prefix(b",cpuset=") {
+        return memcgs(after_cpuset(r)?);
+    }
+    if let Some(r) = rest.strip_prefix(b",mems_allowed=") {
+        return memcgs(skip_node_list(r)?);
+    }
+    if let Some(r) = rest.strip_prefix(b",task_memcg=") {
+        return Some(Names::Task(r));
+    }
+    memcgs(rest)
+}
+
+/// The part of a context line that names choose, still to be split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Names<'a> {
+    /// `<oom_memcg>,task_memcg=<task_memcg>,task=<comm>`
+    Limit(&'a [u8]),
+    /// `<task_memcg>,task=<comm>`: a global OOM, or a fragment that starts
+    /// at `,task_memcg=`.
+    Task(&'a [u8]),
+    /// `<comm>` alone.
+    Comm(&'a [u8]),
+}
+
+/// One way to read a context line's names that the kernel's format allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading<'a> {
+    /// The cgroup whose limit fired; `None` for a global OOM or when the
+    /// line does not say.
+    pub oom_memcg: Option<Escaped<'a>>,
+    /// The victim's cgroup, when the line says.
+    pub task_memcg: Option<Escaped<'a>>,
+    /// The victim's name.
+    pub comm: Escaped<'a>,
+}
+
+impl<'a> OomContext<'a> {
+    /// Every reading of the line's names that the kernel's format allows;
+    /// one for any line whose names hold none of the separators. The one
+    /// the kernel meant is among them.
+    pub fn readings(&self) -> impl Iterator<Item = Reading<'a>> + 'a {
+        let (blob, limit) = match self.names {
+            Names::Limit(b) => (b, true),
+            Names::Task(b) => (b, false),
+            Names::Comm(c) => {
+                let one = is_comm(c).then_some(Reading {
+                    oom_memcg: None,
+                    task_memcg: None,
+                    comm: Escaped(c),
+                });
+                return Box::new(one.into_iter()) as Box<dyn Iterator<Item = Reading<'a>>>;
+            }
+        };
+        const TASK: &[u8] = b",task=";
+        // A name is at most 15 bytes, each at most 4 when escaped.
+        let from = blob.len().saturating_sub(TASK.len() + 4 * COMM_MAX);
+        Box::new(
+            positions(&blob[from..], TASK)
+                .map(move |t| from + t)
+                .filter(move |&t| is_comm(&blob[t + TASK.len()..]))
+                .flat_map(move |t| {
+                    let comm = Escaped(&blob[t + TASK.len()..]);
+                    let paths = &blob[..t];
+                    split_paths(paths, limit).map(move |(oom, task)| Reading {
+                        oom_memcg: oom.map(Escaped),
+                        task_memcg: Some(Escaped(task)),
+                        comm,
+                    })
+                }),
+        )
+    }
+
+    /// The reading whose victim is named `comm` (from the `Killed process`
+    /// line that follows for the same pid), when there is exactly one.
+    pub fn reading_with_comm(&self, comm: Escaped<'_>) -> Option<Reading<'a>> {
+        let mut found = self.readings().filter(|r| r.comm.raw() == comm.raw());
+        let one = found.next()?;
+        found.next().is_none().then_some(one)
+    }
+}
+
+/// The longest task name (`TASK_COMM_LEN` less its NUL).
+const COMM_MAX: usize = 15;
+
+/// A limit's cgroup (if any) and a victim's.
+type PathPair<'a> = (Option<&'a [u8]>, &'a [u8]);
+
+/// `<oom_memcg>,task_memcg=<task_memcg>` split every way that gives two
+/// paths with the first an ancestor of the second (or the same); or, for
+/// `limit == false`, the whole as one path.
+fn split_paths(paths: &[u8], limit: bool) -> Box<dyn Iterator<Item = PathPair<'_>> + '_> {
+    const TASK: &[u8] = b",task_memcg=";
+    if !limit {
+        return Box::new(is_path(paths).then_some((None, paths)).into_iter());
+    }
+    Box::new(
+        positions(paths, TASK)
+            .map(move |i| (&paths[..i], &paths[i + TASK.len()..]))
+            .filter(|(oom, task)| is_path(oom) && is_path(task) && is_ancestor_or_self(oom, task))
+            .map(|(oom, task)| (Some(oom), task)),
+    )
+}
+
+/// A cgroup path as `pr_cont_cgroup_path` prints it: `/`, or `/` and names
+/// joined by `/`, none empty, `.` or `..`, escaped as the log escapes.
+fn is_path(p: &[u8]) -> bool {
+    if p == b"/" {
+        return true;
+    }
+    let Some(rest) = p.strip_prefix(b"/") else {
+        return false;
+    };
+    is_escaped(p)
+        && rest
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
+}
+
+/// A task name as logged: at most 15 bytes once unescaped.
+fn is_comm(c: &[u8]) -> bool {
+    is_escaped(c) && Escaped(c).bytes().count() <= COMM_MAX
+}
+
+/// Whether `text` is what the log's escaping can produce: printable ASCII
+/// but the backslash, and `\xNN` for exactly the bytes it escapes.
+fn is_escaped(text: &[u8]) -> bool {
+    let mut rest = text;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'\\' {
+            let [b'x', h, l, after @ ..] = tail else {
+                return false;
+            };
+            let (Some(h), Some(l)) = (lower_hex(*h), lower_hex(*l)) else {
+                return false;
+            };
+            let v = h << 4 | l;
+            if ((0x20..0x7f).contains(&v) && v != b'\\') || v == 0 {
+                return false;
+            }
+            rest = after;
+        } else if !(0x20..0x7f).contains(&b) {
+            return false;
+        } else {
+            rest = tail;
+        }
+    }
+    true
+}
+
+fn lower_hex(d: u8) -> Option<u8> {
+    match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// `%d` of a `uid_t`: a uid above `i32::MAX` prints negative.
+fn uid(digits: &[u8]) -> Option<u32> {
+    match digits.strip_prefix(b"-") {
+        Some(d) => {
+            let v = decimal(d).filter(|&v| v <= 1 << 31)?;
+            Some((v as u32).wrapping_neg())
+        }
+        None => u32::try_from(decimal(digits)?).ok(),
+    }
 }
 
 fn is_ancestor_or_self(a: &[u8], b: &[u8]) -> bool {

@@ -78,11 +78,11 @@ impl<T> Inner<T> {
         clock: &mut Clock,
         group: &mut Group<T>,
     ) {
-        let link = self
+        let (link, start) = self
             .table
             .get(key)
             .and_then(|w| w.source.pid_info())
-            .and_then(|info| info.oom_link);
+            .map_or((None, None), |info| (info.oom_link, info.start));
         let link = link
             .map(|id| Key::from_u64(id.0))
             .filter(|&k| self.table.get(k).is_some());
@@ -94,7 +94,7 @@ impl<T> Inner<T> {
             let now = clock.now();
             if let Some(w) = self.table.get_mut(link) {
                 let outcome = w.source.recheck(now, true);
-                let judged = self.judge_exit(exit.pid, exit.status, Some(link), now, false);
+                let judged = self.judge_exit(exit.pid, start, exit.status, Some(link), now, false);
                 self.push_outcome(core, link, outcome, group);
                 match judged {
                     Some(marked) => exit.oom_killed = marked,
@@ -106,7 +106,7 @@ impl<T> Inner<T> {
             // No linked cgroup (or its watch is gone): only the log can tell.
             let now = clock.now();
             exit.oom_killed = self
-                .judge_exit(exit.pid, exit.status, None, now, true)
+                .judge_exit(exit.pid, start, exit.status, None, now, true)
                 .unwrap_or(false);
         }
         let fifo = self
