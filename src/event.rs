@@ -229,15 +229,18 @@ impl Deref for MemoryReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OomVictim {
-    /// Its pid (in the monitor's pid namespace only when that is the
-    /// initial one: the kernel logs initial-namespace pids).
+    /// Its pid. The kernel logs pids of the initial pid namespace, and a
+    /// monitor in any other does not read the log
+    /// ([`KmsgMode::OtherPidNamespace`]).
     pub pid: i32,
     /// Its name (`comm`, at most 15 bytes), unescaped; not necessarily
     /// UTF-8.
     pub comm: Vec<u8>,
     /// The cgroup it lived in, relative to the root of its hierarchy, when
-    /// known (from the log's context line, else `/proc/<pid>/cgroup` read
-    /// when the log was).
+    /// known: from the log's context line, else from `/proc/<pid>/cgroup`
+    /// read when the log was, from the victim's own process (checked by its
+    /// start time) and only in the initial cgroup namespace. An exiting
+    /// victim shows the root there on v1, which counts as unknown.
     pub cgroup: Option<PathBuf>,
 }
 

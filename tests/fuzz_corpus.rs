@@ -82,9 +82,14 @@ fn replay(name: &str, data: &[u8]) -> bool {
         "locate" => {
             let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
             let (cgroup, rest) = data.split_at(split);
-            let _ = locate_in(cgroup, rest.get(1..).unwrap_or_default(), |p| {
-                p.as_os_str().len() % 2 == 0
-            });
+            let mountinfo = rest.get(1..).unwrap_or_default();
+            let _ = locate_in(cgroup, mountinfo, |p| p.as_os_str().len() % 2 == 0);
+            let nl = cgroup
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(cgroup.len());
+            let (path, me) = cgroup.split_at(nl);
+            let _ = ctrmon::cgroup::memory_cgroup_dir_in(path, me, mountinfo);
         }
         "containing" => {
             let mut parts = data.splitn(3, |&b| b == 0);

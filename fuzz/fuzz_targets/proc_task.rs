@@ -2,5 +2,9 @@
 use ctrmon::reaper::proc::{parse_children, signal_blocked, start_time};
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     assert!(parse_children(data).all(|pid| pid > 0));
-    let _ = (signal_blocked(data, 17), signal_blocked(data, 64), start_time(data));
+    let _ = (
+        signal_blocked(data, 17),
+        signal_blocked(data, 64),
+        start_time(data),
+    );
 });

@@ -186,12 +186,12 @@ impl<T> Registrar<'_, T> {
 /// Notes when a watched process started, for the kernel log's victims.
 #[cold]
 fn bind_start(source: &mut Source) {
-    let Some(fd) = source.as_fd().map(|fd| fd.try_clone_to_owned()) else {
+    let (Some(fd), Some(pid)) = (source.as_fd(), source.pid_info().map(|i| i.pid)) else {
         return;
     };
-    let Ok(fd) = fd else { return };
+    let start = crate::source::pidfd::start_of(pid, fd);
     if let Some(info) = source.pid_info_mut() {
-        info.start = crate::source::pidfd::start_of(info.pid, &fd);
+        info.start = start;
     }
 }
 

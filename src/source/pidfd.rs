@@ -59,10 +59,10 @@ pub(crate) struct PidInfo {
 /// the pidfd asked whether its process is still there (not reaped: the
 /// pid then still names it, so the file read was its own). `None` when
 /// that cannot be told.
-pub(crate) fn start_of(pid: i32, fd: &OwnedFd) -> Option<StartTime> {
+pub(crate) fn start_of(pid: i32, fd: std::os::fd::BorrowedFd<'_>) -> Option<StartTime> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     let ticks = crate::reaper::proc::start_time(&stat)?;
-    match crate::pidfd::pid_of(fd.as_fd()) {
+    match crate::pidfd::pid_of(fd) {
         Ok(Some(p)) if p == pid => Some(StartTime::from_ticks(ticks)),
         _ => None,
     }
