@@ -295,3 +295,64 @@ fn concurrent_ooms_each_name_their_own_victim() {
         assert_eq!(named[i], [hog.pid()], "run {i}: {named:?}");
     }
 }
+
+/// A victim that named itself like the context line's fields
+/// (`a,task=/b`): the line's names are split by the kernel's format and
+/// the victim's `Killed process` line, so its cgroup is still known.
+#[test]
+fn a_victim_named_like_a_context_field_is_named_in_its_cgroup() {
+    use ctrmon::cgroup::parse::kmsg_oom::OomLine;
+    use ctrmon::kmsg::KmsgReader;
+    let Some(root) = memory_v1() else { return };
+    let _serial = serial();
+    let Some(m) = monitor() else { return };
+    let mut reader = KmsgReader::open().unwrap();
+    let mut cg = TestCgroup::new(&root, "trust-comm");
+    cg.set("memory.limit_in_bytes", LIMIT);
+    m.watch_cgroup_oom(&cg.path, Who::Cgroup(0)).unwrap();
+    // dash keeps a command substitution's output in its own memory: it
+    // grows until the kernel kills it, the highest oom_score_adj of the
+    // cgroup, by the name it gave itself.
+    let kid = cg.sh(
+        "echo 1000 > /proc/$$/oom_score_adj; printf 'a,task=/b' > /proc/$$/comm; \
+         x=$(head -c 400000000 /dev/zero | tr '\\0' a)",
+    );
+    kid.wait_exited_no_reap();
+    let mut victims = Vec::new();
+    let mut note = |d: &MemoryReport| {
+        victims.extend(d.victims().iter().map(|v| (v.pid, v.comm.clone())));
+    };
+    pump(&m, |_, kind| match kind {
+        EventKind::Memory(d) => {
+            note(&d);
+            d.oom_kill > 0
+        }
+        other => panic!("{other:?}"),
+    });
+    assert!(kid.reap());
+    cg.remove();
+    pump(&m, |_, kind| match kind {
+        EventKind::Memory(d) => {
+            note(&d);
+            false
+        }
+        EventKind::Removed => true,
+        other => panic!("{other:?}"),
+    });
+    // What the kernel logged for it: a context line, unless its rate limit
+    // (10 reports per 5 s) dropped it.
+    let mut context_logged = false;
+    while let Some(next) = reader.next_record().unwrap() {
+        if let Ok(rec) = next.record {
+            if let Some(OomLine::Context(c)) = rec.oom() {
+                context_logged |= c.pid == kid.pid();
+            }
+        }
+    }
+    if context_logged {
+        assert_eq!(victims, [(kid.pid(), b"a,task=/b".to_vec())]);
+    } else {
+        eprintln!("the kernel's rate limit dropped the context line: only checked that no other process was named");
+        assert!(victims.iter().all(|(p, _)| *p == kid.pid()), "{victims:?}");
+    }
+}
