@@ -352,6 +352,11 @@ fn watch_local_events_tells_the_ancestors_limit_from_the_cgroups_own() {
     drop(hog);
     // Let the parent's OOM (which waits for a kill that is not its own) out.
     std::thread::sleep(std::time::Duration::from_millis(500));
+    // How many OOMs the kernel counted at the parent's limit: one kill can
+    // take more than one (seen twice on 6.1 and 6.12), so the report is
+    // compared with the kernel's own count, not with a constant.
+    let parent_ooms = parent.counter("memory.events.local", "oom");
+    assert!(parent_ooms >= 1);
     child.remove();
     parent.remove();
     common::wait_for(std::time::Duration::from_secs(30), || {
@@ -377,9 +382,10 @@ fn watch_local_events_tells_the_ancestors_limit_from_the_cgroups_own() {
     // The parent: its limit hit, no process of its own killed.
     let p = of(&parent.path);
     assert_eq!(p.len(), 1, "{out}");
+    let counted = parent_ooms.to_string();
     assert_eq!(
         (field(p[0], "oom"), field(p[0], "oom_kill")),
-        (Some("1"), None),
+        (Some(counted.as_str()), None),
         "{out}"
     );
     assert_eq!(out.matches("\"event\":\"removed\"").count(), 2, "{out}");
