@@ -46,6 +46,17 @@ fn main() -> ExitCode {
         ("watch_pidfd_refuses_what_is_not_a_pidfd", watch_not_a_pidfd),
         ("watch_pidfd_of_a_process_already_reaped", watch_reaped),
         ("ctrmon_watch_pidfd_socket", cli_watch),
+        ("the_socket_is_0600_whatever_the_umask", mode_0600),
+        (
+            "a_stale_socket_is_replaced_and_a_live_one_refused",
+            stale_and_live,
+        ),
+        (
+            "a_peer_of_another_uid_is_refused_unless_allowed",
+            peer_credentials,
+        ),
+        ("watch_pidfd_refuses_a_thread_pidfd", watch_thread_pidfd),
+        ("a_thread_pidfd_sent_is_refused_and_closed", thread_sent),
     ])
 }
 
@@ -83,6 +94,22 @@ fn sender(mode: &str) -> ! {
         "twofds" => send(b"standard", &[&me, &pipe_r]),
         "notpidfd" => send(b"standard", &[&pipe_r]),
         "silent" => {}
+        "thread" => {
+            // A thread that lives until the process exits, and a pidfd for
+            // it alone (`PIDFD_THREAD`, which is `O_EXCL`).
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                tx.send(thread_id()).unwrap();
+                std::thread::sleep(Duration::from_secs(600));
+            });
+            let tid = rx.recv().unwrap();
+            let thread = pidfd_open(
+                rustix::process::Pid::from_raw(tid).unwrap(),
+                PidfdFlags::from_bits_retain(libc::O_EXCL as u32),
+            )
+            .expect("pidfd_open(PIDFD_THREAD)");
+            send(b"standard", &[&thread])
+        }
         other => panic!("unknown sender mode {other}"),
     }
     drop(conn);
@@ -369,4 +396,147 @@ fn cli_watch() {
         "{err}"
     );
     assert!(!path.exists(), "the socket file is removed at the end");
+}
+
+/// The calling thread's id, from `/proc/thread-self` (`<pid>/task/<tid>`).
+fn thread_id() -> i32 {
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Under umask 000 the socket file is still `0600`: nobody else may even
+/// connect.
+fn mode_0600() {
+    use rustix::fs::Mode;
+    let dir = TmpDir::new("pidfd-mode");
+    let path = dir.path.join("pidfd.sock");
+    let old = rustix::process::umask(Mode::empty());
+    let listener = PidfdListener::bind(&path);
+    rustix::process::umask(old);
+    let _listener = listener.unwrap();
+    assert_eq!(mode_of(&path), 0o600, "mode of {}", path.display());
+}
+
+/// A socket file left by a listener that is gone is replaced; a live
+/// listener's, or a file that is not a socket, is refused with the path.
+fn stale_and_live() {
+    let dir = TmpDir::new("pidfd-stale");
+    let path = dir.path.join("pidfd.sock");
+    // What a SIGKILLed listener leaves: the file, nobody listening.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let first = PidfdListener::bind(&path).expect("the stale socket is replaced");
+    let before = open_fds();
+    let err = PidfdListener::bind(&path).unwrap_err().to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("live"), "{err}");
+    assert_eq!(open_fds(), before, "the refusal leaked an fd");
+    // The live one still works: the probe was only a connection.
+    drop(first);
+    let file = dir.path.join("file");
+    std::fs::write(&file, "keep").unwrap();
+    let err = PidfdListener::bind(&file).unwrap_err().to_string();
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("not a socket"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+}
+
+/// A sender running as `nobody`, against a socket made world-writable (as a
+/// careless chmod would): refused by its credentials, then accepted once
+/// its uid is allowed.
+fn peer_credentials() {
+    if !rustix::process::geteuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        assert!(!common::cgroups_required(), "needs root and setpriv");
+        eprintln!("skipping: needs root and setpriv");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TmpDir::new("pidfd-peer");
+    std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path.join("pidfd.sock");
+    let mut listener = PidfdListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let nobody = || {
+        let mut cmd = std::process::Command::new("/usr/bin/setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .arg(&path)
+            .env("CTRMON_TEST_HELPER", "runc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        Kid::spawn(&mut cmd)
+    };
+    let accept = |l: &PidfdListener| {
+        wait_readable(l.as_fd());
+        l.accept()
+    };
+    let sender = nobody();
+    let before = open_fds();
+    let err = accept(&listener).unwrap_err();
+    assert_eq!(open_fds(), before, "the refused connection stayed open");
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(
+        text.contains("uid 65534") && text.contains(&format!("pid {}", sender.pid())),
+        "{text}"
+    );
+    drop(sender);
+    listener.allow_uid(65534);
+    let mut sender = nobody();
+    let conn = accept(&listener).unwrap().expect("a connection");
+    let got = loop {
+        wait_readable(conn.as_fd());
+        if let Some(got) = conn.receive().unwrap() {
+            break got;
+        }
+    };
+    assert_eq!(got.pid, Some(sender.pid()));
+    drop(sender.child.stdin.take());
+}
+
+/// A pidfd for a thread that is not its process's leader, opened with
+/// `PIDFD_THREAD`: `watch_pidfd` says it is a thread's, and closes it.
+fn watch_thread_pidfd() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tx.send(thread_id()).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let tid = rx.recv().unwrap();
+    let pidfd = pidfd_open(
+        rustix::process::Pid::from_raw(tid).unwrap(),
+        PidfdFlags::from_bits_retain(libc::O_EXCL as u32),
+    )
+    .expect("pidfd_open(PIDFD_THREAD)");
+    let m: Monitor<()> = Monitor::new().unwrap();
+    let before = open_fds();
+    let err = m.watch_pidfd(pidfd, ()).unwrap_err().to_string();
+    stop_tx.send(()).unwrap();
+    thread.join().unwrap();
+    assert!(
+        err.contains("thread") && err.contains(&tid.to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        open_fds().len(),
+        before.len() - 1,
+        "the thread's pidfd was not closed"
+    );
+}
+
+fn thread_sent() {
+    refused("thread", "a thread's pidfd");
 }
