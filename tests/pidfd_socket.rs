@@ -57,6 +57,19 @@ fn main() -> ExitCode {
         ),
         ("watch_pidfd_refuses_a_thread_pidfd", watch_thread_pidfd),
         ("a_thread_pidfd_sent_is_refused_and_closed", thread_sent),
+        (
+            "ctrmon_watch_socket_is_0600_refuses_others_and_a_live_twin",
+            cli_socket_access,
+        ),
+        (
+            "ctrmon_watch_pidfd_line_comes_before_exit_of_a_zombie",
+            cli_order,
+        ),
+        (
+            "ctrmon_watch_out_of_fds_does_not_spin_and_serves_real_senders",
+            cli_pressure,
+        ),
+        ("ctrmon_watch_soak_300_senders_beside_80_idle", cli_soak),
     ])
 }
 
@@ -94,6 +107,13 @@ fn sender(mode: &str) -> ! {
         "twofds" => send(b"standard", &[&me, &pipe_r]),
         "notpidfd" => send(b"standard", &[&pipe_r]),
         "silent" => {}
+        // Sends and exits at once: the parent reaps it right away, so it is
+        // a zombie or gone when ctrmon reads the message.
+        "zombie" => {
+            let payload = std::env::args().nth(2).unwrap_or_default();
+            send(payload.as_bytes(), &[&me]);
+            std::process::exit(5)
+        }
         "thread" => {
             // A thread that lives until the process exits, and a pidfd for
             // it alone (`PIDFD_THREAD`, which is `O_EXCL`).
@@ -539,4 +559,350 @@ fn watch_thread_pidfd() {
 
 fn thread_sent() {
     refused("thread", "a thread's pidfd");
+}
+
+/// `ctrmon watch --pidfd-socket PATH ARGS` started by `sh -c "PREFIX; exec
+/// ctrmon ..."` (a umask, a ulimit), its stdout read line by line by a
+/// thread, its stderr in a file.
+struct CliWatch {
+    kid: Kid,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl CliWatch {
+    fn start(dir: &TmpDir, prefix: &str, args: &[&str]) -> CliWatch {
+        let path = dir.path.join("pidfd.sock");
+        let stderr = dir.path.join("stderr");
+        let script =
+            format!("{prefix}; p=\"$1\"; shift; exec \"$0\" watch --pidfd-socket \"$p\" \"$@\"");
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &script, env!("CARGO_BIN_EXE_ctrmon")])
+            .arg(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let mut kid = Kid::spawn(&mut cmd);
+        let out = kid.child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let w = CliWatch {
+            kid,
+            lines,
+            stderr,
+            path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !listening(&w.path) {
+            assert!(
+                Instant::now() < deadline,
+                "no socket at {}: {}",
+                w.path.display(),
+                w.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        w
+    }
+
+    fn line(&self, limit: Duration) -> String {
+        self.lines.recv_timeout(limit).unwrap_or_else(|e| {
+            panic!("no line in {limit:?} ({e}); stderr: {}", self.stderr_text())
+        })
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// ctrmon's open fds, by count.
+    fn kid_fds(&self) -> Option<usize> {
+        Some(
+            std::fs::read_dir(format!("/proc/{}/fd", self.kid.pid()))
+                .ok()?
+                .count(),
+        )
+    }
+
+    /// SIGTERM, and its status.
+    fn stop(mut self) -> (Option<i32>, String) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.kid.pid()).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let code = self.kid.child.wait().unwrap().code();
+        (code, self.stderr_text())
+    }
+}
+
+/// True when a socket listens at `path` (`/proc/net/unix`: the
+/// `__SO_ACCEPTCON` flag, 0x10000, on a line for the path); a socket file
+/// left by a dead listener does not count.
+fn listening(path: &std::path::Path) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let name = spath(path);
+    table.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 8 && f[7] == name && f[3] == "00010000"
+    })
+}
+
+fn spath(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+/// Under umask 000: the socket is 0600; a sender running as `nobody` (the
+/// file chmod'ed 0666 for it) is refused and named; a second ctrmon on the
+/// same path is refused while the first lives, and replaces the socket once
+/// the first was SIGKILLed.
+fn cli_socket_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TmpDir::new("pidfd-cli-access");
+    std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let w = CliWatch::start(&dir, "umask 000", &[]);
+    assert_eq!(mode_of(&w.path), 0o600);
+    let root = rustix::process::geteuid().is_root();
+    if root && std::path::Path::new("/usr/bin/setpriv").exists() {
+        std::fs::set_permissions(&w.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let mut cmd = std::process::Command::new("/usr/bin/setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .arg(&w.path)
+            .env("CTRMON_TEST_HELPER", "runc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let nobody = Kid::spawn(&mut cmd);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !w.stderr_text().contains("uid 65534") {
+            assert!(
+                Instant::now() < deadline,
+                "not refused: {}",
+                w.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(nobody);
+        assert!(w.lines.try_recv().is_err(), "nobody's pidfd was reported");
+    } else {
+        assert!(!common::cgroups_required(), "needs root and setpriv");
+    }
+    // A twin on the same path, while the first is live.
+    let twin = std::process::Command::new(env!("CARGO_BIN_EXE_ctrmon"))
+        .args(["watch", "--pidfd-socket"])
+        .arg(&w.path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&twin.stderr);
+    assert_eq!(twin.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&spath(&w.path)) && err.contains("live"),
+        "{err}"
+    );
+    assert!(w.path.exists(), "the twin removed the live socket");
+    // SIGKILLed, the first leaves its socket; the next replaces it.
+    w.kid.kill();
+    assert!(w.kid.reap());
+    assert!(w.path.exists());
+    let w = CliWatch::start(&dir, "true", &[]);
+    let mut good = Kid::spawn(
+        helper("runc", &[spath(&w.path)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let line = w.line(Duration::from_secs(10));
+    assert!(line.contains(&format!("\"pid\":{}", good.pid())), "{line}");
+    drop(good.child.stdin.take());
+    let (code, _) = w.stop();
+    assert_eq!(code, Some(0));
+}
+
+/// (event, pid) of a JSON line.
+fn event_pid(line: &str) -> (String, i64) {
+    let field = |name: &str| {
+        let at = line.find(&format!("\"{name}\":"))? + name.len() + 3;
+        let rest = &line[at..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        Some(rest[..end].trim_matches('"').to_string())
+    };
+    (
+        field("event").unwrap_or_default(),
+        field("pid").and_then(|p| p.parse().ok()).unwrap_or(-1),
+    )
+}
+
+/// A sender that is reaped the moment it has sent: its `pidfd` line still
+/// comes before its `exit`, every time.
+fn cli_order() {
+    let dir = TmpDir::new("pidfd-cli-order");
+    let w = CliWatch::start(&dir, "true", &[]);
+    let mut zeros = 0;
+    for i in 0..60 {
+        let status = helper("zombie", &[spath(&w.path), format!("z{i}")])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(5));
+        let first = w.line(Duration::from_secs(10));
+        let second = w.line(Duration::from_secs(10));
+        let (a, pid_a) = event_pid(&first);
+        let (b, pid_b) = event_pid(&second);
+        assert_eq!(
+            (a.as_str(), b.as_str()),
+            ("pidfd", "exit"),
+            "round {i}: {first} / {second}"
+        );
+        assert!(first.contains(&format!("\"payload\":\"z{i}\"")), "{first}");
+        assert!(pid_a >= 0 && pid_b >= 0, "{first} / {second}");
+        if pid_a == 0 {
+            zeros += 1;
+        }
+    }
+    eprintln!("pid:0 in {zeros} of 60 pidfd lines (reaped before ctrmon read them)");
+    let (code, err) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// ctrmon's CPU time so far, in clock ticks (`/proc/<pid>/stat` fields 14
+/// and 15).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // Field 3 is index 0 here.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Out of fds (`ulimit -n 48`) with 80 idle connections: no stream of
+/// messages, and a real sender is served while the idle ones still hold
+/// their connections.
+fn cli_pressure() {
+    let dir = TmpDir::new("pidfd-cli-pressure");
+    let w = CliWatch::start(&dir, "ulimit -n 48", &[]);
+    let idle: Vec<UnixStream> = (0..80)
+        .map(|_| UnixStream::connect(&w.path).expect("an idle connection"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut good = Kid::spawn(
+        helper("runc", &[spath(&w.path)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let line = w.line(Duration::from_secs(8));
+    assert!(line.contains(&format!("\"pid\":{}", good.pid())), "{line}");
+    drop(good.child.stdin.take());
+    assert_eq!(good.child.wait().unwrap().code(), Some(5));
+    let exit = w.line(Duration::from_secs(10));
+    assert!(exit.contains("\"event\":\"exit\""), "{exit}");
+    // The idle clients are still connected (their end open); ctrmon may
+    // have closed some of them to make room.
+    let before = cpu_ticks(w.kid.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(w.kid.pid()) - before;
+    let err = w.stderr_text();
+    let lines = err.lines().count();
+    drop(idle);
+    eprintln!("stderr: {lines} lines; {spent} ticks of CPU in the 1 s after");
+    assert!(lines < 20, "{lines} lines on stderr:\n{err}");
+    assert!(err.contains("out of file descriptors"), "{err}");
+    let (code, err) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// 300 senders at once beside 80 idle connections under `ulimit -n 256`:
+/// every pidfd is reported, its line before its exit; ctrmon's fds are
+/// back to their number at the start.
+fn cli_soak() {
+    const SENDERS: usize = 300;
+    let dir = TmpDir::new("pidfd-cli-soak");
+    let w = CliWatch::start(&dir, "ulimit -n 256", &[]);
+    // One round trip first, so that everything ctrmon opens once is open.
+    helper("zombie", &[spath(&w.path), "warm".into()])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    w.line(Duration::from_secs(10));
+    w.line(Duration::from_secs(10));
+    let start_fds = w.kid_fds().unwrap();
+    let started = Instant::now();
+    let cpu_before = cpu_ticks(w.kid.pid());
+    let idle: Vec<UnixStream> = (0..80)
+        .map(|_| UnixStream::connect(&w.path).expect("an idle connection"))
+        .collect();
+    let mut senders: Vec<std::process::Child> = (0..SENDERS)
+        .map(|i| {
+            helper("zombie", &[spath(&w.path), format!("s{i}")])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let reaper = std::thread::spawn(move || {
+        for s in &mut senders {
+            let _ = s.wait();
+        }
+    });
+    let mut seen_pidfd = std::collections::HashMap::new();
+    let (mut pidfds, mut exits, mut zeros) = (0usize, 0usize, 0usize);
+    while pidfds < SENDERS || exits < SENDERS {
+        let line = w.line(Duration::from_secs(60));
+        let (event, pid) = event_pid(&line);
+        match event.as_str() {
+            "pidfd" => {
+                pidfds += 1;
+                if pid == 0 {
+                    zeros += 1;
+                } else {
+                    seen_pidfd.insert(pid, ());
+                }
+            }
+            "exit" => {
+                exits += 1;
+                assert!(
+                    exits <= pidfds,
+                    "an exit before any unmatched pidfd line: {line}"
+                );
+                assert!(
+                    pid == 0 || seen_pidfd.contains_key(&pid),
+                    "exit before its pidfd line: {line}"
+                );
+            }
+            _ => panic!("{line}"),
+        }
+    }
+    reaper.join().unwrap();
+    let elapsed = started.elapsed();
+    drop(idle);
+    // The idle connections' ends are closed: ctrmon reads their EOF and
+    // closes its ends.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while w.kid_fds().unwrap() != start_fds {
+        assert!(
+            Instant::now() < deadline,
+            "fds {} at the end, {start_fds} at the start",
+            w.kid_fds().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cpu = cpu_ticks(w.kid.pid()) - cpu_before;
+    let err = w.stderr_text();
+    eprintln!(
+        "soak: {SENDERS} senders + 80 idle, ulimit -n 256: all {pidfds} pidfd lines before \
+         their exits in {:.2} s, {zeros} with pid:0, ctrmon CPU {cpu} ticks, fds {start_fds} \
+         at start and end, {} stderr lines",
+        elapsed.as_secs_f64(),
+        err.lines().count()
+    );
+    let (code, err) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
 }
