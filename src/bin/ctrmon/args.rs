@@ -124,8 +124,12 @@ pub const GC_HELP: &str = "\
 Usage: ctrmon gc [--cgroup-parent DIR]
 
 Remove the cgroups named ctrmon-<pid>-<n> in DIR (default: where `ctrmon run`
-creates its cgroup when not given --cgroup-parent) whose creating pid no longer
-runs ctrmon, after killing whatever is left in them. `ctrmon run` does this itself before it starts.
+creates its cgroup when not given --cgroup-parent) of runs that have ended,
+after killing whatever is left in them. `ctrmon run` does this itself before it
+starts. A run holds a lock (flock) on its cgroup for as long as it lives: a
+cgroup whose lock is held is never touched, whatever the run's binary is
+called; nor is one while a process has its creator's pid. DIR must be on a
+cgroup filesystem.
 
 Options:
   --cgroup-parent DIR   where to look (as given to `ctrmon run`)
@@ -133,7 +137,8 @@ Options:
 
 Exit status:
   0   every stale cgroup was removed (or there was none)
-  2   one could not be removed (named on standard error)
+  2   one could not be removed, or DIR is not on cgroupfs (named on standard
+      error)
 ";
 
 pub const LOCATE_HELP: &str = "\
