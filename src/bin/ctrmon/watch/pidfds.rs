@@ -35,7 +35,8 @@
 //!   level-triggered readiness cannot make a busy loop) and retries every
 //!   [`FD_RETRY`] until an fd is freed, saying so once (at most once per
 //!   10 s, with a count of the times held back; so for idle connections
-//!   closed);
+//!   closed, and for bad messages and refused peers, so that a neighbour
+//!   connecting in a loop cannot fill the log);
 //! - it holds [`SPARE_FDS`] spare fds, released just before each receive
 //!   and watch and taken back after: a pidfd that arrives with no fd free
 //!   to put it in is lost by the kernel (`MSG_CTRUNC`), and the watch
@@ -143,7 +144,10 @@ impl Throttle {
             return;
         }
         if self.held > 0 {
-            say(format_args!("{msg} (and {} more like it)", self.held));
+            say(format_args!(
+                "{msg} ({} more like it held back since the last one)",
+                self.held
+            ));
         } else {
             say(msg);
         }
@@ -165,6 +169,9 @@ struct Server<'a> {
     /// idle connections closed.
     fds_out: Throttle,
     idle: Throttle,
+    /// Bad messages and refused peers: a neighbour that connects in a loop
+    /// must not fill the log.
+    bad: Throttle,
 }
 
 impl<'a> Server<'a> {
@@ -184,6 +191,7 @@ impl<'a> Server<'a> {
             retry_at: None,
             fds_out: Throttle::default(),
             idle: Throttle::default(),
+            bad: Throttle::default(),
         };
         s.refill();
         s
@@ -210,12 +218,11 @@ impl<'a> Server<'a> {
 
     fn out_of_fds(&mut self, now: Instant, what: impl std::fmt::Display) {
         self.retry_at = Some(now + FD_RETRY);
-        let path = self.path();
         self.fds_out.say(
             now,
             format_args!(
-                "{what}: out of file descriptors; not accepting on {path} until one is freed \
-                 (connections wait in the backlog)"
+                "{what}; not accepting more connections until a file descriptor is freed \
+                 (they wait in the backlog)"
             ),
         );
     }
@@ -259,7 +266,11 @@ impl<'a> Server<'a> {
             }
             let fed = self.refill();
             if !fed && self.retry_at.is_none() {
-                self.out_of_fds(now, "keep spare file descriptors");
+                let what = format!(
+                    "keep spare file descriptors for {}: out of file descriptors",
+                    self.path()
+                );
+                self.out_of_fds(now, what);
             }
             let full = self.conns.len() >= MAX_CONNECTIONS;
             let evictable = self
@@ -341,7 +352,7 @@ impl<'a> Server<'a> {
     }
 
     /// Reads one connection; false when it is done with.
-    fn receive(&self, conn: &PidfdConnection) -> bool {
+    fn receive(&mut self, conn: &PidfdConnection) -> bool {
         match conn.receive() {
             Ok(None) => true,
             Ok(Some(got)) => {
@@ -379,7 +390,7 @@ impl<'a> Server<'a> {
                 false
             }
             Err(e) => {
-                say(e);
+                self.bad.say(Instant::now(), e);
                 false
             }
         }
@@ -403,7 +414,7 @@ impl<'a> Server<'a> {
                     }
                 }
                 // A refused peer (named), or an error of one connection.
-                Err(e) => say(e),
+                Err(e) => self.bad.say(now, e),
             }
         }
     }
