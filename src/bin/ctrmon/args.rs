@@ -128,8 +128,7 @@ creates its cgroup when not given --cgroup-parent) of runs that have ended,
 after killing whatever is left in them. `ctrmon run` does this itself before it
 starts. A run holds a lock (flock) on its cgroup for as long as it lives: a
 cgroup whose lock is held is never touched, whatever the run's binary is
-called; nor is one while a process has its creator's pid. DIR must be on a
-cgroup filesystem.
+called. DIR must be on a cgroup filesystem.
 
 Options:
   --cgroup-parent DIR   where to look (as given to `ctrmon run`)

@@ -16,13 +16,12 @@
 //! for dead when `/proc/<pid>/exe` did not look like ctrmon, and killed
 //! the live runs of a copy named `cm`.)
 //!
-//! `gc` removes a cgroup only while it holds that lock, and only if no
-//! process has the creator's pid either: a cgroup made by an older ctrmon
-//! (which took no lock) is never taken from a run still alive, and one
-//! whose creator's pid was reused waits until that process ends too. Both
-//! checks can only keep a cgroup, never remove one that is live; a
-//! process that takes the lock itself (anyone who can open the directory
-//! can) only keeps that cgroup from being collected.
+//! `gc` removes a cgroup only while it holds that lock. The pid in the name
+//! is not consulted: it says nothing about a run in another pid namespace,
+//! and a reused pid would keep a dead run's cgroup. A process that takes
+//! the lock itself (anyone who can open the directory can) only keeps that
+//! cgroup from being collected; nothing but the run's own end, or its
+//! removing the cgroup, frees the lock of a live run.
 //!
 //! The run's side closes the window between `mkdir` and `flock`: if a `gc`
 //! took the lock first (it will remove the empty directory), the run's
@@ -305,16 +304,6 @@ pub fn creator_of(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// True when some process has pid `pid` (a zombie too). Unknown (an error
-/// other than "no such process") counts as alive: gc never removes a
-/// cgroup it is unsure about.
-fn pid_alive(pid: u32) -> bool {
-    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return false;
-    };
-    !matches!(pidfd_open(p, PidfdFlags::empty()), Err(Errno::SRCH))
-}
-
 /// Removes, in `parent`, the `ctrmon-<pid>-<n>` cgroups of runs that have
 /// ended (see the module's doc), killing what is left in them. Returns the
 /// cgroups removed; the error names one that could not be removed, or
@@ -326,9 +315,9 @@ pub fn gc(parent_path: &Path) -> Result<Vec<PathBuf>, Failure> {
     let mut removed = Vec::new();
     let mut failed = None;
     for name in names {
-        let Some(pid) = creator_of(&name) else {
+        if creator_of(&name).is_none() {
             continue;
-        };
+        }
         let path = parent_path.join(&name);
         let Ok(dir) = openat(&parent, name.as_str(), DIR_FLAGS, Mode::empty()) else {
             continue;
@@ -338,9 +327,6 @@ pub fn gc(parent_path: &Path) -> Result<Vec<PathBuf>, Failure> {
         }
         // Held by a live run (or by someone who wants it kept): not ours.
         if flock(&dir, FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue;
-        }
-        if pid_alive(pid) {
             continue;
         }
         match kill_and_remove(&parent, &name, &dir, &path) {
@@ -377,14 +363,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pid_alive_knows_the_living_and_the_never_born() {
-        assert!(pid_alive(std::process::id()));
-        // Beyond any pid_max (2^22).
-        assert!(!pid_alive(1 << 23));
-        assert!(!pid_alive(u32::MAX));
-    }
-
     /// `kill_and_remove` by path, for the tests.
     fn kill_and_remove_path(path: &Path) -> Result<(), (PathBuf, io::Error)> {
         let parent = rustix::fs::open(path.parent().unwrap(), DIR_FLAGS, Mode::empty()).unwrap();
@@ -406,11 +384,11 @@ mod tests {
         ok
     }
 
-    /// A `ctrmon-<pid>-0` cgroup whose creator can never be alive is kept
-    /// while someone holds its lock, and removed once the lock is free; one
-    /// named after a live pid is kept without a lock.
+    /// A `ctrmon-<pid>-0` cgroup is kept while someone holds its lock, and
+    /// removed once the lock is free, whether its pid is alive (here: this
+    /// process's) or can never be (beyond any pid_max).
     #[test]
-    fn gc_keeps_a_locked_cgroup_and_one_of_a_live_pid() {
+    fn gc_keeps_a_locked_cgroup_and_removes_an_unlocked_one() {
         let root = Path::new("/sys/fs/cgroup/memory");
         if !usable(root) {
             return;
@@ -433,13 +411,34 @@ mod tests {
         let alive = parent.join(format!("ctrmon-{}-0", std::process::id()));
         std::fs::create_dir(&dead).unwrap();
         std::fs::create_dir(&alive).unwrap();
-        let held = rustix::fs::open(&dead, DIR_FLAGS, Mode::empty()).unwrap();
-        flock(&held, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let lock = |p: &Path| {
+            let fd = rustix::fs::open(p, DIR_FLAGS, Mode::empty()).unwrap();
+            flock(&fd, FlockOperation::NonBlockingLockExclusive).unwrap();
+            fd
+        };
+        // A child that another test forks while a lock fd is open holds a
+        // copy of it until its exec (close-on-exec): the lock is freed a
+        // moment after our close, then. Retried until it is.
+        let collect = |expected: &Path| {
+            let started = Instant::now();
+            loop {
+                let removed = gc(&parent).unwrap();
+                if !removed.is_empty() || started.elapsed() > Duration::from_secs(10) {
+                    return removed;
+                }
+                assert!(expected.exists());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let held = (lock(&dead), lock(&alive));
         assert_eq!(gc(&parent).unwrap(), Vec::<PathBuf>::new());
         assert!(dead.exists() && alive.exists());
-        drop(held);
-        assert_eq!(gc(&parent).unwrap(), vec![dead.clone()]);
+        drop(held.0);
+        assert_eq!(collect(&dead), vec![dead.clone()]);
         assert!(!dead.exists() && alive.exists());
+        drop(held.1);
+        assert_eq!(collect(&alive), vec![alive.clone()]);
+        assert!(!alive.exists());
     }
 
     /// A run's own cgroup is locked for as long as the run holds it.
