@@ -726,7 +726,7 @@ fn cli_socket_access() {
     w.kid.kill();
     assert!(w.kid.reap());
     assert!(w.path.exists());
-    let w = CliWatch::start(&dir, "true", &[]);
+    let w = CliWatch::start(&dir, "true", &["--pidfd-allow-uid", "65534"]);
     let mut good = Kid::spawn(
         helper("runc", &[spath(&w.path)])
             .stdin(Stdio::piped())
@@ -735,8 +735,35 @@ fn cli_socket_access() {
     let line = w.line(Duration::from_secs(10));
     assert!(line.contains(&format!("\"pid\":{}", good.pid())), "{line}");
     drop(good.child.stdin.take());
-    let (code, _) = w.stop();
-    assert_eq!(code, Some(0));
+    // `--pidfd-allow-uid 65534`: nobody may send now.
+    if root && std::path::Path::new("/usr/bin/setpriv").exists() {
+        std::fs::set_permissions(&w.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let mut cmd = std::process::Command::new("/usr/bin/setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .arg(&w.path)
+            .env("CTRMON_TEST_HELPER", "runc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let nobody = Kid::spawn(&mut cmd);
+        let line = w.line(Duration::from_secs(10));
+        assert!(
+            line.contains("\"event\":\"exit\"") || line.contains("\"event\":\"pidfd\""),
+            "{line}"
+        );
+        // The good sender's exit may come first; then nobody's line.
+        let line = if line.contains("\"event\":\"exit\"") {
+            w.line(Duration::from_secs(10))
+        } else {
+            line
+        };
+        assert!(
+            line.contains(&format!("\"pid\":{}", nobody.pid())),
+            "{line}"
+        );
+    }
+    let (code, err) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
 }
 
 /// (event, pid) of a JSON line.
