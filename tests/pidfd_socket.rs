@@ -48,6 +48,10 @@ fn main() -> ExitCode {
         ("ctrmon_watch_pidfd_socket", cli_watch),
         ("the_socket_is_0600_whatever_the_umask", mode_0600),
         (
+            "fchmod_before_bind_sets_the_socket_files_mode",
+            fchmod_before_bind,
+        ),
+        (
             "a_stale_socket_is_replaced_and_a_live_one_refused",
             stale_and_live,
         ),
@@ -945,4 +949,37 @@ fn cli_soak() {
     eprint!("{err}");
     let (code, err) = w.stop();
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// What `PidfdListener::bind` relies on, checked against this kernel: the
+/// file `bind` creates takes the mode of the socket's inode less the umask,
+/// and `fchmod` on the unbound socket sets that mode (it is not ignored).
+fn fchmod_before_bind() {
+    use rustix::fs::Mode;
+    use rustix::net::{bind, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let dir = TmpDir::new("pidfd-fchmod");
+    let make = |name: &str, mode: Option<u32>| {
+        let path = dir.path.join(name);
+        let sock = socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        if let Some(m) = mode {
+            rustix::fs::fchmod(&sock, Mode::from_raw_mode(m)).unwrap();
+        }
+        let old = rustix::process::umask(Mode::empty());
+        let bound = bind(&sock, &SocketAddrUnix::new(&path).unwrap());
+        rustix::process::umask(old);
+        bound.unwrap();
+        mode_of(&path)
+    };
+    assert_eq!(make("plain", None), 0o777, "without fchmod, umask 000");
+    assert_eq!(
+        make("fchmod", Some(0o600)),
+        0o600,
+        "fchmod 0600 before bind"
+    );
 }
