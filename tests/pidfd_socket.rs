@@ -649,6 +649,24 @@ impl CliWatch {
         )
     }
 
+    /// ctrmon's fd count once it reads the same three times, 50 ms apart.
+    fn settled_fds(&self) -> usize {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            seen.push(self.kid_fds().unwrap());
+            let n = seen.len();
+            if n >= 3 && seen[n - 1] == seen[n - 2] && seen[n - 2] == seen[n - 3] {
+                return seen[n - 1];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fd count never settled: {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, and its status.
     fn stop(mut self) -> (Option<i32>, String) {
         rustix::process::kill_process(
@@ -882,7 +900,9 @@ fn cli_soak() {
         .unwrap();
     w.line(Duration::from_secs(10));
     w.line(Duration::from_secs(10));
-    let start_fds = w.kid_fds().unwrap();
+    // The listener takes its spare fds back just after the lines were
+    // queued: the count is read once it has settled.
+    let start_fds = w.settled_fds();
     let started = Instant::now();
     let cpu_before = cpu_ticks(w.kid.pid());
     let idle: Vec<UnixStream> = (0..80)
@@ -938,8 +958,13 @@ fn cli_soak() {
     while w.kid_fds().unwrap() != start_fds {
         assert!(
             Instant::now() < deadline,
-            "fds {} at the end, {start_fds} at the start",
-            w.kid_fds().unwrap()
+            "fds {} at the end, {start_fds} at the start: {:?}",
+            w.kid_fds().unwrap(),
+            std::fs::read_dir(format!("/proc/{}/fd", w.kid.pid()))
+                .unwrap()
+                .flatten()
+                .map(|e| std::fs::read_link(e.path()).unwrap_or_default())
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
