@@ -91,3 +91,28 @@ pub(crate) fn pidfd_get_info(pidfd: BorrowedFd<'_>, mask: u64) -> io::Result<(u6
     }
     Ok((info.mask, info.exit_code))
 }
+
+/// `getsockopt(SO_PEERCRED)` on a connected unix socket: the peer's pid,
+/// effective uid and gid when it connected. The pid is 0 for a peer outside
+/// our pid namespace, which rustix's `UCred` (a non-zero `Pid`) cannot
+/// hold: hence this one.
+pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
+    // SAFETY: `ucred` is plain integers, so all-zero is a valid value.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` outlive the call, and `len` is `cred`'s size:
+    // the kernel writes at most that much and stores the size it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid, cred.uid, cred.gid))
+}

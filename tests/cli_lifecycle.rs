@@ -176,11 +176,15 @@ fn send(pid: i32, sig: Signal) {
 /// `ctrmon run --events FILE ARGS`, started, with its `start` line read:
 /// (ctrmon, the command's pid, its cgroup).
 fn start_run(events: &Path, args: &[&str]) -> (Kid, i32, PathBuf) {
+    start_run_of(ctrmon(), events, args)
+}
+
+/// [`start_run`] with ctrmon started by `cmd` (a copy, a link, a loader).
+fn start_run_of(mut cmd: Command, events: &Path, args: &[&str]) -> (Kid, i32, PathBuf) {
     // A start line left from an earlier run must not be taken for this one.
     let _ = std::fs::remove_file(events);
     let kid = Kid::spawn(
-        ctrmon()
-            .arg("run")
+        cmd.arg("run")
             .arg("--events")
             .arg(events)
             .args(args)
@@ -321,6 +325,100 @@ fn a_sigkilled_ctrmon_takes_its_command_along_and_gc_removes_the_rest() {
     assert_eq!(run(&["gc", "--cgroup-parent", p]).status.code(), Some(0));
     assert!(cg.exists(), "gc removed a live run's cgroup");
     drop(live);
+}
+
+/// A live run of ctrmon under another name (a copy named `cm`, a hard link
+/// `mon` to it, started by the dynamic loader) is never taken for dead by a
+/// concurrent `gc`, nor by the `gc` every `run` does first.
+#[test]
+fn gc_never_kills_a_live_run_of_any_binary_name() {
+    let Some(root) = memory_v1() else { return };
+    let parent = TestCgroup::new(&root, "gc-names");
+    let _collect = KillChildren(parent.path.clone());
+    let dir = TmpDir::new("cli-gc-names");
+    let p = parent.path.to_str().unwrap();
+    let cm = dir.path.join("cm");
+    std::fs::copy(env!("CARGO_BIN_EXE_ctrmon"), &cm).unwrap();
+    let mon = dir.path.join("mon");
+    std::fs::hard_link(&cm, &mon).unwrap();
+    let mut starters = vec![Command::new(&cm), Command::new(&mon)];
+    let loader = Path::new("/lib64/ld-linux-x86-64.so.2");
+    if loader.exists() {
+        let mut c = Command::new(loader);
+        c.arg(env!("CARGO_BIN_EXE_ctrmon"));
+        starters.push(c);
+    }
+    let mut live = Vec::new();
+    for (i, cmd) in starters.into_iter().enumerate() {
+        let events = dir.path.join(format!("events{i}"));
+        let (kid, pid, cg) =
+            start_run_of(cmd, &events, &["--cgroup-parent", p, "--", "sleep", "600"]);
+        live.push((kid, pidfd(pid), cg));
+    }
+    // Collectors running side by side with the live runs.
+    let gcs: Vec<_> = (0..3)
+        .map(|_| {
+            let p = p.to_string();
+            std::thread::spawn(move || run(&["gc", "--cgroup-parent", &p]))
+        })
+        .collect();
+    let next = run(&["run", "--cgroup-parent", p, "--", "true"]);
+    assert_eq!(
+        next.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    for g in gcs {
+        let out = g.join().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (kid, command, cg) in &live {
+        assert!(cg.exists(), "gc removed the live run's {}", cg.display());
+        assert!(
+            !exited_within(command, Duration::ZERO),
+            "gc killed the command in {}",
+            cg.display()
+        );
+        assert!(
+            !exited_within(&pidfd(kid.pid()), Duration::ZERO),
+            "the run ended"
+        );
+    }
+}
+
+/// `gc --cgroup-parent DIR` on a plain directory, planted with what looks
+/// like a stale cgroup listing a pid: refused, naming DIR; nothing killed,
+/// nothing removed.
+#[test]
+fn gc_refuses_a_directory_that_is_not_on_cgroupfs() {
+    let dir = TmpDir::new("cli-gc-plain");
+    let victim = Kid::sleeper();
+    let planted = dir.path.join("ctrmon-999999-0");
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::write(planted.join("cgroup.procs"), format!("{}\n", victim.pid())).unwrap();
+    let out = run(&["gc", "--cgroup-parent", dir.path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&dir.path.display().to_string()) && err.contains("not a cgroup filesystem"),
+        "{err}"
+    );
+    assert!(
+        !exited_within(&pidfd(victim.pid()), Duration::from_millis(100)),
+        "gc killed the planted pid"
+    );
+    assert!(planted.join("cgroup.procs").exists());
 }
 
 #[test]

@@ -108,8 +108,11 @@ watch_methods! {
     ///
     /// # Errors
     ///
-    /// `pidfd` must be a pidfd ([`is_pidfd`](crate::pidfd::is_pidfd)); the
-    /// error names the fd.
+    /// `pidfd` must be a pidfd ([`is_pidfd`](crate::pidfd::is_pidfd)) of a
+    /// process: a thread's pidfd (`PIDFD_THREAD`), or one naming a thread
+    /// that is not its thread group's leader, is refused with an error that
+    /// says so, since its exit would come while the process runs on. The
+    /// error names the fd; a refused fd is closed.
     pub fn watch_pidfd(&self, pidfd: OwnedFd, receiver: T) -> Result<WatchId> {
         self.add_pidfd(pidfd, None, receiver)
     }
@@ -124,6 +127,12 @@ watch_methods! {
         let raw = fd.as_raw_fd();
         if !crate::pidfd::is_pidfd(fd.as_fd()) {
             return Err(Error::invalid("watch", Subject::Fd(raw), "not a pidfd"));
+        }
+        // A thread's pidfd becomes readable when that thread ends, and the
+        // watch would report an exit while its process runs on. Refused
+        // (the fd is closed with `fd`'s drop).
+        if let Some(why) = crate::pidfd::check::not_a_process(fd.as_fd())? {
+            return Err(Error::invalid("watch", Subject::Fd(raw), why));
         }
         source::adopt_fd(fd.as_fd(), false)
             .map_err(|e| Error::os("set close-on-exec on", Subject::Fd(raw), e))?;

@@ -46,6 +46,57 @@ pub fn pid_of(pidfd: BorrowedFd<'_>) -> crate::Result<Option<i32>> {
         .filter(|&p| p > 0))
 }
 
+/// `PIDFD_THREAD` (Linux 6.9+) is `O_EXCL`, and the kernel keeps it in the
+/// pidfd's file flags (`F_GETFL`), which is how a thread's pidfd is told
+/// from a process's even after the thread is gone.
+const PIDFD_THREAD: rustix::fs::OFlags = rustix::fs::OFlags::EXCL;
+
+/// Why `pidfd` does not stand for a whole process, if it does not: it was
+/// opened for one thread (`PIDFD_THREAD`: it becomes readable when that
+/// thread ends, while its process may run on), or it names a thread that
+/// is not its thread group's leader. `None` for a process's pidfd, and for
+/// one whose process has been reaped (no thread of it is left to ask
+/// about).
+///
+/// The leader check reads the pid from fdinfo, then `Tgid:` from
+/// `/proc/<pid>/status`, then fdinfo again: the pidfd pins its pid number
+/// while the task lives, so when the second read still says the same pid,
+/// the status read was that task's and not a reuser's.
+pub(crate) fn not_a_process(pidfd: BorrowedFd<'_>) -> crate::Result<Option<String>> {
+    let flags = rustix::fs::fcntl_getfl(pidfd)
+        .map_err(|e| crate::Error::os("read flags of", crate::Subject::Fd(pidfd.as_raw_fd()), e))?;
+    let Some(pid) = pid_of(pidfd)? else {
+        return Ok(flags
+            .contains(PIDFD_THREAD)
+            .then(|| "a thread's pidfd (PIDFD_THREAD), not a process's".to_string()));
+    };
+    if flags.contains(PIDFD_THREAD) {
+        return Ok(Some(format!(
+            "a thread's pidfd (PIDFD_THREAD, thread {pid}), not a process's: it reports \
+             the thread's end, not its process's"
+        )));
+    }
+    let Ok(status) = std::fs::read(format!("/proc/{pid}/status")) else {
+        // Gone meanwhile (or no procfs): nothing says it is a thread.
+        return Ok(None);
+    };
+    let tgid = parse_status_tgid(&status);
+    if pid_of(pidfd)? != Some(pid) {
+        return Ok(None);
+    }
+    Ok(tgid
+        .filter(|&t| t != i64::from(pid))
+        .map(|t| format!("a pidfd for thread {pid} of process {t}, not for a process")))
+}
+
+/// The `Tgid:` field of a `/proc/<pid>/status` file. Pure.
+pub(crate) fn parse_status_tgid(status: &[u8]) -> Option<i64> {
+    let line = status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Tgid:"))?;
+    std::str::from_utf8(line).ok()?.trim().parse().ok()
+}
+
 /// The `Pid:` field of an fdinfo file. Pure; `None` without one.
 pub fn parse_fdinfo_pid(fdinfo: &[u8]) -> Option<i64> {
     let line = fdinfo
@@ -69,6 +120,23 @@ mod tests {
         assert_eq!(parse_fdinfo_pid(b"NSpid:\t5\n"), None);
         assert_eq!(parse_fdinfo_pid(b"Pid:\tx\n"), None);
         assert_eq!(parse_fdinfo_pid(b""), None);
+    }
+
+    #[test]
+    fn status_tgids_parse() {
+        assert_eq!(
+            parse_status_tgid(b"Name:\tx\nTgid:\t42\nPid:\t43\n"),
+            Some(42)
+        );
+        assert_eq!(parse_status_tgid(b"Tgid:\tx\n"), None);
+        assert_eq!(parse_status_tgid(b""), None);
+    }
+
+    #[test]
+    fn a_process_pidfd_is_a_process() {
+        let me = rustix::process::getpid();
+        let pidfd = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty()).unwrap();
+        assert_eq!(not_a_process(pidfd.as_fd()).unwrap(), None);
     }
 
     #[test]

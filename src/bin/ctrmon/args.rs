@@ -15,7 +15,7 @@ Usage:
   ctrmon run [OPTIONS] [--] COMMAND [ARG...]
       Run COMMAND in a fresh memory cgroup and report its OOMs and exit.
   ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]...
-               [--pidfd-socket PATH] [--events FILE]
+               [--pidfd-socket PATH [--pidfd-allow-uid UID]...] [--events FILE]
       Watch processes for exit, cgroups for OOM and removal, and PSI triggers.
   ctrmon gc [--cgroup-parent DIR]
       Remove the cgroups of ctrmon runs that were killed before they could.
@@ -66,7 +66,8 @@ Exit status:
 
 pub const WATCH_HELP: &str = "\
 Usage: ctrmon watch [--pid PID]... [--cgroup DIR]... [--psi FILE=TRIGGER]...
-                    [--pidfd-socket PATH] [--events FILE] [--no-kmsg]
+                    [--pidfd-socket PATH [--pidfd-allow-uid UID]...
+                    [--pidfd-allow-gid GID]...] [--events FILE] [--no-kmsg]
 
 Watch processes for exit, cgroups for OOM and removal (and, on v2, emptiness),
 and PSI triggers (FILE=\"some|full <stall us> <window us>\"), and print JSON
@@ -93,7 +94,18 @@ Options:
                         for pidfds, as `runc run --pidfd-socket PATH` and
                         crun's run.oci.pidfd_receiver=PATH send them, and
                         watch each process received (a \"pidfd\" line, then
-                        its exit); the watch then ends only on a signal
+                        its exit); the watch then ends only on a signal.
+                        The socket is mode 0600; only root and ctrmon's own
+                        uid may send (checked by SO_PEERCRED), others are
+                        refused and named on standard error. A socket left
+                        at PATH by a killed ctrmon is replaced; one a
+                        listener is live on is refused. A thread's pidfd is
+                        refused. A line's pid is 0 if the process was reaped
+                        before its pidfd arrived
+  --pidfd-allow-uid UID also let processes of uid UID send (a rootless runtime
+                        running as another user; it must also be able to open
+                        the socket file, e.g. after chown or chmod)
+  --pidfd-allow-gid GID also let processes whose effective gid is GID send
   --events FILE         write the JSON lines to FILE (`-`: standard output)
   --no-kmsg             do not read the kernel log (/dev/kmsg): OOM-killed exits
                         are then recognized by the cgroup's kill counter alone
@@ -112,8 +124,11 @@ pub const GC_HELP: &str = "\
 Usage: ctrmon gc [--cgroup-parent DIR]
 
 Remove the cgroups named ctrmon-<pid>-<n> in DIR (default: where `ctrmon run`
-creates its cgroup when not given --cgroup-parent) whose creating pid no longer
-runs ctrmon, after killing whatever is left in them. `ctrmon run` does this itself before it starts.
+creates its cgroup when not given --cgroup-parent) of runs that have ended,
+after killing whatever is left in them. `ctrmon run` does this itself before it
+starts. A run holds a lock (flock) on its cgroup for as long as it lives: a
+cgroup whose lock is held is never touched, whatever the run's binary is
+called. DIR must be on a cgroup filesystem.
 
 Options:
   --cgroup-parent DIR   where to look (as given to `ctrmon run`)
@@ -121,7 +136,8 @@ Options:
 
 Exit status:
   0   every stale cgroup was removed (or there was none)
-  2   one could not be removed (named on standard error)
+  2   one could not be removed, or DIR is not on cgroupfs (named on standard
+      error)
 ";
 
 pub const LOCATE_HELP: &str = "\
@@ -171,6 +187,11 @@ pub struct Watch {
     pub cgroups: Vec<PathBuf>,
     pub psi: Vec<(PathBuf, PsiTrigger)>,
     pub pidfd_socket: Option<PathBuf>,
+    /// `--pidfd-allow-uid`: uids besides root and ctrmon's own that may
+    /// send pidfds.
+    pub pidfd_allow_uids: Vec<u32>,
+    /// `--pidfd-allow-gid`: gids that may send pidfds.
+    pub pidfd_allow_gids: Vec<u32>,
     pub events: Events,
     /// `--local-events`: v2 OOM watches read `memory.events.local`.
     pub local_events: bool,
@@ -269,6 +290,8 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         cgroups: Vec::new(),
         psi: Vec::new(),
         pidfd_socket: None,
+        pidfd_allow_uids: Vec::new(),
+        pidfd_allow_gids: Vec::new(),
         events: Events::Default,
         local_events: false,
         populated_only: false,
@@ -294,11 +317,29 @@ fn parse_watch(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                 w.psi.push((file.into(), trigger));
             }
             Long("pidfd-socket") => w.pidfd_socket = Some(p.value()?.into()),
+            Long("pidfd-allow-uid") => {
+                let v = p.value()?;
+                w.pidfd_allow_uids.push(parse_id(
+                    "--pidfd-allow-uid",
+                    &text("--pidfd-allow-uid", &v)?,
+                )?);
+            }
+            Long("pidfd-allow-gid") => {
+                let v = p.value()?;
+                w.pidfd_allow_gids.push(parse_id(
+                    "--pidfd-allow-gid",
+                    &text("--pidfd-allow-gid", &v)?,
+                )?);
+            }
             Long("events") => w.events = events(p.value()?),
             Long("no-kmsg") => w.no_kmsg = true,
             Short('h') | Long("help") => return Ok(Command::Help(WATCH_HELP)),
             other => return Err(other.unexpected().into()),
         }
+    }
+    let allows = !w.pidfd_allow_uids.is_empty() || !w.pidfd_allow_gids.is_empty();
+    if allows && w.pidfd_socket.is_none() {
+        return err("--pidfd-allow-uid and --pidfd-allow-gid need --pidfd-socket");
     }
     if w.pids.is_empty() && w.cgroups.is_empty() && w.psi.is_empty() && w.pidfd_socket.is_none() {
         return err("watch needs at least one --pid, --cgroup, --psi or --pidfd-socket");
@@ -334,6 +375,15 @@ fn text(name: &str, v: &OsString) -> Result<String, UsageError> {
     v.to_str()
         .map(str::to_owned)
         .ok_or_else(|| UsageError(format!("{name} value {v:?} is not valid UTF-8")))
+}
+
+/// A numeric uid or gid (names are not looked up: no NSS in ctrmon).
+fn parse_id(name: &str, s: &str) -> Result<u32, UsageError> {
+    match s.parse::<u32>() {
+        // (uid_t)-1 means "no change" to the kernel, never a user.
+        Ok(id) if id != u32::MAX => Ok(id),
+        _ => err(format!("{name} {s:?}: expected a numeric id")),
+    }
 }
 
 pub fn parse_pid(s: &str) -> Result<i32, UsageError> {
@@ -522,6 +572,33 @@ mod tests {
             panic!()
         };
         assert_eq!(w.pidfd_socket, Some(PathBuf::from("/run/x.sock")));
+        assert!(w.pidfd_allow_uids.is_empty() && w.pidfd_allow_gids.is_empty());
+        let Command::Watch(w) = p(&[
+            "watch",
+            "--pidfd-socket=/s",
+            "--pidfd-allow-uid",
+            "1000",
+            "--pidfd-allow-uid=1001",
+            "--pidfd-allow-gid",
+            "100",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (w.pidfd_allow_uids, w.pidfd_allow_gids),
+            (vec![1000, 1001], vec![100])
+        );
+        assert!(
+            p(&["watch", "--pidfd-socket=/s", "--pidfd-allow-uid", "bob"])
+                .unwrap_err()
+                .0
+                .contains("bob")
+        );
+        assert!(p(&["watch", "--pid", "1", "--pidfd-allow-gid", "5"])
+            .unwrap_err()
+            .0
+            .contains("need --pidfd-socket"));
         assert_eq!(p(&["gc"]).unwrap(), Command::Gc(Gc::default()));
         assert_eq!(
             p(&["gc", "--cgroup-parent=/x"]).unwrap(),

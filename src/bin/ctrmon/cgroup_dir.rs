@@ -2,11 +2,48 @@
 //! starts, and on every way out killed (with everything in its subtree) and
 //! removed depth first. A ctrmon that was SIGKILLed cannot do that; `gc`
 //! (and every `run`, before it starts) removes what such a ctrmon left.
+//!
+//! # How `gc` tells a live run
+//!
+//! A run holds an exclusive `flock` on its cgroup's directory from just
+//! after `mkdir` until the directory is removed. The kernel drops the lock
+//! when the run's last fd for it closes, which is the moment the run ends,
+//! however it ends (a SIGKILL included), and it is the same lock in every
+//! pid and mount namespace that sees the directory. So a cgroup whose lock
+//! `gc` cannot take belongs to a live run, whatever that run's binary is
+//! called, wherever it was started from, by whatever loader: nothing about
+//! names, links or `/proc/<pid>/exe` is trusted. (Before, `gc` took a run
+//! for dead when `/proc/<pid>/exe` did not look like ctrmon, and killed
+//! the live runs of a copy named `cm`.)
+//!
+//! `gc` removes a cgroup only while it holds that lock. The pid in the name
+//! is not consulted: it says nothing about a run in another pid namespace,
+//! and a reused pid would keep a dead run's cgroup. A process that takes
+//! the lock itself (anyone who can open the directory can) only keeps that
+//! cgroup from being collected; nothing but the run's own end, or its
+//! removing the cgroup, frees the lock of a live run.
+//!
+//! The run's side closes the window between `mkdir` and `flock`: if a `gc`
+//! took the lock first (it will remove the empty directory), the run's
+//! `flock` fails, or succeeds on a directory that is no longer at its path
+//! (checked by inode after locking), and the run tries the next name.
+//!
+//! Everything is opened from a directory fd that `fstatfs` says is on
+//! cgroupfs, with `O_NOFOLLOW`, and removed with `unlinkat`: a
+//! `--cgroup-parent` that is a plain directory (where anyone with write
+//! access could plant `ctrmon-1-0/cgroup.procs` listing a pid to kill) is
+//! refused, and no symlink is followed.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::fs::{
+    flock, fstat, fstatfs, mkdirat, openat, statat, unlinkat, AtFlags, Dir, FileType,
+    FlockOperation, Mode, OFlags,
+};
+use rustix::io::Errno;
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
 use crate::{fail, Failure};
@@ -14,55 +51,105 @@ use crate::{fail, Failure};
 /// How long removal waits for killed processes to leave.
 const REMOVAL_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The directory `run` creates its cgroup in when not told, as
+const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// The directory where `run` creates its cgroup when not told, as
 /// [`placement`](crate::placement) decides it, without preparing anything.
 pub fn default_parent() -> Result<PathBuf, Failure> {
     crate::placement::default_parent()
 }
 
+/// Opens `dir` (not following a symlink at its end) and checks with
+/// `fstatfs` on what was opened that it is on cgroupfs.
+fn open_cgroup_dir(dir: &Path) -> Result<OwnedFd, Failure> {
+    let fd = rustix::fs::open(dir, DIR_FLAGS, Mode::empty())
+        .or_else(|e| fail(format_args!("open {}", dir.display()), e))?;
+    on_cgroupfs(fd.as_fd(), dir)?;
+    Ok(fd)
+}
+
+fn on_cgroupfs(fd: BorrowedFd<'_>, dir: &Path) -> Result<(), Failure> {
+    let st = fstatfs(fd).or_else(|e| fail(format_args!("fstatfs {}", dir.display()), e))?;
+    match st.f_type as u64 {
+        CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC => Ok(()),
+        other => fail(
+            format_args!("use {}", dir.display()),
+            format_args!(
+                "not a cgroup filesystem (statfs f_type {other:#x}); ctrmon creates, kills and \
+                 removes only cgroups"
+            ),
+        ),
+    }
+}
+
 /// A cgroup made by `run`, killed and removed when dropped if
-/// [`remove`](Self::remove) was not called.
+/// [`remove`](Self::remove) was not called. It holds the cgroup's lock (see
+/// the module's doc) for as long as it lives.
 pub struct CreatedCgroup {
     pub path: PathBuf,
+    parent: OwnedFd,
+    name: String,
+    /// The cgroup's directory, `flock`ed: the mark of a live run.
+    dir: OwnedFd,
     removed: bool,
 }
 
 impl CreatedCgroup {
-    pub fn new(parent: &Path) -> Result<CreatedCgroup, Failure> {
+    pub fn new(parent_path: &Path) -> Result<CreatedCgroup, Failure> {
+        let parent = open_cgroup_dir(parent_path)?;
         let me = std::process::id();
         for n in 0..1000 {
-            let path = parent.join(format!("ctrmon-{me}-{n}"));
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    return Ok(CreatedCgroup {
-                        path,
-                        removed: false,
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            let name = format!("ctrmon-{me}-{n}");
+            let path = parent_path.join(&name);
+            match mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => continue,
                 Err(e) => return fail(format_args!("create cgroup {}", path.display()), e),
             }
+            let Some(dir) = lock_new(&parent, &name) else {
+                // A gc took it first, and removes it: the next name.
+                continue;
+            };
+            return Ok(CreatedCgroup {
+                path,
+                parent,
+                name,
+                dir,
+                removed: false,
+            });
         }
         fail(
-            format_args!("create cgroup in {}", parent.display()),
+            format_args!("create cgroup in {}", parent_path.display()),
             "1000 names taken",
         )
     }
 
     pub fn write(&self, file: &str, value: &str) -> Result<(), Failure> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.path.join(file);
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .and_then(|mut f| f.write_all(value.as_bytes()));
-        written.or_else(|e| fail(format_args!("write {value} to {}", path.display()), e))
+        let written = openat(
+            &self.dir,
+            file,
+            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)
+        .and_then(|fd| std::fs::File::from(fd).write_all(value.as_bytes()));
+        written.or_else(|e| {
+            fail(
+                format_args!("write {value} to {}", self.path.join(file).display()),
+                e,
+            )
+        })
     }
 
     pub fn remove(mut self) -> Result<(), Failure> {
         self.removed = true;
-        kill_and_remove(&self.path)
+        kill_and_remove(&self.parent, &self.name, &self.dir, &self.path)
             .or_else(|(p, e)| fail(format_args!("remove cgroup {}", p.display()), e))
     }
 }
@@ -70,23 +157,39 @@ impl CreatedCgroup {
 impl Drop for CreatedCgroup {
     fn drop(&mut self) {
         if !self.removed {
-            if let Err((p, e)) = kill_and_remove(&self.path) {
+            if let Err((p, e)) = kill_and_remove(&self.parent, &self.name, &self.dir, &self.path) {
                 crate::say(format_args!("remove cgroup {}: {e}", p.display()));
             }
         }
     }
 }
 
-/// Kills every process in the cgroup at `path` and its descendants, and
-/// removes them all, deepest first, retrying while the killed processes
-/// leave (and killing again: one may have forked meanwhile). A cgroup that
-/// is already gone counts as removed. The error names the cgroup that could
-/// not be removed.
-pub fn kill_and_remove(path: &Path) -> Result<(), (PathBuf, io::Error)> {
+/// Locks the directory `name` just made in `parent`: its fd, or `None` if
+/// a gc holds the lock, or removed it before the lock was taken (the inode
+/// at `name` is then another, or none).
+fn lock_new(parent: &OwnedFd, name: &str) -> Option<OwnedFd> {
+    let dir = openat(parent, name, DIR_FLAGS, Mode::empty()).ok()?;
+    flock(&dir, FlockOperation::NonBlockingLockExclusive).ok()?;
+    let locked = fstat(&dir).ok()?;
+    let now = statat(parent, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    ((locked.st_dev, locked.st_ino) == (now.st_dev, now.st_ino)).then_some(dir)
+}
+
+/// Kills every process in the cgroup `dir` (`name` in `parent`; `path` for
+/// messages) and its descendants, and removes them all, deepest first,
+/// retrying while the killed processes leave (and killing again: one may
+/// have forked meanwhile). A cgroup that is already gone counts as removed.
+/// The error names the cgroup that could not be removed.
+fn kill_and_remove(
+    parent: &OwnedFd,
+    name: &str,
+    dir: &OwnedFd,
+    path: &Path,
+) -> Result<(), (PathBuf, io::Error)> {
     let deadline = Instant::now() + REMOVAL_PATIENCE;
     loop {
-        kill_all(path);
-        match remove_tree(path) {
+        kill_all(dir.as_fd());
+        match remove_tree(parent.as_fd(), name, dir.as_fd(), path) {
             Ok(()) => return Ok(()),
             Err((_, e)) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -98,13 +201,20 @@ pub fn kill_and_remove(path: &Path) -> Result<(), (PathBuf, io::Error)> {
 
 /// SIGKILLs everything in the subtree: one write to `cgroup.kill` where the
 /// kernel has it (v2, 5.14+), else each process of each cgroup by pidfd.
-fn kill_all(path: &Path) {
-    if std::fs::write(path.join("cgroup.kill"), "1").is_ok() {
-        return;
+fn kill_all(dir: BorrowedFd<'_>) {
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if let Ok(fd) = openat(dir, "cgroup.kill", flags, Mode::empty()) {
+        if std::fs::File::from(fd).write_all(b"1").is_ok() {
+            return;
+        }
     }
     let me = std::process::id() as i32;
-    for_each_cgroup(path, &mut |dir| {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for_each_cgroup(dir, &mut |cg| {
+        let mut procs = String::new();
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(fd) = openat(cg, "cgroup.procs", flags, Mode::empty()) {
+            let _ = std::fs::File::from(fd).read_to_string(&mut procs);
+        }
         // ctrmon itself never joins the cgroup; never kill it all the same.
         for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
             if pid == me {
@@ -121,34 +231,66 @@ fn kill_all(path: &Path) {
     });
 }
 
+/// The names of the child directories of `dir` (symlinks and files left
+/// out: cgroupfs has no symlinks, and a child cgroup is a directory).
+fn child_dirs(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name == "." || name == ".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            FileType::Unknown => statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+            _ => false,
+        };
+        if is_dir {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
 /// Calls `f` on `dir` and on every cgroup below it.
-fn for_each_cgroup(dir: &Path, f: &mut dyn FnMut(&Path)) {
+fn for_each_cgroup(dir: BorrowedFd<'_>, f: &mut dyn FnMut(BorrowedFd<'_>)) {
     f(dir);
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                for_each_cgroup(&e.path(), f);
-            }
+    for name in child_dirs(dir).unwrap_or_default() {
+        if let Ok(child) = openat(dir, name.as_str(), DIR_FLAGS, Mode::empty()) {
+            for_each_cgroup(child.as_fd(), f);
         }
     }
 }
 
-/// Removes `dir` and every cgroup below it, children first.
-fn remove_tree(dir: &Path) -> Result<(), (PathBuf, io::Error)> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+/// Removes `name` (open as `dir`) from `parent`, every cgroup below it
+/// first.
+fn remove_tree(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    dir: BorrowedFd<'_>,
+    path: &Path,
+) -> Result<(), (PathBuf, io::Error)> {
+    let children = match child_dirs(dir) {
+        Ok(c) => c,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err((dir.to_path_buf(), e)),
+        Err(e) => return Err((path.to_path_buf(), e)),
     };
-    for e in entries.flatten() {
-        // cgroupfs has no symlinks; a directory is a child cgroup.
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_tree(&e.path())?;
-        }
+    for child in children {
+        let cpath = path.join(&child);
+        let fd = match openat(dir, child.as_str(), DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err((cpath, e.into())),
+        };
+        remove_tree(dir, &child, fd.as_fd(), &cpath)?;
     }
-    match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err((dir.to_path_buf(), e)),
-        _ => Ok(()),
+    match unlinkat(parent, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err((path.to_path_buf(), e.into())),
     }
 }
 
@@ -162,47 +304,33 @@ pub fn creator_of(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// True when `pid` is a running ctrmon: `/proc/<pid>/exe` is a file whose
-/// name starts with `ctrmon`, or has the name this ctrmon runs under (a
-/// renamed copy, such as a second build installed beside the first, must
-/// not take another's live runs for dead). Unknown (the link unreadable for
-/// another reason than the process being gone) counts as running: gc never
-/// removes a cgroup it is unsure about.
-fn runs_ctrmon(pid: u32) -> bool {
-    let name = |exe: &Path| {
-        exe.file_name().map(|n| {
-            let n = n.to_string_lossy().into_owned();
-            n.strip_suffix(" (deleted)").map(str::to_owned).unwrap_or(n)
-        })
-    };
-    match std::fs::read_link(format!("/proc/{pid}/exe")) {
-        Ok(exe) => name(&exe).is_some_and(|n| {
-            n.starts_with("ctrmon")
-                || std::fs::read_link("/proc/self/exe").is_ok_and(|me| name(&me) == Some(n))
-        }),
-        Err(e) => e.kind() != io::ErrorKind::NotFound,
-    }
-}
-
-/// Removes, in `parent`, the `ctrmon-<pid>-<n>` cgroups whose creator is
-/// no longer a running ctrmon, killing what is left in them. Returns the
-/// cgroups removed; the error names one that could not be.
-pub fn gc(parent: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let me = std::process::id();
-    let entries = std::fs::read_dir(parent)
-        .or_else(|e| fail(format_args!("read {}", parent.display()), e))?;
+/// Removes, in `parent`, the `ctrmon-<pid>-<n>` cgroups of runs that have
+/// ended (see the module's doc), killing what is left in them. Returns the
+/// cgroups removed; the error names one that could not be removed, or
+/// `parent` if it is not on cgroupfs.
+pub fn gc(parent_path: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let parent = open_cgroup_dir(parent_path)?;
+    let names = child_dirs(parent.as_fd())
+        .or_else(|e| fail(format_args!("read {}", parent_path.display()), e))?;
     let mut removed = Vec::new();
     let mut failed = None;
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(creator_of) else {
-            continue;
-        };
-        if pid == me || runs_ctrmon(pid) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+    for name in names {
+        if creator_of(&name).is_none() {
             continue;
         }
-        match kill_and_remove(&e.path()) {
-            Ok(()) => removed.push(e.path()),
+        let path = parent_path.join(&name);
+        let Ok(dir) = openat(&parent, name.as_str(), DIR_FLAGS, Mode::empty()) else {
+            continue;
+        };
+        if on_cgroupfs(dir.as_fd(), &path).is_err() {
+            continue;
+        }
+        // Held by a live run (or by someone who wants it kept): not ours.
+        if flock(&dir, FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        match kill_and_remove(&parent, &name, &dir, &path) {
+            Ok(()) => removed.push(path),
             Err((p, e)) => {
                 failed.get_or_insert(Failure(format!("remove stale cgroup {}: {e}", p.display())));
             }
@@ -235,21 +363,102 @@ mod tests {
         }
     }
 
+    /// `kill_and_remove` by path, for the tests.
+    fn kill_and_remove_path(path: &Path) -> Result<(), (PathBuf, io::Error)> {
+        let parent = rustix::fs::open(path.parent().unwrap(), DIR_FLAGS, Mode::empty()).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let Ok(dir) = openat(&parent, name, DIR_FLAGS, Mode::empty()) else {
+            return Ok(());
+        };
+        kill_and_remove(&parent, name, &dir, path)
+    }
+
+    /// Skips, or fails under CTRMON_REQUIRE_CGROUPS=1, without `root`.
+    fn usable(root: &Path) -> bool {
+        let ok = rustix::process::geteuid().is_root() && root.join("cgroup.procs").exists();
+        assert!(
+            ok || std::env::var("CTRMON_REQUIRE_CGROUPS").as_deref() != Ok("1"),
+            "CTRMON_REQUIRE_CGROUPS=1 but {} is not usable",
+            root.display()
+        );
+        ok
+    }
+
+    /// A `ctrmon-<pid>-0` cgroup is kept while someone holds its lock, and
+    /// removed once the lock is free, whether its pid is alive (here: this
+    /// process's) or can never be (beyond any pid_max).
     #[test]
-    fn runs_ctrmon_checks_the_executable() {
-        // A `sleep` is not a ctrmon; this process runs under its own name,
-        // which counts (a renamed copy of ctrmon); pid u32::MAX never has a
-        // /proc entry.
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let not_ctrmon = runs_ctrmon(sleeper.id());
-        let _ = sleeper.kill();
-        let _ = sleeper.wait();
-        assert!(!not_ctrmon);
-        assert!(runs_ctrmon(std::process::id()));
-        assert!(!runs_ctrmon(u32::MAX));
+    fn gc_keeps_a_locked_cgroup_and_removes_an_unlocked_one() {
+        let root = Path::new("/sys/fs/cgroup/memory");
+        if !usable(root) {
+            return;
+        }
+        let parent = root.join(format!("ctrmon-test-gclock-{}", std::process::id()));
+        std::fs::create_dir(&parent).unwrap();
+        struct Cleanup(PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                if let Ok(rd) = std::fs::read_dir(&self.0) {
+                    for e in rd.flatten() {
+                        let _ = kill_and_remove_path(&e.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let _cleanup = Cleanup(parent.clone());
+        let dead = parent.join(format!("ctrmon-{}-0", 1 << 23));
+        let alive = parent.join(format!("ctrmon-{}-0", std::process::id()));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::create_dir(&alive).unwrap();
+        let lock = |p: &Path| {
+            let fd = rustix::fs::open(p, DIR_FLAGS, Mode::empty()).unwrap();
+            flock(&fd, FlockOperation::NonBlockingLockExclusive).unwrap();
+            fd
+        };
+        // A child that another test forks while a lock fd is open holds a
+        // copy of it until its exec (close-on-exec): the lock is freed a
+        // moment after our close, then. Retried until it is.
+        let collect = |expected: &Path| {
+            let started = Instant::now();
+            loop {
+                let removed = gc(&parent).unwrap();
+                if !removed.is_empty() || started.elapsed() > Duration::from_secs(10) {
+                    return removed;
+                }
+                assert!(expected.exists());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let held = (lock(&dead), lock(&alive));
+        assert_eq!(gc(&parent).unwrap(), Vec::<PathBuf>::new());
+        assert!(dead.exists() && alive.exists());
+        drop(held.0);
+        assert_eq!(collect(&dead), vec![dead.clone()]);
+        assert!(!dead.exists() && alive.exists());
+        drop(held.1);
+        assert_eq!(collect(&alive), vec![alive.clone()]);
+        assert!(!alive.exists());
+    }
+
+    /// A run's own cgroup is locked for as long as the run holds it.
+    #[test]
+    fn a_created_cgroup_is_locked_until_removed() {
+        let root = Path::new("/sys/fs/cgroup/memory");
+        if !usable(root) {
+            return;
+        }
+        let parent = root.join(format!("ctrmon-test-created-{}", std::process::id()));
+        std::fs::create_dir(&parent).unwrap();
+        let cg = CreatedCgroup::new(&parent).unwrap();
+        let other = rustix::fs::open(&cg.path, DIR_FLAGS, Mode::empty()).unwrap();
+        let locked = flock(&other, FlockOperation::NonBlockingLockExclusive);
+        let path = cg.path.clone();
+        let removed = cg.remove();
+        drop(other);
+        let _ = std::fs::remove_dir(&parent);
+        assert_eq!(locked, Err(Errno::WOULDBLOCK));
+        assert!(removed.is_ok() && !path.exists());
     }
 
     /// A subtree two levels deep with a process in the deepest cgroup, under
@@ -283,10 +492,10 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(10), "never joined");
             std::thread::sleep(Duration::from_millis(5));
         }
-        let result = kill_and_remove(&top);
+        let result = kill_and_remove_path(&top);
         let status = kid.wait().unwrap();
         // Cleanup of last resort before asserting.
-        let _ = kill_and_remove(&top);
+        let _ = kill_and_remove_path(&top);
         result.unwrap();
         assert!(!top.exists());
         use std::os::unix::process::ExitStatusExt;

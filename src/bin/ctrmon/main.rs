@@ -20,6 +20,7 @@ use args::Command;
 pub use output::say;
 
 /// A failure that ends the command with status 2 and a `ctrmon: ` line.
+#[derive(Debug)]
 pub struct Failure(String);
 
 impl<E: fmt::Display> From<E> for Failure {

@@ -106,7 +106,17 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
         Some(path) => {
             let id = targets.len() as u32;
             targets.push(Target::Received);
-            Some(pidfds::listen(path, monitor.clone(), id, received.clone())?)
+            let allowed = pidfds::Allowed {
+                uids: opts.pidfd_allow_uids.clone(),
+                gids: opts.pidfd_allow_gids.clone(),
+            };
+            Some(pidfds::listen(
+                path,
+                &allowed,
+                monitor.clone(),
+                id,
+                received.clone(),
+            )?)
         }
         None => None,
     };
@@ -137,12 +147,11 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     let mut output_closed = false;
     let mut write_error = None;
     while !monitor.is_shut_down() && !finished(live) {
-        let lines = std::mem::take(&mut *received.lock().unwrap_or_else(|e| e.into_inner()));
-        for line in lines {
+        pidfds::drain(&received, |line| {
             if let Err(e) = out.write_line(line.as_bytes()) {
                 write_error = Some(e);
             }
-        }
+        });
         if write_error.is_some() {
             return Ok(OUTPUT_CLOSED);
         }
@@ -153,6 +162,20 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
             if event.receiver == output {
                 output_closed = true;
                 return;
+            }
+            // A received process's `pidfd` line was queued before it was
+            // watched: written here, it precedes the exit (see pidfds.rs).
+            if matches!(targets[*event.receiver as usize], Target::Received) {
+                pidfds::drain(&received, |line| {
+                    if write_error.is_none() {
+                        if let Err(e) = out.write_line(line.as_bytes()) {
+                            write_error = Some(e);
+                        }
+                    }
+                });
+                if write_error.is_some() {
+                    return;
+                }
             }
             if let Some(line) = report::line(&targets, &event) {
                 if let Err(e) = out.write_line(line.as_bytes()) {
