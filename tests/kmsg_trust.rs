@@ -65,6 +65,20 @@ fn pump(m: &Monitor<Who>, mut done: impl FnMut(Who, EventKind) -> bool) {
     }
 }
 
+/// The exit of the one process watched as `Who::Proc(0)`, with nothing
+/// else reported meanwhile.
+fn exit_of(m: &Monitor<Who>) -> ctrmon::Exit {
+    let mut exit = None;
+    pump(m, |who, kind| match (who, kind) {
+        (Who::Proc(0), EventKind::Exited(x)) => {
+            exit = Some(x);
+            true
+        }
+        (who, kind) => panic!("{who:?}: {kind:?}"),
+    });
+    exit.unwrap()
+}
+
 fn killed_line(pid: i32, comm: &str) -> String {
     format!(
         "Memory cgroup out of memory: Killed process {pid} ({comm}) total-vm:1kB, \
@@ -92,15 +106,7 @@ fn a_forged_killed_line_does_not_mark_a_sigkill() {
     pump_for(&m, 300, &mut seen);
     assert!(seen.is_empty(), "{seen:?}");
     kid.kill();
-    let mut exit = None;
-    pump(&m, |_, kind| match kind {
-        EventKind::Exited(x) => {
-            exit = Some(x);
-            true
-        }
-        other => panic!("{other:?}"),
-    });
-    let exit = exit.unwrap();
+    let exit = exit_of(&m);
     assert_eq!(exit.status, ExitStatus::Signal(9));
     assert!(!exit.oom_killed, "a forged record marked {exit:?}");
 }
@@ -133,15 +139,7 @@ fn forged_reports_of_every_kind_change_nothing_a_watch_reports() {
     // Its linked process ends by SIGKILL, its cgroup goes: neither was an
     // OOM, whatever the forged lines said.
     sleeper.kill();
-    let mut exit = None;
-    pump(&m, |who, kind| match (who, kind) {
-        (Who::Proc(0), EventKind::Exited(x)) => {
-            exit = Some(x);
-            true
-        }
-        (who, kind) => panic!("{who:?}: {kind:?}"),
-    });
-    assert!(!exit.unwrap().oom_killed);
+    assert!(!exit_of(&m).oom_killed);
     cg.remove();
     pump(&m, |who, kind| match (who, kind) {
         (Who::Cgroup(0), EventKind::Removed) => true,
@@ -185,15 +183,7 @@ fn a_stale_victims_pid_does_not_mark_the_process_that_reuses_it() {
     };
     m.watch_pid(kid.pid(), Who::Proc(0)).unwrap();
     kid.kill();
-    let mut exit = None;
-    pump(&m, |who, kind| match (who, kind) {
-        (Who::Proc(0), EventKind::Exited(x)) => {
-            exit = Some(x);
-            true
-        }
-        (who, kind) => panic!("{who:?}: {kind:?}"),
-    });
-    let exit = exit.unwrap();
+    let exit = exit_of(&m);
     assert_eq!((exit.pid, exit.status), (victim, ExitStatus::Signal(9)));
     assert!(
         !exit.oom_killed,

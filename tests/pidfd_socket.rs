@@ -695,6 +695,21 @@ fn spath(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
+/// A sender running as nobody (`setpriv`), the socket made writable by
+/// all so that only the peer check can refuse it.
+fn nobody_sender(path: &std::path::Path) -> Kid {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut cmd = std::process::Command::new("/usr/bin/setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .arg(path)
+        .env("CTRMON_TEST_HELPER", "runc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    Kid::spawn(&mut cmd)
+}
+
 /// Under umask 000: the socket is 0600; a sender running as `nobody` (the
 /// file chmod'ed 0666 for it) is refused and named; a second ctrmon on the
 /// same path is refused while the first lives, and replaces the socket once
@@ -707,15 +722,7 @@ fn cli_socket_access() {
     assert_eq!(mode_of(&w.path), 0o600);
     let root = rustix::process::geteuid().is_root();
     if root && std::path::Path::new("/usr/bin/setpriv").exists() {
-        std::fs::set_permissions(&w.path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let mut cmd = std::process::Command::new("/usr/bin/setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(std::env::current_exe().unwrap())
-            .arg(&w.path)
-            .env("CTRMON_TEST_HELPER", "runc")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let nobody = Kid::spawn(&mut cmd);
+        let nobody = nobody_sender(&w.path);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !w.stderr_text().contains("uid 65534") {
             assert!(
@@ -759,15 +766,7 @@ fn cli_socket_access() {
     drop(good.child.stdin.take());
     // `--pidfd-allow-uid 65534`: nobody may send now.
     if root && std::path::Path::new("/usr/bin/setpriv").exists() {
-        std::fs::set_permissions(&w.path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let mut cmd = std::process::Command::new("/usr/bin/setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(std::env::current_exe().unwrap())
-            .arg(&w.path)
-            .env("CTRMON_TEST_HELPER", "runc")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let nobody = Kid::spawn(&mut cmd);
+        let nobody = nobody_sender(&w.path);
         let line = w.line(Duration::from_secs(10));
         assert!(
             line.contains("\"event\":\"exit\"") || line.contains("\"event\":\"pidfd\""),
