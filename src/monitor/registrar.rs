@@ -4,6 +4,7 @@
 //! dispatching thread's hands and one receiver held in place).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::housekeeping::REARM_EVERY;
@@ -111,7 +112,7 @@ impl<T> Registrar<'_, T> {
         }
         if kind == Kind::Pid {
             index_pid(self.watched_pids, &source, true);
-            if self.core.binds_victims {
+            if self.core.binds_victims.load(Ordering::Relaxed) {
                 bind_start(&mut source);
             }
         }
