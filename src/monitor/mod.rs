@@ -207,11 +207,6 @@ struct Core {
     /// The anonymous inode of the waker eventfd: a caller's fd watched as
     /// an eventfd must be a file of it too.
     anon_inode: crate::source::eventfd::AnonInode,
-    /// The kernel log is read: pid watches note when their process started.
-    /// Never changes. An `AtomicBool`, not a `bool`: a `bool`'s niche
-    /// changes the layout rustc picks for `Core`, and with it the shared
-    /// path's code, by 4 instructions per event (benches/README.md).
-    binds_victims: AtomicBool,
 }
 
 impl<T> Monitor<T> {
@@ -268,7 +263,6 @@ impl<T> Monitor<T> {
                 returned: Condvar::new(),
                 holds: crate::reaper::Holder::new(),
                 anon_inode,
-                binds_victims: AtomicBool::new(matches!(kmsg, kmsg::KmsgState::On(_))),
             },
             inner: Mutex::new(Inner {
                 table: Table::new(),

@@ -4,7 +4,6 @@
 //! dispatching thread's hands and one receiver held in place).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::housekeeping::REARM_EVERY;
@@ -112,13 +111,29 @@ impl<T> Registrar<'_, T> {
         }
         if kind == Kind::Pid {
             index_pid(self.watched_pids, &source, true);
-            if self.core.binds_victims.load(Ordering::Relaxed) {
-                bind_start(&mut source);
-            }
         }
         self.table.insert_at(key, Watch { source, receiver });
         super::add_one(&self.core.live);
         Ok(WatchId(key.as_u64()))
+    }
+
+    /// [`add`](Self::add) for a process watch, noting first when the
+    /// process started: what binds a victim that the kernel log names to
+    /// this process and not to an earlier one of the same pid. Read for
+    /// every process watch (`/proc/<pid>/stat` and the pidfd's fdinfo), with
+    /// the log or without: a flag for it in the monitor's shared part
+    /// changed rustc's layout of that part and cost the dispatch paths 4 to
+    /// 8 instructions (benches/README.md), far more than these two reads
+    /// cost a watch of a process.
+    #[inline(never)]
+    pub(super) fn add_process(
+        &mut self,
+        mut source: Source,
+        receiver: T,
+        subject: Subject,
+    ) -> Result<WatchId> {
+        bind_start(&mut source);
+        self.add(source, receiver, subject)
     }
 
     /// A pid watch linked to an OOM watch (`watch_pid_in`): that must be a

@@ -167,7 +167,7 @@ watch_methods! {
             exit_fifo: None,
             start: None,
         };
-        self.add(Source::pid(fd, info), receiver, Subject::Pid(pid))
+        self.add_process(Source::pid(fd, info), receiver, Subject::Pid(pid))
     }
 
     /// Watches `fd` for a hang-up (`EPOLLHUP` or `EPOLLERR`): the read end of
@@ -525,6 +525,13 @@ watch_methods! {
 
     fn add(&self, source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
         self.with_registrar(|r| r.add(source, receiver, subject))
+    }
+
+    /// [`add`](Self::add) for a process: with the kernel log read, when
+    /// the process started is noted first (what binds a logged victim to
+    /// it). Apart from `add`, whose other kinds need none of it.
+    fn add_process(&self, source: Source, receiver: T, subject: Subject) -> Result<WatchId> {
+        self.with_registrar(|r| r.add_process(source, receiver, subject))
     }
 
     /// Opens `dir` as a verified cgroup directory (before anything is
