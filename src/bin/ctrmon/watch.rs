@@ -100,7 +100,21 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
             live += 1;
         }
     }
+    // The output's reader going away ends the watch. A regular file cannot
+    // hang up, and epoll refuses it (EPERM): nothing to watch then.
+    let output = targets.len() as u32;
+    targets.push(Target::Output);
+    let dup = rustix::io::fcntl_dupfd_cloexec(out.fd(), 3)
+        .or_else(|e| fail(format_args!("duplicate {}", out.name()), e))?;
+    if let Err(e) = monitor.watch_hangup(dup, output) {
+        if e.raw_os_error() != Some(libc::EPERM) {
+            return fail(format_args!("watch {} for hang-up", out.name()), e);
+        }
+    }
+
     // Pidfds from a runtime: watched as they come, each with a `pidfd` line.
+    // Last of the set-up: the listener accepts at once, and connections
+    // that fill the fd table (`ulimit -n`) must not fail what comes after.
     let received = pidfds::Pending::default();
     let _socket = match &opts.pidfd_socket {
         Some(path) => {
@@ -120,17 +134,6 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
         }
         None => None,
     };
-    // The output's reader going away ends the watch. A regular file cannot
-    // hang up, and epoll refuses it (EPERM): nothing to watch then.
-    let output = targets.len() as u32;
-    targets.push(Target::Output);
-    let dup = rustix::io::fcntl_dupfd_cloexec(out.fd(), 3)
-        .or_else(|e| fail(format_args!("duplicate {}", out.name()), e))?;
-    if let Err(e) = monitor.watch_hangup(dup, output) {
-        if e.raw_os_error() != Some(libc::EPERM) {
-            return fail(format_args!("watch {} for hang-up", out.name()), e);
-        }
-    }
 
     let m = monitor.clone();
     std::thread::spawn(move || {
