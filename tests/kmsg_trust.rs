@@ -346,3 +346,34 @@ fn a_victim_named_like_a_context_field_is_named_in_its_cgroup() {
         assert!(victims.iter().all(|(p, _)| *p == kid.pid()), "{victims:?}");
     }
 }
+
+/// In a pid namespace of its own the log's pids are not the monitor's: it
+/// does not read the log, and says so. Run again inside `unshare --pid
+/// --fork --mount-proc` (its own `/proc`, where `NSpid` shows one field).
+#[test]
+fn a_monitor_in_another_pid_namespace_does_not_read_the_log() {
+    if std::env::var_os("CTRMON_TEST_IN_PID_NS").is_some() {
+        let m: Monitor<Who> = Monitor::new().unwrap();
+        assert_eq!(m.kmsg_mode(), KmsgMode::OtherPidNamespace);
+        return;
+    }
+    let Some(_root) = memory_v1() else { return };
+    if !Path::new("/usr/bin/unshare").exists() && !cgroups_required() {
+        return eprintln!("skipped: no unshare");
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_monitor_in_another_pid_namespace_does_not_read_the_log",
+            "--nocapture",
+        ])
+        .env("CTRMON_TEST_IN_PID_NS", "1")
+        .output()
+        .expect("run unshare");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
