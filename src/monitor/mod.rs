@@ -16,13 +16,13 @@ pub use watches::Watches;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use rustix::event::epoll::EventFlags;
 
 use crate::event::WatchId;
 use crate::source::Source;
+use crate::sys::lock::{Lock, LockGuard, Signal};
 use crate::{Error, Result, Subject};
 use epoll::Epoll;
 use table::{Key, Removal, Table};
@@ -106,7 +106,7 @@ impl Drop for InsideWait {
 ///
 /// - [`wait_mut`](Self::wait_mut) (`&mut self`): for the common case of one
 ///   thread that owns the loop. It reaches the table through
-///   [`Mutex::get_mut`], so dispatch takes no lock, stages nothing and does
+///   `get_mut` on its lock, so dispatch takes no lock, stages nothing and does
 ///   no atomic read-modify-write per event, and a receiver is lent in place
 ///   (`&mut T` into its slot): about twice a hand-written epoll loop's
 ///   instructions per event, and within 2% of its time up to 4,096 watches
@@ -187,7 +187,7 @@ impl Drop for InsideWait {
 /// ```
 pub struct Monitor<T> {
     core: Core,
-    inner: Mutex<Inner<T>>,
+    inner: Lock<Inner<T>>,
 }
 
 /// The monitor's parts that need no lock.
@@ -200,7 +200,7 @@ struct Core {
     shut_down: AtomicBool,
     /// Signalled when a receiver lent by `wait` comes back and a thread
     /// waits in `unwatch` for it.
-    returned: Condvar,
+    returned: Signal,
     /// Holds on the orphan reaper ([`Monitor::hold_orphans`]), handed out
     /// whether or not it runs.
     holds: crate::reaper::Holder,
@@ -265,12 +265,12 @@ impl<T> Monitor<T> {
                 live: AtomicUsize::new(0),
                 kernfs: AtomicUsize::new(0),
                 shut_down: AtomicBool::new(false),
-                returned: Condvar::new(),
+                returned: Signal::new(),
                 holds: crate::reaper::Holder::new(),
                 anon_inode,
                 binds_victims: AtomicBool::new(matches!(kmsg, kmsg::KmsgState::On(_))),
             },
-            inner: Mutex::new(Inner {
+            inner: Lock::new(Inner {
                 table: Table::new(),
                 settling: Vec::new(),
                 next_rearm: None,
@@ -317,11 +317,7 @@ impl<T> Monitor<T> {
         let mut inner = self.lock();
         while inner.table.is_lent_waitable(key) && IN_WAIT.with(|n| n.get()) == 0 {
             inner.unwatch_waiters += 1;
-            inner = self
-                .core
-                .returned
-                .wait(inner)
-                .unwrap_or_else(PoisonError::into_inner);
+            inner = self.core.returned.wait(inner);
             inner.unwatch_waiters -= 1;
         }
         let removal = inner.registrar(&self.core).remove(key);
@@ -343,7 +339,7 @@ impl<T> Monitor<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn receiver_mut(&mut self, id: WatchId) -> Option<&mut T> {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.inner.get_mut();
         inner
             .table
             .get_mut(Key::from_u64(id.0))
@@ -400,10 +396,11 @@ impl<T> Monitor<T> {
         result
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        // No caller code runs under this lock, so a poisoned table is still
-        // consistent; a panic elsewhere must not take the monitor down.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The table, locked. No caller code runs under this lock (see
+    /// `sys::lock` for why it has no poisoning).
+    #[inline(always)]
+    fn lock(&self) -> LockGuard<'_, Inner<T>> {
+        self.inner.lock()
     }
 }
 
@@ -494,7 +491,7 @@ impl<T> AsFd for Monitor<T> {
 
 impl<T> Drop for Monitor<T> {
     fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.inner.get_mut();
         for watch in inner.table.drain() {
             watch.source.on_monitor_drop();
         }

@@ -5,7 +5,7 @@
 //! The two ways to wait differ in how a non-final event lends its
 //! receiver, the hot case:
 //!
-//! - [`Monitor::wait_mut`] (`owned.rs`) owns the table (`Mutex::get_mut`):
+//! - [`Monitor::wait_mut`] (`owned.rs`) owns the table (`Lock::get_mut`):
 //!   the receiver stays in its slot and the handler gets `&mut T` into it,
 //!   with [`Watches`] over the rest of the table. Nothing is copied, locked
 //!   or staged.
@@ -141,9 +141,7 @@ impl<T> Monitor<T> {
         let Monitor { core, inner } = self;
         // No caller code runs while the table is being changed, so a
         // poisoned table is still consistent.
-        let inner = inner
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = inner.get_mut();
         // A handler that panicked in place may have left watches it added
         // in the spill vector.
         inner.table.settle_spill();
@@ -165,9 +163,7 @@ impl<T> Monitor<T> {
     #[cfg(feature = "tokio")]
     pub(crate) fn with_watches<R>(&mut self, f: impl FnOnce(&Watches<'_, T>) -> R) -> R {
         let Monitor { core, inner } = self;
-        let inner = inner
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = inner.get_mut();
         let watches = Watches::new(inner.registrar(core));
         let result = catch_unwind(AssertUnwindSafe(|| f(&watches)));
         if watches.into_registrar().table.dirty || result.is_err() {

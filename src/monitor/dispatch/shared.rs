@@ -7,8 +7,6 @@
 //! whose receiver a handler holds is out of reach of other threads (and of
 //! the handler's own `unwatch`), never a whole batch.
 
-use std::sync::MutexGuard;
-
 use rustix::event::epoll;
 
 use super::super::epoll::key_and_flags;
@@ -17,10 +15,11 @@ use super::super::{Core, Inner, Monitor};
 use super::{deliver, lend, lend_other, Batch, Sink};
 use crate::event::{Event, EventKind};
 use crate::source::Outcome;
+use crate::sys::lock::LockGuard;
 
 pub(super) struct Shared<'m, T, F> {
     pub(super) monitor: &'m Monitor<T>,
-    pub(super) guard: Option<MutexGuard<'m, Inner<T>>>,
+    pub(super) guard: Option<LockGuard<'m, Inner<T>>>,
     pub(super) handler: &'m mut F,
 }
 
