@@ -98,6 +98,18 @@ impl Epoll {
         };
         Ok(events)
     }
+
+    /// [`wait_once`](Self::wait_once) for a retry, without its test for a
+    /// zero timeout (a retry's is never zero: a poll is not retried).
+    #[inline(always)]
+    pub(crate) fn wait_again<'b>(
+        &self,
+        buf: &'b mut EventBuf,
+        timeout: Option<&Timespec>,
+    ) -> Result<&'b [epoll::Event], Errno> {
+        let (events, _) = epoll::wait(&self.fd, buf, timeout)?;
+        Ok(events)
+    }
 }
 
 impl AsFd for Epoll {

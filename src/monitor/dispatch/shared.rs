@@ -63,7 +63,9 @@ where
         // the compiler then knows it is held, and neither tests an
         // `Option` nor reloads it after each atomic (the guard's slot in
         // `self` escapes, so every atomic might have changed it).
-        let mut guard = self.relock();
+        // Never held on entry: every path below leaves `self.guard` empty.
+        debug_assert!(self.guard.is_none());
+        let mut guard = monitor.lock();
         for ev in events {
             let (data, flags) = key_and_flags(ev);
             let key = Key::from_u64(data);
@@ -94,7 +96,7 @@ where
             }
         }
         // `Batch::finish`, with the lock in the local.
-        if batch.kmsg_ready || batch.housekeeping {
+        if batch.timed {
             self.guard = Some(guard);
             batch.timed_work(self);
             guard = self.relock();
