@@ -61,6 +61,10 @@ struct Inner<T> {
     kmsg: kmsg::KmsgState,
     /// Exits waiting a moment for the log to name them (`kmsg.rs`).
     late_exits: Vec<kmsg::LateExit<T>>,
+    /// The cold box of the last made eventfd that `unwatch` ended, emptied,
+    /// for the next `watch_new_eventfd`: watch churn then makes one
+    /// allocation (the eventfd shared with its writer), not two.
+    spare_cold: Option<Box<crate::source::Cold>>,
 }
 
 thread_local! {
@@ -280,6 +284,7 @@ impl<T> Monitor<T> {
                 watched_pids: None,
                 kmsg,
                 late_exits: Vec::new(),
+                spare_cold: None,
             }),
         })
     }
@@ -320,9 +325,19 @@ impl<T> Monitor<T> {
             inner = self.core.returned.wait(inner);
             inner.unwatch_waiters -= 1;
         }
-        let removal = inner.registrar(&self.core).remove(key);
+        let mut removal = inner.registrar(&self.core).remove(key);
         inner.settle();
+        // A made eventfd's cold box is kept for the next one; the eventfd
+        // it held is dropped below, outside the lock.
+        let mut shared_fd = None;
+        if let (Removal::Removed(w), None) = (&mut removal, &inner.spare_cold) {
+            if let Some((spare, fd)) = w.source.take_spare() {
+                inner.spare_cold = Some(spare);
+                shared_fd = Some(fd);
+            }
+        }
         drop(inner);
+        drop(shared_fd);
         // The fd closes in here, outside the lock.
         registrar::unwatch_result(id, removal)
     }
@@ -381,10 +396,20 @@ impl<T> Monitor<T> {
     /// Runs `f` with a registrar over the whole table, under the lock, and
     /// settles the table after.
     fn with_registrar<R>(&self, f: impl FnOnce(&mut registrar::Registrar<'_, T>) -> R) -> R {
+        self.with_inner_registrar(|_, r| f(r))
+    }
+
+    /// [`with_registrar`](Self::with_registrar), with the spare cold box
+    /// (`Inner::spare_cold`) too.
+    #[inline(always)]
+    fn with_inner_registrar<R>(
+        &self,
+        f: impl FnOnce(&mut Option<Box<crate::source::Cold>>, &mut registrar::Registrar<'_, T>) -> R,
+    ) -> R {
         let mut inner = self.lock();
         let (result, dirty) = {
-            let mut r = inner.registrar(&self.core);
-            let result = f(&mut r);
+            let (mut r, spare) = inner.registrar_and_spare(&self.core);
+            let result = f(spare, &mut r);
             (result, r.table.dirty)
         };
         if dirty {

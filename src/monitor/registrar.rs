@@ -11,7 +11,7 @@ use super::housekeeping::REARM_EVERY;
 use super::table::{Key, Removal, TableView, Watch};
 use super::{Core, Inner};
 use crate::event::WatchId;
-use crate::source::{Kind, Source};
+use crate::source::{Cold, Kind, Source};
 use crate::{Error, Result, Subject};
 
 /// The table and the bookkeeping that adds and removes touch.
@@ -41,6 +41,30 @@ impl<T> Inner<T> {
             next_rearm,
             schedule_changed,
         }
+    }
+
+    /// [`registrar`](Self::registrar), and the spare cold box beside it.
+    #[inline(always)]
+    pub(super) fn registrar_and_spare<'a>(
+        &'a mut self,
+        core: &'a Core,
+    ) -> (Registrar<'a, T>, &'a mut Option<Box<Cold>>) {
+        let Inner {
+            table,
+            watched_pids,
+            next_rearm,
+            schedule_changed,
+            spare_cold,
+            ..
+        } = self;
+        let r = Registrar {
+            core,
+            table: table.view(),
+            watched_pids,
+            next_rearm,
+            schedule_changed,
+        };
+        (r, spare_cold)
     }
 
     /// The receiver under `key` in place, and a registrar over the rest.
