@@ -4,6 +4,7 @@
 //! dispatching thread's hands and one receiver held in place).
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -119,18 +120,13 @@ impl<T> Registrar<'_, T> {
         if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
             self.check_oom_link(link, &subject)?;
         }
-        let key = self.table.next_key(kind).ok_or_else(|| {
-            Error::new(
-                "watch",
-                subject.clone(),
-                std::io::Error::other("the receiver table is full"),
-            )
-        })?;
+        let Some(key) = self.table.next_key(kind) else {
+            return Err(table_full(subject));
+        };
         // Register before inserting: if epoll refuses, nothing was stored.
-        self.core
-            .epoll
-            .add(fd, key.as_u64(), source.interest())
-            .map_err(|e| Error::os("register with epoll", subject, e))?;
+        if let Err(e) = self.core.epoll.add(fd, key.as_u64(), source.interest()) {
+            return Err(epoll_refused(subject, e));
+        }
         if kind == Kind::Cold {
             self.arm_cold(&mut source)?;
         }
@@ -139,6 +135,40 @@ impl<T> Registrar<'_, T> {
             if self.core.binds_victims.load(Ordering::Relaxed) {
                 bind_start(&mut source);
             }
+        }
+        self.table.insert_at(key, Watch { source, receiver });
+        super::add_one(&self.core.live);
+        Ok(WatchId(key.as_u64()))
+    }
+
+    /// [`add`](Self::add) for an eventfd the monitor made
+    /// (`watch_new_eventfd`, watch churn's hot case), inlined there: its
+    /// kind, fd and interest are known, and none of the other kinds' steps
+    /// (an OOM link, arming, the pid index) apply.
+    #[inline(always)]
+    pub(super) fn add_made_eventfd(
+        &mut self,
+        source: Source,
+        receiver: T,
+        raw: std::os::fd::RawFd,
+    ) -> Result<WatchId> {
+        let Some(key) = self.table.next_key(Kind::EventFd) else {
+            return Err(table_full(Subject::Fd(raw)));
+        };
+        let Some(Cold::MadeEventFd(fd)) = source.cold.as_deref() else {
+            return Err(Error::invalid(
+                "watch",
+                Subject::Fd(raw),
+                "not a made eventfd",
+            ));
+        };
+        // Register before inserting: if epoll refuses, nothing was stored.
+        if let Err(e) =
+            self.core
+                .epoll
+                .add(fd.as_fd(), key.as_u64(), crate::source::eventfd::INTEREST)
+        {
+            return Err(epoll_refused(Subject::Fd(raw), e));
         }
         self.table.insert_at(key, Watch { source, receiver });
         super::add_one(&self.core.live);
@@ -206,6 +236,22 @@ impl<T> Registrar<'_, T> {
         }
         removal
     }
+}
+
+#[cold]
+#[inline(never)]
+fn table_full(subject: Subject) -> Error {
+    Error::new(
+        "watch",
+        subject,
+        std::io::Error::other("the receiver table is full"),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn epoll_refused(subject: Subject, e: rustix::io::Errno) -> Error {
+    Error::os("register with epoll", subject, e)
 }
 
 /// Notes when a watched process started, for the kernel log's victims.

@@ -295,7 +295,7 @@ watch_methods! {
         let id = self.with_inner_registrar(|inner_spare, r| {
             // A cold box that `unwatch` kept, if there is one.
             let source = Source::made_eventfd(shared, inner_spare.take());
-            r.add(source, receiver, Subject::Fd(raw))
+            r.add_made_eventfd(source, receiver, raw)
         })?;
         Ok((id, writer))
     }
