@@ -63,6 +63,11 @@ fn no_fd_leaks_and_every_fd_is_cloexec() {
         assert_eq!(m.unwatch(id).unwrap(), i);
         let id = m.watch_pid(kids[i % 3].pid(), i).unwrap();
         assert_eq!(m.unwatch(id).unwrap(), i);
+        // A made eventfd: `unwatch` keeps its emptied cold box for the next
+        // one, but never the eventfd, which closes with the writer.
+        let (id, writer) = m.watch_new_eventfd(i).unwrap();
+        assert_eq!(m.unwatch(id).unwrap(), i);
+        drop(writer);
     }
     assert_eq!(open_fds(), during, "fds leaked over 10,000 cycles");
     assert_eq!(m.len(), 4);

@@ -124,6 +124,7 @@ on_both_paths!(
     receivers_are_lent_and_handed_back_never_cloned,
     unwatching_a_lent_watch_hands_the_receiver_back_as_unwatched,
     made_eventfds_need_no_checks_and_outlive_their_watch,
+    a_made_eventfds_reused_cold_box_holds_only_the_new_eventfd,
     a_wake_with_nobody_waiting_ends_the_next_wait,
     a_panicking_handler_leaves_its_lent_watch_in_place,
 );
@@ -853,6 +854,34 @@ fn made_eventfds_need_no_checks_and_outlive_their_watch(path: Path) {
     writer.signal(1).unwrap();
     let quiet = Some(Duration::from_millis(20));
     assert_eq!(wait(path, &mut m, quiet, |e, _| panic!("{e:?}")), 0);
+}
+
+/// `unwatch` keeps a made eventfd's emptied cold box and the next
+/// `watch_new_eventfd` reuses it: the new watch reads its own eventfd, and
+/// the old writer, still alive, reaches nobody.
+fn a_made_eventfds_reused_cold_box_holds_only_the_new_eventfd(path: Path) {
+    let mut m = Monitor::new().unwrap();
+    let (old, old_writer) = m.watch_new_eventfd(1u32).unwrap();
+    assert_eq!(m.unwatch(old).unwrap(), 1);
+    for round in 2..5u32 {
+        let (id, writer) = m.watch_new_eventfd(round).unwrap();
+        old_writer.signal(100).unwrap();
+        writer.signal(u64::from(round)).unwrap();
+        let mut got = 0;
+        while got < u64::from(round) {
+            wait(path, &mut m, LONG, |e, _| {
+                assert_eq!((e.id, *e.receiver), (id, round));
+                if let EventKind::Signaled { count } = e.kind {
+                    got += count;
+                }
+            });
+        }
+        assert_eq!(got, u64::from(round));
+        assert_eq!(m.unwatch(id).unwrap(), round);
+        writer.signal(1).unwrap();
+        let quiet = Some(Duration::from_millis(20));
+        assert_eq!(wait(path, &mut m, quiet, |e, _| panic!("{e:?}")), 0);
+    }
 }
 
 fn a_wake_with_nobody_waiting_ends_the_next_wait(path: Path) {

@@ -81,6 +81,32 @@ impl Epoll {
         buf: &'b mut EventBuf,
         timeout: Option<&Timespec>,
     ) -> Result<&'b [epoll::Event], Errno> {
+        let (events, _) = match timeout {
+            // A poll (zero timeout) is the hot case: on a call site of its
+            // own, rustix's conversion of the `Timespec` to milliseconds
+            // (about 20 instructions) folds away. (When the timeout is a
+            // constant, as in an inlined `wait_mut`, this test folds too.)
+            Some(t) if t.tv_sec == 0 && t.tv_nsec == 0 => epoll::wait(
+                &self.fd,
+                buf,
+                Some(&Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }),
+            )?,
+            other => epoll::wait(&self.fd, buf, other)?,
+        };
+        Ok(events)
+    }
+
+    /// [`wait_once`](Self::wait_once) for a retry, without its test for a
+    /// zero timeout (a retry's is never zero: a poll is not retried).
+    #[inline(always)]
+    pub(crate) fn wait_again<'b>(
+        &self,
+        buf: &'b mut EventBuf,
+        timeout: Option<&Timespec>,
+    ) -> Result<&'b [epoll::Event], Errno> {
         let (events, _) = epoll::wait(&self.fd, buf, timeout)?;
         Ok(events)
     }

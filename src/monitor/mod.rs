@@ -16,13 +16,13 @@ pub use watches::Watches;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use rustix::event::epoll::EventFlags;
 
 use crate::event::WatchId;
 use crate::source::Source;
+use crate::sys::lock::{Lock, LockGuard, Signal};
 use crate::{Error, Result, Subject};
 use epoll::Epoll;
 use table::{Key, Removal, Table};
@@ -61,6 +61,10 @@ struct Inner<T> {
     kmsg: kmsg::KmsgState,
     /// Exits waiting a moment for the log to name them (`kmsg.rs`).
     late_exits: Vec<kmsg::LateExit<T>>,
+    /// The cold box of the last made eventfd that `unwatch` ended, emptied,
+    /// for the next `watch_new_eventfd`: watch churn then makes one
+    /// allocation (the eventfd shared with its writer), not two.
+    spare_cold: Option<Box<crate::source::Cold>>,
 }
 
 thread_local! {
@@ -106,7 +110,7 @@ impl Drop for InsideWait {
 ///
 /// - [`wait_mut`](Self::wait_mut) (`&mut self`): for the common case of one
 ///   thread that owns the loop. It reaches the table through
-///   [`Mutex::get_mut`], so dispatch takes no lock, stages nothing and does
+///   `get_mut` on its lock, so dispatch takes no lock, stages nothing and does
 ///   no atomic read-modify-write per event, and a receiver is lent in place
 ///   (`&mut T` into its slot): about twice a hand-written epoll loop's
 ///   instructions per event, and within 2% of its time up to 4,096 watches
@@ -187,7 +191,7 @@ impl Drop for InsideWait {
 /// ```
 pub struct Monitor<T> {
     core: Core,
-    inner: Mutex<Inner<T>>,
+    inner: Lock<Inner<T>>,
 }
 
 /// The monitor's parts that need no lock.
@@ -200,7 +204,7 @@ struct Core {
     shut_down: AtomicBool,
     /// Signalled when a receiver lent by `wait` comes back and a thread
     /// waits in `unwatch` for it.
-    returned: Condvar,
+    returned: Signal,
     /// Holds on the orphan reaper ([`Monitor::hold_orphans`]), handed out
     /// whether or not it runs.
     holds: crate::reaper::Holder,
@@ -260,11 +264,11 @@ impl<T> Monitor<T> {
                 live: AtomicUsize::new(0),
                 kernfs: AtomicUsize::new(0),
                 shut_down: AtomicBool::new(false),
-                returned: Condvar::new(),
+                returned: Signal::new(),
                 holds: crate::reaper::Holder::new(),
                 anon_inode,
             },
-            inner: Mutex::new(Inner {
+            inner: Lock::new(Inner {
                 table: Table::new(),
                 settling: Vec::new(),
                 next_rearm: None,
@@ -274,6 +278,7 @@ impl<T> Monitor<T> {
                 watched_pids: None,
                 kmsg,
                 late_exits: Vec::new(),
+                spare_cold: None,
             }),
         })
     }
@@ -311,16 +316,22 @@ impl<T> Monitor<T> {
         let mut inner = self.lock();
         while inner.table.is_lent_waitable(key) && IN_WAIT.with(|n| n.get()) == 0 {
             inner.unwatch_waiters += 1;
-            inner = self
-                .core
-                .returned
-                .wait(inner)
-                .unwrap_or_else(PoisonError::into_inner);
+            inner = self.core.returned.wait(inner);
             inner.unwatch_waiters -= 1;
         }
-        let removal = inner.registrar(&self.core).remove(key);
+        let mut removal = inner.registrar(&self.core).remove(key);
         inner.settle();
+        // A made eventfd's cold box is kept for the next one; the eventfd
+        // it held is dropped below, outside the lock.
+        let mut shared_fd = None;
+        if let (Removal::Removed(w), None) = (&mut removal, &inner.spare_cold) {
+            if let Some((spare, fd)) = w.source.take_spare() {
+                inner.spare_cold = Some(spare);
+                shared_fd = Some(fd);
+            }
+        }
         drop(inner);
+        drop(shared_fd);
         // The fd closes in here, outside the lock.
         registrar::unwatch_result(id, removal)
     }
@@ -337,7 +348,7 @@ impl<T> Monitor<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn receiver_mut(&mut self, id: WatchId) -> Option<&mut T> {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.inner.get_mut();
         inner
             .table
             .get_mut(Key::from_u64(id.0))
@@ -379,10 +390,20 @@ impl<T> Monitor<T> {
     /// Runs `f` with a registrar over the whole table, under the lock, and
     /// settles the table after.
     fn with_registrar<R>(&self, f: impl FnOnce(&mut registrar::Registrar<'_, T>) -> R) -> R {
+        self.with_inner_registrar(|_, r| f(r))
+    }
+
+    /// [`with_registrar`](Self::with_registrar), with the spare cold box
+    /// (`Inner::spare_cold`) too.
+    #[inline(always)]
+    fn with_inner_registrar<R>(
+        &self,
+        f: impl FnOnce(&mut Option<Box<crate::source::Cold>>, &mut registrar::Registrar<'_, T>) -> R,
+    ) -> R {
         let mut inner = self.lock();
         let (result, dirty) = {
-            let mut r = inner.registrar(&self.core);
-            let result = f(&mut r);
+            let (mut r, spare) = inner.registrar_and_spare(&self.core);
+            let result = f(spare, &mut r);
             (result, r.table.dirty)
         };
         if dirty {
@@ -394,10 +415,11 @@ impl<T> Monitor<T> {
         result
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        // No caller code runs under this lock, so a poisoned table is still
-        // consistent; a panic elsewhere must not take the monitor down.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The table, locked. No caller code runs under this lock (see
+    /// `sys::lock` for why it has no poisoning).
+    #[inline(always)]
+    fn lock(&self) -> LockGuard<'_, Inner<T>> {
+        self.inner.lock()
     }
 }
 
@@ -488,7 +510,7 @@ impl<T> AsFd for Monitor<T> {
 
 impl<T> Drop for Monitor<T> {
     fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.inner.get_mut();
         for watch in inner.table.drain() {
             watch.source.on_monitor_drop();
         }

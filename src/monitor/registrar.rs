@@ -4,13 +4,14 @@
 //! dispatching thread's hands and one receiver held in place).
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use super::housekeeping::REARM_EVERY;
 use super::table::{Key, Removal, TableView, Watch};
 use super::{Core, Inner};
 use crate::event::WatchId;
-use crate::source::{Kind, Source};
+use crate::source::{Cold, Kind, Source};
 use crate::{Error, Result, Subject};
 
 /// The table and the bookkeeping that adds and removes touch.
@@ -40,6 +41,30 @@ impl<T> Inner<T> {
             next_rearm,
             schedule_changed,
         }
+    }
+
+    /// [`registrar`](Self::registrar), and the spare cold box beside it.
+    #[inline(always)]
+    pub(super) fn registrar_and_spare<'a>(
+        &'a mut self,
+        core: &'a Core,
+    ) -> (Registrar<'a, T>, &'a mut Option<Box<Cold>>) {
+        let Inner {
+            table,
+            watched_pids,
+            next_rearm,
+            schedule_changed,
+            spare_cold,
+            ..
+        } = self;
+        let r = Registrar {
+            core,
+            table: table.view(),
+            watched_pids,
+            next_rearm,
+            schedule_changed,
+        };
+        (r, spare_cold)
     }
 
     /// The receiver under `key` in place, and a registrar over the rest.
@@ -94,18 +119,13 @@ impl<T> Registrar<'_, T> {
         if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
             self.check_oom_link(link, &subject)?;
         }
-        let key = self.table.next_key(kind).ok_or_else(|| {
-            Error::new(
-                "watch",
-                subject.clone(),
-                std::io::Error::other("the receiver table is full"),
-            )
-        })?;
+        let Some(key) = self.table.next_key(kind) else {
+            return Err(table_full(subject));
+        };
         // Register before inserting: if epoll refuses, nothing was stored.
-        self.core
-            .epoll
-            .add(fd, key.as_u64(), source.interest())
-            .map_err(|e| Error::os("register with epoll", subject, e))?;
+        if let Err(e) = self.core.epoll.add(fd, key.as_u64(), source.interest()) {
+            return Err(epoll_refused(subject, e));
+        }
         if kind == Kind::Cold {
             self.arm_cold(&mut source)?;
         }
@@ -134,6 +154,40 @@ impl<T> Registrar<'_, T> {
     ) -> Result<WatchId> {
         bind_start(&mut source);
         self.add(source, receiver, subject)
+    }
+
+    /// [`add`](Self::add) for an eventfd the monitor made
+    /// (`watch_new_eventfd`, watch churn's hot case), inlined there: its
+    /// kind, fd and interest are known, and none of the other kinds' steps
+    /// (an OOM link, arming, the pid index) apply.
+    #[inline(always)]
+    pub(super) fn add_made_eventfd(
+        &mut self,
+        source: Source,
+        receiver: T,
+        raw: std::os::fd::RawFd,
+    ) -> Result<WatchId> {
+        let Some(key) = self.table.next_key(Kind::EventFd) else {
+            return Err(table_full(Subject::Fd(raw)));
+        };
+        let Some(Cold::MadeEventFd(fd)) = source.cold.as_deref() else {
+            return Err(Error::invalid(
+                "watch",
+                Subject::Fd(raw),
+                "not a made eventfd",
+            ));
+        };
+        // Register before inserting: if epoll refuses, nothing was stored.
+        if let Err(e) =
+            self.core
+                .epoll
+                .add(fd.as_fd(), key.as_u64(), crate::source::eventfd::INTEREST)
+        {
+            return Err(epoll_refused(Subject::Fd(raw), e));
+        }
+        self.table.insert_at(key, Watch { source, receiver });
+        super::add_one(&self.core.live);
+        Ok(WatchId(key.as_u64()))
     }
 
     /// A pid watch linked to an OOM watch (`watch_pid_in`): that must be a
@@ -197,6 +251,22 @@ impl<T> Registrar<'_, T> {
         }
         removal
     }
+}
+
+#[cold]
+#[inline(never)]
+fn table_full(subject: Subject) -> Error {
+    Error::new(
+        "watch",
+        subject,
+        std::io::Error::other("the receiver table is full"),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn epoll_refused(subject: Subject, e: rustix::io::Errno) -> Error {
+    Error::os("register with epoll", subject, e)
 }
 
 /// Notes when a watched process started, for the kernel log's victims.

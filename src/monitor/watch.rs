@@ -292,7 +292,11 @@ watch_methods! {
             source::eventfd::create().map_err(|e| Error::os("create eventfd", Subject::None, e))?;
         let raw = fd.as_raw_fd();
         let (shared, writer) = EventfdWriter::new(fd);
-        let id = self.add(Source::made_eventfd(shared), receiver, Subject::Fd(raw))?;
+        let id = self.with_inner_registrar(|inner_spare, r| {
+            // A cold box that `unwatch` kept, if there is one.
+            let source = Source::made_eventfd(shared, inner_spare.take());
+            r.add_made_eventfd(source, receiver, raw)
+        })?;
         Ok((id, writer))
     }
 

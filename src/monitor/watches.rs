@@ -74,6 +74,17 @@ impl<'a, T> Watches<'a, T> {
         f(&mut self.registrar.borrow_mut())
     }
 
+    /// [`with_registrar`](Self::with_registrar) with no spare cold box:
+    /// the one-slot stash is `Monitor::unwatch`'s (see `Inner::spare_cold`);
+    /// a handler's adds make their own.
+    #[inline(always)]
+    pub(super) fn with_inner_registrar<R>(
+        &self,
+        f: impl FnOnce(&mut Option<Box<crate::source::Cold>>, &mut Registrar<'_, T>) -> R,
+    ) -> R {
+        f(&mut None, &mut self.registrar.borrow_mut())
+    }
+
     /// As [`Monitor::unwatch`](crate::Monitor::unwatch): ends the watch and
     /// returns its receiver, at once. For the watch whose receiver this
     /// handler holds, it ends the watch and fails with `ResourceBusy`, and

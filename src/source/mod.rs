@@ -148,6 +148,9 @@ pub(crate) enum Cold {
     Swap(swap_events::SwapEventsWatch),
     /// The orphan reaper (its SIGCHLD signalfd).
     Orphans(crate::reaper::OrphanReaper),
+    /// Nothing: a freed box the monitor keeps for the next made eventfd
+    /// (`Monitor::unwatch`'s one-slot stash). Never in a table.
+    Spare,
 }
 
 impl Source {
@@ -178,12 +181,44 @@ impl Source {
         }
     }
 
-    /// An eventfd the monitor made, which its writer shares.
-    pub(crate) fn made_eventfd(fd: Arc<OwnedFd>) -> Source {
+    /// An eventfd the monitor made, which its writer shares; in `spare`,
+    /// a freed cold box, when there is one (no allocation then).
+    #[inline]
+    pub(crate) fn made_eventfd(fd: Arc<OwnedFd>, spare: Option<Box<Cold>>) -> Source {
+        let cold = match spare {
+            Some(mut boxed) => {
+                // A spare holds `Cold::Spare`, which has nothing to drop.
+                std::mem::forget(std::mem::replace(&mut *boxed, Cold::MadeEventFd(fd)));
+                boxed
+            }
+            None => Box::new(Cold::MadeEventFd(fd)),
+        };
         Source {
             stamp: Kind::EventFd.stamp(),
             fd: None,
-            cold: Some(Box::new(Cold::MadeEventFd(fd))),
+            cold: Some(cold),
+        }
+    }
+
+    /// For a made eventfd's ended watch: its cold box, emptied (to keep for
+    /// the next one), and the shared eventfd it held (to drop once the lock
+    /// is released: the last reference closes the fd). `None` for any
+    /// other source.
+    #[inline]
+    pub(crate) fn take_spare(&mut self) -> Option<(Box<Cold>, Arc<OwnedFd>)> {
+        if self.kind() != Some(Kind::EventFd) || self.fd.is_some() {
+            return None;
+        }
+        let mut boxed = self.cold.take()?;
+        match std::mem::replace(&mut *boxed, Cold::Spare) {
+            Cold::MadeEventFd(fd) => Some((boxed, fd)),
+            other => {
+                // Not a made eventfd after all (cannot happen: the kind
+                // says so); put it back as it was.
+                *boxed = other;
+                self.cold = Some(boxed);
+                None
+            }
         }
     }
 
@@ -257,6 +292,7 @@ impl Source {
             Cold::Psi(w) => w.on_ready(flags),
             Cold::Swap(w) => w.on_ready(),
             Cold::Orphans(_) => Outcome::ReapOrphans,
+            Cold::Spare => Outcome::Nothing,
         }
     }
 
@@ -376,6 +412,7 @@ impl Source {
             Cold::Psi(w) => w.fd.as_fd(),
             Cold::Swap(w) => w.fd.as_fd(),
             Cold::Orphans(r) => r.as_fd(),
+            Cold::Spare => return None,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! The two ways to wait differ in how a non-final event lends its
 //! receiver, the hot case:
 //!
-//! - [`Monitor::wait_mut`] (`owned.rs`) owns the table (`Mutex::get_mut`):
+//! - [`Monitor::wait_mut`] (`owned.rs`) owns the table (`Lock::get_mut`):
 //!   the receiver stays in its slot and the handler gets `&mut T` into it,
 //!   with [`Watches`] over the rest of the table. Nothing is copied, locked
 //!   or staged.
@@ -72,11 +72,16 @@ impl<T> Monitor<T> {
     ///
     /// Prefer [`wait_mut`](Self::wait_mut) when one thread owns the monitor.
     ///
+    /// Like `wait_mut`, this loop is inlined into the caller (about 2 KiB of
+    /// code at each call site), so that a constant timeout is worked out at
+    /// compile time.
+    ///
     /// # Errors
     ///
     /// Only `epoll_wait` failing (other than `EINTR`) returns an error, and
     /// nothing is lost when it does. A source that fails is reported as an
     /// [`EventKind::Failed`](crate::EventKind::Failed) event instead.
+    #[inline(always)]
     pub fn wait<F>(&self, timeout: Option<Duration>, mut handler: F) -> Result<usize>
     where
         F: FnMut(Event<'_, T>),
@@ -141,9 +146,7 @@ impl<T> Monitor<T> {
         let Monitor { core, inner } = self;
         // No caller code runs while the table is being changed, so a
         // poisoned table is still consistent.
-        let inner = inner
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = inner.get_mut();
         // A handler that panicked in place may have left watches it added
         // in the spill vector.
         inner.table.settle_spill();
@@ -165,9 +168,7 @@ impl<T> Monitor<T> {
     #[cfg(feature = "tokio")]
     pub(crate) fn with_watches<R>(&mut self, f: impl FnOnce(&Watches<'_, T>) -> R) -> R {
         let Monitor { core, inner } = self;
-        let inner = inner
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = inner.get_mut();
         let watches = Watches::new(inner.registrar(core));
         let result = catch_unwind(AssertUnwindSafe(|| f(&watches)));
         if watches.into_registrar().table.dirty || result.is_err() {
@@ -255,9 +256,12 @@ impl Timeout {
     }
 }
 
-/// The shared path's wait, kept out of line: it pays a lock round trip
-/// per event, and inlining it into the caller gains nothing measurable.
-#[inline(never)]
+/// The shared path's wait, inlined into the caller as `wait_mut`'s is: a
+/// constant timeout then folds (the `Timespec`'s conversion to
+/// milliseconds alone was 22 instructions per wait), and a one-event wait
+/// pays no call (276 -> 245 instructions per one-event wait, N = 1;
+/// benches/README.md).
+#[inline(always)]
 fn wait_shared<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result<usize> {
     wait_in(sink, timeout)
 }
@@ -269,7 +273,12 @@ fn wait_shared<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result
 #[inline(always)]
 fn wait_in<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result<usize> {
     let timeout = Timeout::new(timeout);
-    let mut sleep = timeout.first;
+    // `None` until the first wait is done. The first wait takes its
+    // timeout straight from `timeout.first`, on a call site of its own, so
+    // that a constant timeout folds there even on the out-of-loop paths
+    // (a loop-carried `Timespec` was kept on the stack and converted at
+    // run time: about 15 instructions per wait).
+    let mut retry: Option<Option<Timespec>> = None;
     let mut buf: EventBuf = [MaybeUninit::uninit(); BATCH];
     loop {
         let core = sink.core();
@@ -277,7 +286,11 @@ fn wait_in<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result<usi
             core.pass_on_shutdown();
             return Ok(0);
         }
-        match core.epoll.wait_once(&mut buf, sleep.as_ref()) {
+        let ready = match &retry {
+            None => core.epoll.wait_once(&mut buf, timeout.first.as_ref()),
+            Some(sleep) => core.epoll.wait_again(&mut buf, sleep.as_ref()),
+        };
+        match ready {
             Ok(events) => {
                 let (delivered, woken) = sink.dispatch(events);
                 if delivered > 0 || woken {
@@ -301,7 +314,7 @@ fn wait_in<T, S: Sink<T>>(sink: &mut S, timeout: Option<Duration>) -> Result<usi
         // Nothing to deliver (a timeout, stale or empty readiness, or a
         // re-check that is still waiting): wait out the rest of the time.
         match timeout.again() {
-            Some(t) => sleep = t,
+            Some(t) => retry = Some(t),
             None => return Ok(0),
         }
     }
@@ -322,6 +335,8 @@ struct Batch {
     woken: bool,
     housekeeping: bool,
     kmsg_ready: bool,
+    /// Either of the two above: one test at the batch's end.
+    timed: bool,
     clock: Clock,
 }
 
@@ -337,8 +352,14 @@ impl Batch {
                 self.woken = true;
             }
             // Done once the batch's events are delivered.
-            TIMER_KEY => self.housekeeping = true,
-            KMSG_KEY => self.kmsg_ready = true,
+            TIMER_KEY => {
+                self.housekeeping = true;
+                self.timed = true;
+            }
+            KMSG_KEY => {
+                self.kmsg_ready = true;
+                self.timed = true;
+            }
             _ => {}
         }
     }
@@ -346,7 +367,7 @@ impl Batch {
     /// The work left for the end of the batch: the kernel log, the timer.
     #[inline(always)]
     fn finish<T, S: Sink<T>>(&mut self, sink: &mut S) -> (usize, bool) {
-        if self.kmsg_ready || self.housekeeping {
+        if self.timed {
             self.timed_work(sink);
         }
         let (_, inner) = sink.parts();

@@ -4,6 +4,8 @@
 //! `PIDFD_GET_INFO`, and the standard library's only hook between `fork` and
 //! `exec` (`pre_exec`) is unsafe. Nothing else in the crate may use `unsafe`.
 
+pub(crate) mod lock;
+
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
