@@ -64,8 +64,8 @@ fn pump(m: &Monitor<Who>, mut until: impl FnMut(Who, EventKind) -> bool) {
 /// OOM-killed. The counter rule takes the cgroup's kill for it; the log
 /// knows better, and names the real victim in the OOM event.
 /// Returns whether the exit was marked, the cgroup's OOM report, the
-/// shell's pid, and whether the kernel logged the shell as a victim too.
-fn self_kill_after_anothers_oom(kmsg: bool) -> Option<(bool, MemoryReport, i32, bool)> {
+/// shell's pid, and what the kernel logged meanwhile.
+fn self_kill_after_anothers_oom(kmsg: bool) -> Option<(bool, MemoryReport, i32, Logged)> {
     let root = memory_v1()?;
     let _serial = serial();
     let m = monitor(kmsg)?;
@@ -110,30 +110,47 @@ fn self_kill_after_anothers_oom(kmsg: bool) -> Option<(bool, MemoryReport, i32, 
     });
     let exit = exit.unwrap();
     assert_eq!(exit.status, ExitStatus::Signal(9));
-    let mut shell_logged = false;
+    let mut logged = Logged::default();
     while let Some(next) = log.as_mut().and_then(|r| r.next_record().unwrap()) {
         if let Ok(rec) = next.record {
-            if let Some(OomLine::Killed(k)) = rec.oom() {
-                shell_logged |= k.pid == w.pid();
+            match rec.oom() {
+                Some(OomLine::Killed(k)) => logged.shell_killed |= k.pid == w.pid(),
+                Some(OomLine::Context(c)) => logged.contexts.push(c.pid),
+                _ => {}
             }
         }
     }
-    Some((exit.oom_killed, oom.unwrap(), w.pid(), shell_logged))
+    Some((exit.oom_killed, oom.unwrap(), w.pid(), logged))
+}
+
+/// What the kernel logged during a test.
+#[derive(Default, Debug)]
+struct Logged {
+    /// The watched shell was killed too.
+    shell_killed: bool,
+    /// The pids whose context line the kernel's rate limit let through.
+    contexts: Vec<i32>,
 }
 
 #[test]
 fn a_self_sigkill_after_anothers_oom_is_not_marked_with_kmsg() {
-    let Some((marked, oom, pid, shell_logged)) = self_kill_after_anothers_oom(true) else {
+    let Some((marked, oom, pid, logged)) = self_kill_after_anothers_oom(true) else {
         return;
     };
     // Marked exactly when the kernel killed the shell too.
-    assert_eq!(marked, shell_logged, "{oom:?}");
-    // The grandchild was the victim, and is named.
-    assert!(!oom.victims().is_empty(), "{oom:?}");
-    assert_ne!(oom.victims()[0].pid, pid, "{oom:?}");
-    assert_eq!(oom.victims()[0].comm, b"tail", "{oom:?}");
-    if !shell_logged {
-        assert_eq!(oom.victims().len(), 1, "{oom:?}");
+    assert_eq!(marked, logged.shell_killed, "{oom:?} {logged:?}");
+    // The grandchild was the victim: named when the kernel logged where it
+    // lived (its context line; rate-limited, and a dying process's
+    // `/proc/<pid>/cgroup` shows the root on v1), never the shell in its
+    // place.
+    let victims: Vec<i32> = oom.victims().iter().map(|v| v.pid).collect();
+    assert!(!victims.contains(&pid) || logged.shell_killed, "{oom:?}");
+    let named_by_context = victims.iter().any(|p| logged.contexts.contains(p));
+    if logged.contexts.iter().any(|&p| p != pid) {
+        assert!(named_by_context, "{oom:?} {logged:?}");
+        assert_eq!(oom.victims()[0].comm, b"tail", "{oom:?}");
+    } else {
+        eprintln!("the kernel's rate limit dropped the hog's context line: {oom:?}");
     }
 }
 
