@@ -40,6 +40,28 @@ fn run_reports_an_oom_then_the_kill_and_removes_its_cgroup() {
     assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
 }
 
+/// The issue's reproduction: a command that writes the OOM killer's line
+/// for itself into the kernel log (as root may) and SIGKILLs itself is not
+/// an OOM kill: the record has a user facility.
+#[test]
+fn run_does_not_believe_a_killed_line_the_command_wrote() {
+    if memory_v1().is_none() {
+        return;
+    }
+    let script = "echo \"<3>Memory cgroup out of memory: Killed process $$ (sh) total-vm:1kB, \
+                  anon-rss:0kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:0\" \
+                  > /dev/kmsg; kill -9 $$";
+    for _ in 0..3 {
+        let out = run(&["run", "--", "sh", "-c", script]);
+        let ev = lines(&out.stderr);
+        assert_eq!(out.status.code(), Some(137), "{ev:?}");
+        let exit = ev.iter().find(|l| event(l) == "exit").unwrap();
+        assert_eq!(field(exit, "signal"), Some("9"), "{ev:?}");
+        assert_eq!(field(exit, "oom_killed"), None, "{ev:?}");
+        assert!(!ev.iter().any(|l| event(l) == "oom"), "{ev:?}");
+    }
+}
+
 #[test]
 fn run_passes_the_exit_code_through() {
     if memory_v1().is_none() {
