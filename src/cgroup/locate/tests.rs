@@ -258,3 +258,47 @@ fn many_mounts_stay_linear() {
     assert!(matches!(err, LocateError::NoMemoryController(_)));
     assert_eq!(asked, 50_000);
 }
+
+#[test]
+fn a_victims_path_maps_to_its_directory_on_the_memory_hierarchy() {
+    use super::memory_cgroup_dir_in;
+    let me_v1 = b"12:memory:/\n0::/user.slice\n";
+    let me_v2 = b"0::/user.slice\n";
+    let hybrid = b"\
+30 25 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+31 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+";
+    // Memory on v1: the v1 mount, never the v2 one beside it.
+    assert_eq!(
+        memory_cgroup_dir_in(b"/pod/web", me_v1, hybrid).unwrap(),
+        Path::new("/sys/fs/cgroup/memory/pod/web")
+    );
+    // Memory on v2 (no v1 memory line of our own).
+    assert_eq!(
+        memory_cgroup_dir_in(b"/pod/web", me_v2, hybrid).unwrap(),
+        Path::new("/sys/fs/cgroup/unified/pod/web")
+    );
+    // A subtree bind-mounted elsewhere, and mounted again over it: the
+    // deepest visible root wins, component-wise (`/pod/webx` is not under
+    // `/pod/web`).
+    let nested = b"\
+31 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+40 25 0:28 /pod/web /srv/web rw - cgroup cgroup rw,memory
+";
+    assert_eq!(
+        memory_cgroup_dir_in(b"/pod/web/a", me_v1, nested).unwrap(),
+        Path::new("/srv/web/a")
+    );
+    assert_eq!(
+        memory_cgroup_dir_in(b"/pod/webx", me_v1, nested).unwrap(),
+        Path::new("/sys/fs/cgroup/memory/pod/webx")
+    );
+    // Only a subtree mounted, the path outside it: unknown, not a guess.
+    let only_subtree = b"40 25 0:28 /pod/web /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+    assert!(matches!(
+        memory_cgroup_dir_in(b"/other", me_v1, only_subtree),
+        Err(LocateError::NotVisible { .. })
+    ));
+    // `..` (a path from outside the namespace) never leaves the mount.
+    assert!(memory_cgroup_dir_in(b"/../x", me_v1, hybrid).is_err());
+}
