@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         ("cli_run_under_enosys_passes_exit_7_through", cli_enosys),
         ("cli_run_reports_oom_kill_as_137", cli_oom),
         ("cli_run_reports_a_signal_and_forwards_sigterm", cli_signal),
+        ("cli_run_kills_what_the_command_left", cli_kills_leftovers),
         ("cli_says_nothing_when_pidfds_work", cli_silent_with_pidfds),
         ("library_watches_children_to_their_statuses", || {
             outer("children")
@@ -210,6 +211,67 @@ fn cli_signal() {
         .find(|l| event(l) == "exit")
         .expect("an exit line");
     assert_eq!(field(exit, "signal"), Some("15"), "{ev:?}");
+}
+
+/// A process the test's command left behind in its cgroup: SIGKILLed on
+/// drop if it is still in that cgroup (a failed assertion must not leave it
+/// running; never anything else that has its pid).
+struct Leftover {
+    pid: i32,
+    cgroup: String,
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        let Some(p) = Pid::from_raw(self.pid) else {
+            return;
+        };
+        let Ok(fd) = pidfd_open(p, PidfdFlags::empty()) else {
+            return;
+        };
+        let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", self.pid)).unwrap_or_default();
+        let name = self.cgroup.rsplit('/').next().unwrap_or("-");
+        if cg.lines().any(|l| l.ends_with(&format!("/{name}"))) {
+            let _ = pidfd_send_signal(&fd, Signal::KILL);
+        }
+    }
+}
+
+fn cli_kills_leftovers() {
+    if memory_v1().is_none() {
+        return;
+    }
+    // The command leaves a sleeper behind: ctrmon must kill it (there is no
+    // pidfd for it, and it is not ctrmon's child) to remove the cgroup.
+    let dir = common::TmpDir::new("sigchld-leftover");
+    let file = dir.path.join("pid");
+    let script = format!("sleep 600 & echo $! > {}; exit 0", file.display());
+    let out = ctrmon_refused("EPERM", &["run", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let ev = lines(&out.stderr);
+    let pid: i32 = std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cg = field(&ev[0], "cgroup").unwrap().to_owned();
+    let _guard = Leftover {
+        pid,
+        cgroup: cg.clone(),
+    };
+    assert_eq!(out.status.code(), Some(0), "{ev:?} {:?}", said(&out.stderr));
+    assert!(!std::path::Path::new(&cg).exists(), "{cg} left behind");
+    // Killed: gone, or a zombie its new parent has not reaped yet.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    assert!(
+        matches!(state, None | Some("Z" | "X")),
+        "sleeper {pid} alive: {stat}"
+    );
 }
 
 fn cli_silent_with_pidfds() {

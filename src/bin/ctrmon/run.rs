@@ -19,14 +19,13 @@ use ctrmon::reaper::block_sigchld;
 use ctrmon::signal::{Signal, SignalFd, SignalSet};
 use ctrmon::spawn::ChildSetup;
 use ctrmon::{EventKind, ExitMode, Monitor};
-use rustix::process::{
-    kill_process, pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions,
-};
+use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags};
 
 use crate::args::Run;
 use crate::cgroup_dir::{self, CreatedCgroup};
 use crate::json::Line;
 use crate::output::{EventSink, Stream};
+use crate::procfd::ProcFd;
 use crate::report::{self, Target};
 use crate::{fail, say, signals, Failure};
 
@@ -103,7 +102,10 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     // Our own handle on the child for forwarding signals: unlike its pid, it
     // can never name another process, even after the child is reaped.
     let target = if fallback {
-        Forward::Child(Pid::from_child(&child))
+        match ProcFd::open(Pid::from_child(&child)) {
+            Some(proc) => Forward::Child(proc),
+            None => return fail(format_args!("open /proc/{pid}"), "the command is gone"),
+        }
     } else {
         Forward::Pidfd(Arc::new(
             pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
@@ -149,27 +151,18 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
 /// Whom forwarded signals go to.
 enum Forward {
     Pidfd(Arc<OwnedFd>),
-    /// Where pidfds are refused: the child by its pid, while it has not been
-    /// reaped. Its pid is its own until the monitor reaps it; a signal sent
-    /// between the check below and that reap goes to the zombie, harmlessly.
-    /// Only a reap *and* the pid's reuse by a new process in the
-    /// microseconds between the check and the `kill` could misdirect one.
-    Child(Pid),
+    /// Where pidfds are refused: the child's `/proc/<pid>` directory,
+    /// opened before anything could reap it.
+    Child(ProcFd),
 }
 
 impl Forward {
     fn send(&self, sig: Signal) {
-        match self {
-            // ESRCH once the child is gone: nothing to forward to.
-            Forward::Pidfd(fd) => drop(pidfd_send_signal(&**fd, sig)),
-            Forward::Child(pid) => {
-                let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-                // Running (or a zombie): still our child, still that pid.
-                if waitid(WaitId::Pid(*pid), opts).is_ok() {
-                    let _ = kill_process(*pid, sig);
-                }
-            }
-        }
+        // ESRCH once the child is gone: nothing to forward to.
+        let _ = match self {
+            Forward::Pidfd(fd) => pidfd_send_signal(&**fd, sig),
+            Forward::Child(proc) => proc.signal(sig),
+        };
     }
 }
 
