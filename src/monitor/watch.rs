@@ -48,7 +48,7 @@ watch_methods! {
     ///
     /// # Where pidfds are refused
     ///
-    /// When [`exit_mode`](Self::exit_mode) is
+    /// When [`exit_mode`](crate::Monitor::exit_mode) is
     /// [`SigchldFallback`](crate::ExitMode::SigchldFallback) (a seccomp
     /// filter, an old SELinux policy or a kernel before 5.3 refused
     /// `pidfd_open`), only our own children can be watched: through SIGCHLD
