@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             "children" => inner_children(),
             "not_children" => inner_not_children(),
             "orphans" => inner_orphans(),
+            "ignored" => inner_ignored(),
             _ => panic!("unknown helper role {role}"),
         }
         println!("inner {role}: ok");
@@ -65,6 +66,9 @@ fn main() -> ExitCode {
         }),
         ("library_reaps_orphans_beside_watched_children", || {
             outer("orphans")
+        }),
+        ("library_refuses_children_when_sigchld_is_ignored", || {
+            outer_with("ignored", &["--ignore-sigchld"])
         }),
     ])
 }
@@ -291,8 +295,15 @@ fn cli_silent_with_pidfds() {
 // The library: this binary again, under the filter.
 
 fn outer(role: &str) {
+    outer_with(role, &[]);
+}
+
+/// [`outer`], with options for the seccomp helper.
+fn outer_with(role: &str, helper_opts: &[&str]) {
     let out = Command::new("python3")
-        .args([HELPER, std::env::current_exe().unwrap().to_str().unwrap()])
+        .arg(HELPER)
+        .args(helper_opts)
+        .arg(std::env::current_exe().unwrap())
         .env("CTRMON_TEST_HELPER", role)
         .stdin(Stdio::null())
         .output()
@@ -495,4 +506,17 @@ fn inner_orphans() {
     assert_eq!(orphans.len(), 1, "{orphans:?}");
     assert_eq!(orphans[0].status, ExitStatus::Code(4));
     assert_ne!(orphans[0].pid, pid);
+}
+
+fn inner_ignored() {
+    // SIGCHLD ignored (inherited through exec): the kernel would reap the
+    // children itself and their statuses would be lost. Refused, saying so.
+    let m = new_monitor();
+    let mut kids = Kids::default();
+    let pid = kids.spawn(Command::new("sleep").arg("600").stdin(Stdio::null()));
+    let err = m.watch_pid(pid, 0).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(err.pid(), Some(pid), "{msg}");
+    assert!(msg.contains("SIGCHLD is ignored"), "{msg}");
+    assert!(m.is_empty());
 }

@@ -35,7 +35,9 @@
 //! SIGCHLD must be blocked in every thread: a thread with it unblocked
 //! takes the signal with its default action (discard), and the signalfd
 //! never sees it. The first watch made this way checks every thread there
-//! is and fails, naming the thread, if one has it unblocked.
+//! is and fails, naming the thread, if one has it unblocked; and fails if
+//! SIGCHLD is ignored (`SIG_IGN`: the kernel then reaps children itself,
+//! and their statuses are lost).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -273,6 +275,21 @@ fn check_every_thread_blocks_sigchld(pid: i32, errno: i32) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::path("read", path.as_ref(), e)),
         };
+        // The disposition is the process's: any thread's file says it.
+        if crate::reaper::proc::signal_in(&status, b"SigIgn:", Signal::CHILD.as_raw()) == Some(true)
+        {
+            return Err(Error::new(
+                "watch",
+                Subject::Pid(pid),
+                std::io::Error::other(format!(
+                    "pidfd_open is refused here ({}), so children are watched through \
+                     SIGCHLD, but SIGCHLD is ignored (SIG_IGN) in this process: the kernel \
+                     then reaps children itself and their statuses are lost; restore its \
+                     default action",
+                    errno_name(errno),
+                )),
+            ));
+        }
         if crate::reaper::proc::signal_blocked(&status, Signal::CHILD.as_raw()) == Some(false) {
             return Err(Error::new(
                 "watch",

@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Runs a program with pidfd_open refused, as a container's seccomp
-allow-list refuses it: seccomp_errno.py [--errno NAME] PROGRAM [ARGS...]
+allow-list refuses it:
+seccomp_errno.py [--errno NAME] [--ignore-sigchld] PROGRAM [ARGS...]
 
 Installs a seccomp filter in this process (inherited across execve and by
 every child) that answers pidfd_open (x86-64 syscall 434) with the errno
 (EPERM unless --errno names another: EACCES, ENOSYS) and allows everything
 else, checks that pidfd_open of itself now fails with that errno (exit 97
 if not: a test run under it would pass vacuously), then execs PROGRAM.
-Needs no privilege: PR_SET_NO_NEW_PRIVS comes first.
+Needs no privilege: PR_SET_NO_NEW_PRIVS comes first. --ignore-sigchld
+sets SIGCHLD to SIG_IGN, which PROGRAM inherits across execve.
 """
 import ctypes
 import errno
 import os
 import platform
+import signal
 import sys
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -50,8 +53,11 @@ def main():
     if args[:1] == ["--errno"]:
         err = getattr(errno, args[1])
         args = args[2:]
+    if args[:1] == ["--ignore-sigchld"]:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        args = args[1:]
     if not args:
-        sys.exit("usage: seccomp_errno.py [--errno NAME] PROGRAM [ARGS...]")
+        sys.exit("usage: seccomp_errno.py [--errno NAME] [--ignore-sigchld] PROGRAM [ARGS...]")
     if platform.machine() != "x86_64":
         sys.exit("seccomp_errno.py: only x86-64 is supported")
     prog = [
