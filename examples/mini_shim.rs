@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ctrmon::spawn::ChildSetup;
-use ctrmon::{EventKind, ExitStatus, Monitor};
+use ctrmon::{EventKind, ExitMode, ExitStatus, Monitor};
 use support::ExampleCgroup;
 
 // `pub`: tests/guest_examples.rs runs this same program on cgroup v2.
@@ -34,6 +34,13 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Watch the cgroup before anything runs in it: its counters' baseline
     // is read now, so every OOM of the container counts.
     let mut monitor: Monitor<&str> = Monitor::new()?;
+    // Where pidfd_open is refused (a container's seccomp filter, an old
+    // kernel), our children are watched through SIGCHLD, which must be
+    // blocked in every thread: now, before any thread or child exists.
+    if let mode @ ExitMode::SigchldFallback { .. } = monitor.exit_mode() {
+        println!("{mode}");
+        ctrmon::reaper::block_sigchld()?;
+    }
     let oom_watch = monitor.watch_cgroup_oom(&cgroup.path, "cgroup")?;
 
     // init joins the cgroup between fork and exec: everything it starts is

@@ -5,11 +5,18 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ctrmon::{EventKind, Monitor};
+use ctrmon::{EventKind, ExitMode, Monitor};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One thread owns the loop: `wait_mut` dispatches without a lock.
     let mut monitor: Monitor<&str> = Monitor::new()?;
+    // Where pidfd_open is refused (a container's seccomp filter, an old
+    // kernel), our children are watched through SIGCHLD, which must be
+    // blocked in every thread: now, before any thread or child exists.
+    if let mode @ ExitMode::SigchldFallback { .. } = monitor.exit_mode() {
+        println!("{mode}");
+        ctrmon::reaper::block_sigchld()?;
+    }
     let children = [
         ("exits-0", Command::new("true").spawn()?),
         (

@@ -122,6 +122,10 @@ pub enum WhyUnknown {
     NotReaped,
     /// Asking the kernel failed (the error is not kept; this is rare).
     Failed,
+    /// Our child, watched without a pidfd
+    /// ([`ExitMode::SigchldFallback`]), was reaped by something else in this
+    /// process (a `waitpid(-1)` loop, `Child::wait`), which took its status.
+    ReapedElsewhere,
 }
 
 impl WhyUnknown {
@@ -136,6 +140,10 @@ impl WhyUnknown {
                 "not our child, and its parent did not reap it within 2 s (it is a zombie)"
             }
             WhyUnknown::Failed => "not our child, and asking the kernel for its status failed",
+            WhyUnknown::ReapedElsewhere => {
+                "our child, watched without a pidfd, was reaped by something else in this \
+                 process, which took its status"
+            }
         }
     }
 }
@@ -261,6 +269,45 @@ pub enum KmsgMode {
     OtherPidNamespace,
     /// Turned off by the caller: the counter rule is used.
     Off,
+}
+
+/// How the monitor learns that a watched process exited
+/// ([`Monitor::exit_mode`](crate::Monitor::exit_mode)), decided once, when
+/// the monitor is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitMode {
+    /// Through pidfds: any process can be watched, our children are reaped
+    /// through their pidfds.
+    Pidfd,
+    /// `pidfd_open` was refused with `errno` (`EPERM` from a container's
+    /// seccomp filter, `EACCES` from an old SELinux policy, `ENOSYS` before
+    /// Linux 5.3): our own children are watched through SIGCHLD (a
+    /// signalfd) and `waitid(P_PID)`, with the same events; another's
+    /// process cannot be watched (the error names the pid, the call and
+    /// the errno), and SIGCHLD must be blocked in every thread
+    /// ([`block_sigchld`](crate::reaper::block_sigchld)). Pidfds the caller
+    /// already holds ([`watch_pidfd`](crate::Monitor::watch_pidfd)) are
+    /// still watched through epoll.
+    SigchldFallback {
+        /// The errno `pidfd_open` failed with.
+        errno: i32,
+    },
+}
+
+impl fmt::Display for ExitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitMode::Pidfd => f.write_str("exits through pidfds"),
+            ExitMode::SigchldFallback { errno } => write!(
+                f,
+                "pidfd_open is refused here ({}: {}); watching our own children through \
+                 SIGCHLD and waitid instead, and no other process",
+                crate::source::sigchld::errno_name(*errno),
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+        }
+    }
 }
 
 /// What happened to a watched source.

@@ -115,8 +115,8 @@ pub use error::{Error, Result, Subject};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use event::{
-    Event, EventKind, Exit, ExitStatus, KmsgMode, MemoryReport, OomLog, OomVictim, Receiver,
-    WatchId, WhyUnknown,
+    Event, EventKind, Exit, ExitMode, ExitStatus, KmsgMode, MemoryReport, OomLog, OomVictim,
+    Receiver, WatchId, WhyUnknown,
 };
 #[doc(hidden)]
 pub use monitor::table_slot_size;

@@ -13,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
 /// A `ctrmon-example-*` memory cgroup with a limit; its processes killed
@@ -85,11 +86,24 @@ impl Drop for ExampleCgroup {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             for pid in self.pids() {
-                if let Some(fd) =
-                    Pid::from_raw(pid).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
-                {
-                    let _ = pidfd_send_signal(&fd, Signal::KILL);
-                }
+                let Some(p) = Pid::from_raw(pid) else {
+                    continue;
+                };
+                let fd = match pidfd_open(p, PidfdFlags::empty()) {
+                    Ok(fd) => fd,
+                    // Refused (seccomp, SELinux, before 5.3): its /proc
+                    // directory names it for good too, and
+                    // pidfd_send_signal takes it; it must still be in the
+                    // cgroup once opened.
+                    Err(Errno::PERM | Errno::ACCESS | Errno::NOSYS) => {
+                        match std::fs::File::open(format!("/proc/{pid}")) {
+                            Ok(dir) if self.pids().contains(&pid) => dir.into(),
+                            _ => continue,
+                        }
+                    }
+                    Err(_) => continue,
+                };
+                let _ = pidfd_send_signal(&fd, Signal::KILL);
             }
             match std::fs::remove_dir(&self.path) {
                 Ok(()) => {

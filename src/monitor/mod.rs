@@ -211,6 +211,10 @@ struct Core {
     /// The anonymous inode of the waker eventfd: a caller's fd watched as
     /// an eventfd must be a file of it too.
     anon_inode: crate::source::eventfd::AnonInode,
+    /// Where `pidfd_open` is refused: the SIGCHLD signalfd that children
+    /// are watched through instead (`source/sigchld.rs`). Decided once, in
+    /// `create`.
+    child_exits: Option<Box<crate::source::sigchld::ChildExits>>,
 }
 
 impl<T> Monitor<T> {
@@ -237,6 +241,24 @@ impl<T> Monitor<T> {
         self.lock().kmsg.mode()
     }
 
+    /// How process exits are learnt: through pidfds, or, where
+    /// `pidfd_open` is refused, through SIGCHLD for our own children only
+    /// ([`ExitMode`](crate::ExitMode), which says what that means).
+    ///
+    /// Decided once, in [`new`](Self::new), by opening a pidfd of this
+    /// process: the caller learns it before it spawns anything or starts a
+    /// thread, which is when SIGCHLD must be blocked for the fallback
+    /// ([`block_sigchld`](crate::reaper::block_sigchld)), and every watch
+    /// of the monitor's life works the same way. (A seccomp filter the
+    /// process installs on itself *after* making the monitor is not seen:
+    /// its `watch_pid` then fails, naming `pidfd_open` and the errno.)
+    pub fn exit_mode(&self) -> crate::ExitMode {
+        match &self.core.child_exits {
+            None => crate::ExitMode::Pidfd,
+            Some(c) => crate::ExitMode::SigchldFallback { errno: c.errno },
+        }
+    }
+
     fn create(with_kmsg: bool) -> Result<Self> {
         let epoll =
             Epoll::new().map_err(|e| Error::os("create epoll instance", Subject::None, e))?;
@@ -257,6 +279,18 @@ impl<T> Monitor<T> {
                 .add(fd, KMSG_KEY, EventFlags::IN)
                 .map_err(|e| Error::os("register", Subject::Path(crate::kmsg::PATH.into()), e))?;
         }
+        let child_exits = match crate::source::sigchld::probe() {
+            None => None,
+            Some(errno) => {
+                let c = crate::source::sigchld::ChildExits::new(errno)?;
+                // Under the timer's key: its readiness runs the housekeeping,
+                // which scans the children (`dispatch/children.rs`).
+                epoll
+                    .add(c.as_fd(), TIMER_KEY, EventFlags::IN)
+                    .map_err(|e| Error::os("register SIGCHLD signalfd", Subject::None, e))?;
+                Some(Box::new(c))
+            }
+        };
         Ok(Monitor {
             core: Core {
                 epoll,
@@ -267,6 +301,7 @@ impl<T> Monitor<T> {
                 returned: Signal::new(),
                 holds: crate::reaper::Holder::new(),
                 anon_inode,
+                child_exits,
             },
             inner: Lock::new(Inner {
                 table: Table::new(),

@@ -137,6 +137,28 @@ impl<T> Registrar<'_, T> {
         Ok(WatchId(key.as_u64()))
     }
 
+    /// [`add`](Self::add) for our child watched without a pidfd: no fd, so
+    /// nothing in epoll; the SIGCHLD scan finds it in the table
+    /// (`dispatch/children.rs`).
+    #[cold]
+    pub(super) fn add_child(
+        &mut self,
+        source: Source,
+        receiver: T,
+        subject: Subject,
+    ) -> Result<WatchId> {
+        if let Some(link) = source.pid_info().and_then(|info| info.oom_link) {
+            self.check_oom_link(link, &subject)?;
+        }
+        let Some(key) = self.table.next_key(Kind::Pid) else {
+            return Err(table_full(subject));
+        };
+        index_pid(self.watched_pids, &source, true);
+        self.table.insert_at(key, Watch { source, receiver });
+        super::add_one(&self.core.live);
+        Ok(WatchId(key.as_u64()))
+    }
+
     /// [`add`](Self::add) for a process watch, noting first when the
     /// process started: what binds a victim that the kernel log names to
     /// this process and not to an earlier one of the same pid. Read for

@@ -46,6 +46,23 @@ watch_methods! {
     /// and its status is lost to us. Watch a child right after spawning it,
     /// before anything can reap it, and that cannot happen.
     ///
+    /// # Where pidfds are refused
+    ///
+    /// When [`exit_mode`](crate::Monitor::exit_mode) is
+    /// [`SigchldFallback`](crate::ExitMode::SigchldFallback) (a seccomp
+    /// filter, an old SELinux policy or a kernel before 5.3 refused
+    /// `pidfd_open`), only our own children can be watched: through SIGCHLD
+    /// and `waitid(P_PID)`, with the same events, the same OOM-first order
+    /// and the same "already gone" error. Another's process is refused with
+    /// an error naming the pid, `pidfd_open` and the errno. SIGCHLD must then
+    /// be blocked in every thread
+    /// ([`block_sigchld`](crate::reaper::block_sigchld), in the main thread
+    /// before any other starts; the first such watch fails, naming the
+    /// thread, if one has it unblocked), and nothing else in the process
+    /// may reap a watched child (its watch then reports
+    /// [`WhyUnknown::ReapedElsewhere`](crate::WhyUnknown::ReapedElsewhere)).
+    /// Each SIGCHLD costs one `waitid` per child watched this way.
+    ///
     /// # Against a cgroup watch
     ///
     /// A process watched here is not tied to any OOM watch, even one on its
@@ -147,8 +164,37 @@ watch_methods! {
         oom_link: Option<WatchId>,
         receiver: T,
     ) -> Result<WatchId> {
+        if let Some(children) = self.core.child_exits.as_deref() {
+            return self.add_child(children, pid, reap, oom_link, receiver);
+        }
         let fd = source::pidfd::open(pid)?;
         self.add_pid_with(fd, pid, reap, oom_link, receiver)
+    }
+
+    /// [`add_pid`](Self::add_pid) where pidfds are refused: our child only,
+    /// watched through SIGCHLD (`source/sigchld.rs`).
+    #[cold]
+    fn add_child(
+        &self,
+        children: &source::sigchld::ChildExits,
+        pid: i32,
+        reap: bool,
+        oom_link: Option<WatchId>,
+        receiver: T,
+    ) -> Result<WatchId> {
+        children.check_child(pid)?;
+        let info = PidInfo {
+            pid,
+            reap,
+            oom_link,
+            retry: None,
+            exit_fifo: None,
+            start: source::sigchld::start_of_child(pid),
+        };
+        let id = self.with_registrar(|r| r.add_child(Source::child(info), receiver, Subject::Pid(pid)))?;
+        // It may have exited already: the next wait looks.
+        source::sigchld::poke();
+        Ok(id)
     }
 
     fn add_pid_with(
@@ -504,8 +550,17 @@ watch_methods! {
             Ok(())
         })?;
         let added = self.add(Source::cold(Cold::Orphans(reaper)), receiver, Subject::None);
-        if added.is_err() {
-            self.with_registrar(|r| *r.watched_pids = None);
+        match &added {
+            Err(_) => self.with_registrar(|r| *r.watched_pids = None),
+            // Where children are watched through SIGCHLD, one signalfd takes
+            // the signal: the monitor's, whose scan runs the reaper too. Two
+            // would each drain what the other waits for.
+            Ok(id) if self.core.child_exits.is_some() => self.with_registrar(|r| {
+                if let Some(fd) = r.table.source(Key::from_u64(id.0)).and_then(|s| s.as_fd()) {
+                    let _ = r.core.epoll.modify(fd, id.0, rustix::event::epoll::EventFlags::empty());
+                }
+            }),
+            Ok(_) => {}
         }
         added
     }

@@ -50,12 +50,18 @@ pub fn start_time(stat: &[u8]) -> Option<u64> {
 /// Whether the `status` file says `signo` is blocked; `None` when it has no
 /// well-formed `SigBlk:` line or `signo` is outside 1..=64.
 pub fn signal_blocked(status: &[u8], signo: i32) -> Option<bool> {
+    signal_in(status, b"SigBlk:", signo)
+}
+
+/// Whether `signo` is in the mask of the `status` file's line `field`
+/// (`SigBlk:`, `SigIgn:`...); `None` as for [`signal_blocked`].
+pub(crate) fn signal_in(status: &[u8], field: &[u8], signo: i32) -> Option<bool> {
     if !(1..=64).contains(&signo) {
         return None;
     }
     let line = status
         .split(|&b| b == b'\n')
-        .find_map(|l| l.strip_prefix(b"SigBlk:"))?;
+        .find_map(|l| l.strip_prefix(field))?;
     let hex = line.iter().filter(|b| !b.is_ascii_whitespace());
     let mut digits = 0;
     let mut mask = 0u64;

@@ -27,6 +27,7 @@ pub(crate) mod pidfd;
 pub(crate) mod populated;
 pub(crate) mod pressure_v1;
 pub(crate) mod psi;
+pub(crate) mod sigchld;
 pub(crate) mod swap_events;
 pub(crate) mod threshold_v1;
 mod v1_notify;
@@ -93,7 +94,8 @@ pub(crate) enum Kind {
     EventFd = 0,
     /// An fd watched for hang-up (inline fd).
     Hangup = 1,
-    /// A pidfd (inline fd); pid and options behind the cold pointer.
+    /// A process: its pidfd inline (none for a child watched without
+    /// pidfds, `sigchld.rs`); pid and options behind the cold pointer.
     Pid = 2,
     /// Everything else: fd and state behind the cold pointer.
     Cold = 3,
@@ -168,6 +170,16 @@ impl Source {
         Source {
             stamp: Kind::Pid.stamp(),
             fd: Some(fd),
+            cold: Some(Box::new(Cold::Pid(info))),
+        }
+    }
+
+    /// Our child watched without a pidfd (`sigchld.rs`): no fd at all, so
+    /// not in epoll; the SIGCHLD scan finds it in the table.
+    pub(crate) fn child(info: pidfd::PidInfo) -> Source {
+        Source {
+            stamp: Kind::Pid.stamp(),
+            fd: None,
             cold: Some(Box::new(Cold::Pid(info))),
         }
     }
@@ -389,8 +401,10 @@ impl Source {
 
     /// Work owed when the monitor is dropped with the watch still live.
     pub(crate) fn on_monitor_drop(&self) {
-        if let (Some(Cold::Pid(info)), Some(fd)) = (self.cold.as_deref(), &self.fd) {
-            info.reap_if_exited(fd);
+        match (self.cold.as_deref(), &self.fd) {
+            (Some(Cold::Pid(info)), Some(fd)) => info.reap_if_exited(fd),
+            (Some(Cold::Pid(info)), None) if info.reap => sigchld::reap_if_exited(info.pid),
+            _ => {}
         }
     }
 

@@ -210,25 +210,47 @@ fn kill_all(dir: BorrowedFd<'_>) {
     }
     let me = std::process::id() as i32;
     for_each_cgroup(dir, &mut |cg| {
-        let mut procs = String::new();
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if let Ok(fd) = openat(cg, "cgroup.procs", flags, Mode::empty()) {
-            let _ = std::fs::File::from(fd).read_to_string(&mut procs);
-        }
         // ctrmon itself never joins the cgroup; never kill it all the same.
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        for pid in procs_of(cg) {
             if pid == me {
                 continue;
             }
             // A pidfd, so that a pid reused since the read is not signalled
             // if it left the cgroup (pidfd_open fails for a reaped pid).
-            if let Some(fd) =
-                Pid::from_raw(pid).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
-            {
-                let _ = pidfd_send_signal(&fd, Signal::KILL);
+            let Some(p) = Pid::from_raw(pid) else {
+                continue;
+            };
+            match pidfd_open(p, PidfdFlags::empty()) {
+                Ok(fd) => {
+                    let _ = pidfd_send_signal(&fd, Signal::KILL);
+                }
+                // Refused (seccomp, SELinux, before 5.3): the process held
+                // by its /proc directory, then found in the cgroup again,
+                // so that the one held is one of the cgroup's.
+                Err(Errno::PERM | Errno::ACCESS | Errno::NOSYS) => {
+                    if let Some(proc) = crate::procfd::ProcFd::open(p) {
+                        if procs_of(cg).contains(&pid) {
+                            let _ = proc.signal(Signal::KILL);
+                        }
+                    }
+                }
+                Err(_) => {}
             }
         }
     });
+}
+
+/// The pids in `cg`'s `cgroup.procs` (none if it cannot be read).
+fn procs_of(cg: BorrowedFd<'_>) -> Vec<i32> {
+    let mut procs = String::new();
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if let Ok(fd) = openat(cg, "cgroup.procs", flags, Mode::empty()) {
+        let _ = std::fs::File::from(fd).read_to_string(&mut procs);
+    }
+    procs
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .collect()
 }
 
 /// The names of the child directories of `dir` (symlinks and files left

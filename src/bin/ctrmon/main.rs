@@ -7,6 +7,7 @@ mod cgroup_dir;
 mod json;
 mod output;
 mod placement;
+mod procfd;
 mod report;
 mod run;
 mod signals;

@@ -15,15 +15,17 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ctrmon::cgroup::CgroupVersion;
-use ctrmon::signal::SignalFd;
+use ctrmon::reaper::block_sigchld;
+use ctrmon::signal::{Signal, SignalFd, SignalSet};
 use ctrmon::spawn::ChildSetup;
-use ctrmon::{EventKind, Monitor};
+use ctrmon::{EventKind, ExitMode, Monitor};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags};
 
 use crate::args::Run;
 use crate::cgroup_dir::{self, CreatedCgroup};
 use crate::json::Line;
 use crate::output::{EventSink, Stream};
+use crate::procfd::ProcFd;
 use crate::report::{self, Target};
 use crate::{fail, say, signals, Failure};
 
@@ -63,6 +65,17 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     } else {
         Monitor::new()?
     };
+    // Where pidfd_open is refused, the command is watched through SIGCHLD,
+    // which must be blocked before any thread starts (the forwarder below).
+    let fallback = matches!(monitor.exit_mode(), ExitMode::SigchldFallback { .. });
+    let mut unblock = sigset;
+    if fallback {
+        say(monitor.exit_mode());
+        block_sigchld()?;
+        let mut both = signals::FORWARDED.to_vec();
+        both.push(Signal::CHILD);
+        unblock = SignalSet::new(&both)?;
+    }
     let cg_watch = monitor.watch_cgroup_oom(&cg.path, 0)?;
     // Swap events on v2, where swap is accounted (receiver 2).
     if version == CgroupVersion::V2 && cg.path.join("memory.swap.events").exists() {
@@ -74,7 +87,7 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     let mut setup = ChildSetup::new()
         .join_cgroup(&cg.path)?
         .die_with_parent()
-        .unblock(&sigset);
+        .unblock(&unblock);
     if !opts.keep_fds {
         setup = setup.close_inherited_fds();
     }
@@ -88,17 +101,24 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     let pid = child.id() as i32;
     // Our own handle on the child for forwarding signals: unlike its pid, it
     // can never name another process, even after the child is reaped.
-    let pidfd: Arc<OwnedFd> = Arc::new(
-        pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
-            .or_else(|e| fail(format_args!("open pidfd for pid {pid}"), e))?,
-    );
+    let target = if fallback {
+        match ProcFd::open(Pid::from_child(&child)) {
+            Some(proc) => Forward::Child(proc),
+            None => return fail(format_args!("open /proc/{pid}"), "the command is gone"),
+        }
+    } else {
+        Forward::Pidfd(Arc::new(
+            pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
+                .or_else(|e| fail(format_args!("open pidfd for pid {pid}"), e))?,
+        ))
+    };
     let targets = [
         Target::Cgroup(cg.path.clone()),
         Target::Pid(pid),
         Target::Swap(cg.path.clone()),
     ];
     monitor.watch_pid_in(pid, cg_watch, 1)?;
-    forward_signals(sigfd, pidfd);
+    forward_signals(sigfd, target);
 
     // A line that cannot be written is lost, and counted; never a reason to
     // stop supervising.
@@ -128,9 +148,27 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     Ok(status.unwrap_or(1).clamp(0, 255) as u8)
 }
 
+/// Whom forwarded signals go to.
+enum Forward {
+    Pidfd(Arc<OwnedFd>),
+    /// Where pidfds are refused: the child's `/proc/<pid>` directory,
+    /// opened before anything could reap it.
+    Child(ProcFd),
+}
+
+impl Forward {
+    fn send(&self, sig: Signal) {
+        // ESRCH once the child is gone: nothing to forward to.
+        let _ = match self {
+            Forward::Pidfd(fd) => pidfd_send_signal(&**fd, sig),
+            Forward::Child(proc) => proc.signal(sig),
+        };
+    }
+}
+
 /// Forwards the signals of [`signals::FORWARDED`] to the child, from a
 /// thread of its own.
-fn forward_signals(sigfd: SignalFd, child: Arc<OwnedFd>) {
+fn forward_signals(sigfd: SignalFd, child: Forward) {
     std::thread::spawn(move || {
         while let Ok(Some(received)) = sigfd.read() {
             // A terminal's signal reached the child already (same process
@@ -139,8 +177,7 @@ fn forward_signals(sigfd: SignalFd, child: Arc<OwnedFd>) {
                 continue;
             }
             if let Some(sig) = received.signal() {
-                // ESRCH once the child is gone: nothing to forward to.
-                let _ = pidfd_send_signal(&*child, sig);
+                child.send(sig);
             }
         }
     });

@@ -34,6 +34,11 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     } else {
         Monitor::new()?
     });
+    // Said once: `--pid` of a process that is not ours then fails, naming
+    // the pid, the refused call and its errno.
+    if let mode @ ctrmon::ExitMode::SigchldFallback { .. } = monitor.exit_mode() {
+        crate::say(mode);
+    }
 
     // Set everything up before reporting anything: a bad argument fails the
     // whole command, and dropping the monitor releases what was armed.

@@ -18,6 +18,7 @@
 //! a final event's watch is removed for good and its receiver handed over;
 //! a non-final one's watch is taken out of its slot for the call.
 
+mod children;
 mod owned;
 mod resolve;
 mod shared;
@@ -524,6 +525,8 @@ fn housekeep<T, S: Sink<T>>(sink: &mut S, clock: &mut Clock) -> usize {
         }
         delivered += deliver(sink, group);
     }
+    // Where pidfds are refused, SIGCHLD's signalfd shares the timer's key.
+    delivered += children::scan(sink, clock);
     let (_, inner) = sink.parts();
     inner.reschedule();
     delivered
