@@ -11,6 +11,7 @@
 //!   end; ctrmon keeps supervising and exits with the command's status.
 
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     }
     if opts.oom_group {
         cg.write("memory.oom.group", "1")?;
+        note_missing_group_counter(&cg.path);
     }
 
     let monitor: Monitor<u32> = if opts.no_kmsg {
@@ -126,6 +128,28 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     cg.remove()?;
     // Exit statuses are 0..=255; a shell code beyond that cannot happen.
     Ok(status.unwrap_or(1).clamp(0, 255) as u8)
+}
+
+/// Says so when this kernel's `memory.events` in `dir` has no
+/// `oom_group_kill` counter (it came in Linux 5.17; `memory.oom.group` in
+/// 4.19): the group kill still happens, but the `oom` line can only count
+/// it in `oom_kill`, and a reader looking for `oom_group_kill` must know
+/// why it is missing.
+fn note_missing_group_counter(dir: &Path) {
+    let file = dir.join("memory.events");
+    let Ok(text) = std::fs::read(&file) else {
+        return;
+    };
+    if !text
+        .split(|&b| b == b'\n')
+        .any(|l| l.starts_with(b"oom_group_kill "))
+    {
+        say(format_args!(
+            "{}: this kernel has no oom_group_kill counter (Linux 5.17+); \
+             a group kill is reported in oom_kill only",
+            file.display()
+        ));
+    }
 }
 
 /// Forwards the signals of [`signals::FORWARDED`] to the child, from a
