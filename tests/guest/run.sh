@@ -297,7 +297,7 @@ need_module() {
     local name="${1//-/_}" f dep
     case "$mod_seen" in *" $name "*) return ;; esac
     mod_seen+="$name "
-    if [ -n "$kmod" ] && sed 's/-/_/g' "$kmod/modules.builtin" | grep -q "/$name\.ko\$"; then
+    if [ -n "$kmod" ] && grep -q "/${name//_/[-_]}\.ko\$" "$kmod/modules.builtin"; then
         return
     fi
     [ -n "$kmod" ] || fail "kernel $kver has no modules tree, and $name is not built in"
