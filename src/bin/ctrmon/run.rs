@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use ctrmon::cgroup::CgroupVersion;
 use ctrmon::signal::SignalFd;
-use ctrmon::spawn::ChildSetup;
+use ctrmon::spawn::{ChildSetup, CloexecMethod};
 use ctrmon::{EventKind, Monitor};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags};
 
@@ -78,13 +78,26 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         .die_with_parent()
         .unblock(&sigset);
     if !opts.keep_fds {
-        setup = setup.close_inherited_fds();
+        // Asked here, so that a kernel (or seccomp filter) that allows
+        // neither way is named before the start, not by an errno after it.
+        let method = CloexecMethod::detect()
+            .or_else(|e| fail(e, "pass --keep-fds to leave inherited fds alone"))?;
+        setup = setup.close_inherited_fds_via(method);
     }
+    let walk = setup.cloexec_method() == Some(CloexecMethod::ProcSelfFd);
     setup.apply(&mut cmd);
     let child = cmd.spawn().or_else(|e| {
+        // The child reports only an errno: say which of its steps differs
+        // from the usual one.
+        let note = if walk {
+            " (close_range(CLOSE_RANGE_CLOEXEC) needs Linux 5.11, so the child marked \
+             inherited fds close-on-exec through /proc/self/fd; --keep-fds skips that)"
+        } else {
+            ""
+        };
         fail(
             format_args!("start {:?} in {}", opts.command[0], cg.path.display()),
-            e,
+            format_args!("{e}{note}"),
         )
     })?;
     let pid = child.id() as i32;
