@@ -62,8 +62,8 @@ while [ $# -gt 0 ]; do
 done
 case "$layout" in
 v2) cmdline_cgroups="cgroup_no_v1=all" ;;
-# Debian 11's own default (systemd.unified_cgroup_hierarchy=0 on 10/11's
-# systemd); the guest's init mounts the hierarchies itself.
+# No cgroup option, as Debian 10/11 boot: their systemd mounts the hybrid
+# layout, which the guest's init mounts here in its place.
 v1-hybrid) cmdline_cgroups="" ;;
 *) fail "--layout $layout: v2 or v1-hybrid" ;;
 esac
