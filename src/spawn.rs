@@ -37,6 +37,9 @@ use crate::signal::SignalSet;
 use crate::sys::{self, SigSet};
 use crate::{Error, Result, Subject};
 
+mod cloexec;
+pub use cloexec::CloexecMethod;
+
 /// What a child does between `fork` and `exec`, in this order: join a
 /// cgroup, arrange to die with its parent, unblock signals, mark inherited
 /// fds close-on-exec. Any step that fails fails the spawn with its errno.
@@ -45,7 +48,7 @@ pub struct ChildSetup {
     cgroup_procs: Option<CString>,
     parent: Option<Pid>,
     unblock: Option<SigSet>,
-    close_fds: bool,
+    cloexec: Option<CloexecMethod>,
 }
 
 impl ChildSetup {
@@ -90,14 +93,36 @@ impl ChildSetup {
         self
     }
 
-    /// Every fd above 2 that the child inherited is made close-on-exec
-    /// (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`, Linux 5.11+), so the
-    /// command gets only its standard streams and what `Command` itself
-    /// sets up, as `sudo` does, whatever the caller of the supervisor
-    /// left open.
-    pub fn close_inherited_fds(mut self) -> ChildSetup {
-        self.close_fds = true;
+    /// Every fd above 2 that the child inherited is made close-on-exec, so
+    /// the command gets only its standard streams and what `Command` itself
+    /// sets up, as `sudo` does, whatever the caller of the supervisor left
+    /// open. Nothing is closed before the `exec`.
+    ///
+    /// `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)` where the kernel takes the
+    /// flag (Linux 5.11+); elsewhere (5.10, before 5.9, or a seccomp filter
+    /// that refuses it) the child walks its `/proc/self/fd` instead
+    /// ([`CloexecMethod`], chosen here with [`CloexecMethod::detect`]). If
+    /// neither works (no `/proc` either), the spawn fails with the errno of
+    /// opening `/proc/self/fd`: call [`CloexecMethod::detect`] first for an
+    /// error that says why.
+    pub fn close_inherited_fds(self) -> ChildSetup {
+        let method = CloexecMethod::detect().unwrap_or(CloexecMethod::ProcSelfFd);
+        self.close_inherited_fds_via(method)
+    }
+
+    /// [`close_inherited_fds`](Self::close_inherited_fds) with the given
+    /// method: [`CloexecMethod::ProcSelfFd`] works on every kernel with
+    /// `/proc`; [`CloexecMethod::CloseRange`] still falls back to it if the
+    /// child finds the flag refused.
+    pub fn close_inherited_fds_via(mut self, method: CloexecMethod) -> ChildSetup {
+        self.cloexec = Some(method);
         self
+    }
+
+    /// How inherited fds will be made close-on-exec (`None`: they are
+    /// left alone): what a caller names when the spawn fails.
+    pub fn cloexec_method(&self) -> Option<CloexecMethod> {
+        self.cloexec
     }
 
     /// Installs the setup on `cmd` (as a `pre_exec` hook).
@@ -141,8 +166,8 @@ impl ChildSetup {
         if let Some(set) = &self.unblock {
             sys::sigmask(libc::SIG_UNBLOCK, set)?;
         }
-        if self.close_fds {
-            sys::cloexec_from(3)?;
+        if let Some(method) = self.cloexec {
+            cloexec::in_child(method, 3)?;
         }
         Ok(())
     }

@@ -24,6 +24,14 @@ fn oom_kills<T>(e: &Event<T>) -> Option<u64> {
     }
 }
 
+/// True when `file` of `cg` has a line for `key` (a counter this kernel
+/// keeps).
+fn has_counter(cg: &TestCgroup, file: &str, key: &str) -> bool {
+    cg.read(file)
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(key))
+}
+
 /// A cgroup with a 32 MiB limit and no swap.
 fn limited(root: &std::path::Path, name: &str) -> TestCgroup {
     let cg = TestCgroup::new(root, name);
@@ -109,9 +117,14 @@ fn limit_on_parent_kill_reported_in_the_child_whose_oom_never_rises() {
     let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
     let hog = child.memory_hog();
     let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
-    // The parent's notification may trail the child's exit.
+    // The parent's notification may trail the child's exit; once the hog
+    // is gone the kernel's counters are final, and the reports catch up
+    // with them.
     let got = wait_until(&m, LONG, |g| {
-        g.iter().any(|e| e.id == hw) && g.iter().any(|e| e.id == pw && oom_kills(e).is_some())
+        g.iter().any(|e| e.id == hw)
+            && reported_ooms(g, pw) == parent.counter("memory.events", "oom")
+            && reported_kills(g, pw) == parent.counter("memory.events", "oom_kill")
+            && reported_kills(g, cw) == child.counter("memory.events", "oom_kill")
     });
 
     assert_eq!(child.counter("memory.events", "oom"), 0);
@@ -122,11 +135,14 @@ fn limit_on_parent_kill_reported_in_the_child_whose_oom_never_rises() {
         panic!()
     };
     assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
-    // memory.events is hierarchical: the parent counts its own OOM and its
-    // child's kill.
-    assert_eq!(parent.counter("memory.events", "oom"), 1);
+    // memory.events is hierarchical: the parent counts its own OOMs and its
+    // child's kill. How many OOMs one kill takes is the kernel's to say
+    // (mostly 1 on 6.1, 2 on 6.12): the report matches the kernel's count.
+    let parent_ooms = parent.counter("memory.events", "oom");
+    assert!(parent_ooms >= 1, "{}", parent.read("memory.events"));
     assert_eq!(parent.counter("memory.events", "oom_kill"), 1);
-    assert_eq!(reported_ooms(&got, pw), 1, "{got:?}");
+    assert_eq!(reported_ooms(&got, pw), parent_ooms, "{got:?}");
+    assert_eq!(reported_kills(&got, pw), 1, "{got:?}");
 }
 
 #[test]
@@ -160,7 +176,6 @@ fn oom_group_kills_every_process_and_every_kill_is_accounted() {
         "{}",
         cg.read("memory.events")
     );
-    assert_eq!(cg.counter("memory.events", "oom_group_kill"), 1);
     assert_eq!(reported_kills(&got, cgw), kernel_kills, "{got:?}");
     let group: u64 = got
         .iter()
@@ -169,7 +184,15 @@ fn oom_group_kills_every_process_and_every_kill_is_accounted() {
             _ => None,
         })
         .sum();
-    assert_eq!(group, 1, "{got:?}");
+    // `oom_group_kill` came in 5.17 (the group kill itself in 4.19): where
+    // the kernel lacks the counter, ctrmon reports none.
+    if has_counter(&cg, "memory.events", "oom_group_kill") {
+        assert_eq!(cg.counter("memory.events", "oom_group_kill"), 1);
+        assert_eq!(group, 1, "{got:?}");
+    } else {
+        eprintln!("this kernel has no oom_group_kill counter (5.17+)");
+        assert_eq!(group, 0, "{got:?}");
+    }
     for w in &watches {
         let at = got.iter().position(|e| e.id == *w).unwrap();
         let EventKind::Exited(x) = got[at].kind else {
@@ -235,11 +258,17 @@ fn local_case(root: &std::path::Path, name: &str, limit_on_parent: bool) {
     let ph = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
     let hog = child.memory_hog();
     let hw = m.watch_pid_in(hog.pid(), cl, "hog").unwrap();
+    let counted =
+        |cg: &TestCgroup, file: &str| (cg.counter(file, "oom"), cg.counter(file, "oom_kill"));
+    let local = |cg: &TestCgroup| counted(cg, "memory.events.local");
+    // Once the hog is gone the kernel's counters are final; the reports
+    // catch up with them (how many OOMs one kill takes at the parent's
+    // limit is the kernel's to say: mostly 1 on 6.1, 2 on 6.12).
     let got = wait_until(&m, LONG, |g| {
         g.iter().any(|e| e.id == hw)
-            && reported(g, cl).1 == 1
-            && reported(g, ph) == (1, 1)
-            && (!limit_on_parent || reported(g, pl).0 == 1)
+            && reported(g, cl) == local(&child)
+            && reported(g, pl) == local(&parent)
+            && reported(g, ph) == counted(&parent, "memory.events")
     });
     // A late report for the parent's local file would show here.
     let mut got = got;
@@ -250,29 +279,29 @@ fn local_case(root: &std::path::Path, name: &str, limit_on_parent: bool) {
         panic!()
     };
     assert_eq!((x.status, x.oom_killed), (ExitStatus::Signal(9), true));
-    let local = |cg: &TestCgroup| {
-        (
-            cg.counter("memory.events.local", "oom"),
-            cg.counter("memory.events.local", "oom_kill"),
-        )
-    };
+    let (parent_local, child_local) = (local(&parent), local(&child));
     if limit_on_parent {
-        // The ancestor's limit: the OOM is the parent's own, the kill the
+        // The ancestor's limit: the OOMs are the parent's own, the kill the
         // child's own.
-        assert_eq!(local(&parent), (1, 0));
-        assert_eq!(local(&child), (0, 1));
-        assert_eq!(reported(&got, pl), (1, 0), "{got:?}");
-        assert_eq!(reported(&got, cl), (0, 1), "{got:?}");
+        assert!(
+            parent_local.0 >= 1 && parent_local.1 == 0,
+            "{parent_local:?}"
+        );
+        assert_eq!(child_local, (0, 1));
+        assert!(got.iter().any(|e| e.id == pl), "{got:?}");
     } else {
         // The child's own limit: OOM and kill are both the child's.
-        assert_eq!(local(&parent), (0, 0));
-        assert_eq!(local(&child), (1, 1));
-        assert_eq!(reported(&got, pl), (0, 0), "{got:?}");
-        assert_eq!(reported(&got, cl), (1, 1), "{got:?}");
+        assert_eq!(parent_local, (0, 0));
+        assert!(child_local.0 >= 1 && child_local.1 == 1, "{child_local:?}");
         assert!(got.iter().all(|e| e.id != pl), "{got:?}");
     }
-    // The hierarchical file cannot tell the two apart.
-    assert_eq!(reported(&got, ph), (1, 1), "{got:?}");
+    assert_eq!(reported(&got, pl), parent_local, "{got:?}");
+    assert_eq!(reported(&got, cl), child_local, "{got:?}");
+    // The hierarchical file cannot tell the two apart: the OOMs wherever
+    // the limit sat, and the one kill.
+    let parent_all = counted(&parent, "memory.events");
+    assert_eq!(parent_all, (parent_local.0 + child_local.0, 1));
+    assert_eq!(reported(&got, ph), parent_all, "{got:?}");
 }
 
 #[test]

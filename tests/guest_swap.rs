@@ -13,8 +13,18 @@ use ctrmon::{Event, EventKind, Monitor, SwapEvents};
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// Swap on the guest's device while alive.
-struct SwapOn(String);
+/// Where the multi-generational LRU is switched (Linux 6.1+, when built).
+const LRU_GEN: &str = "/sys/kernel/mm/lru_gen/enabled";
+
+/// Swap on the guest's device while alive, with the classic LRU: under the
+/// multi-generational LRU (Debian's 6.12 enables it) a small `swap.max`
+/// was never reached in these runs, the hog being killed after swapping a
+/// little, so the set-up turns it off for the test and back on after.
+struct SwapOn {
+    dev: String,
+    /// What `LRU_GEN` held before, if this kernel has it.
+    lru_gen: Option<String>,
+}
 
 impl SwapOn {
     fn new() -> Option<SwapOn> {
@@ -26,15 +36,25 @@ impl SwapOn {
             eprintln!("skipping: no swap device prepared for tests");
             return None;
         };
-        let ok = Command::new("swapon").arg(&dev).status().unwrap();
-        assert!(ok.success(), "swapon {dev}: {ok}");
-        Some(SwapOn(dev))
+        let lru_gen = std::fs::read_to_string(LRU_GEN).ok();
+        if let Some(was) = &lru_gen {
+            std::fs::write(LRU_GEN, "n").unwrap_or_else(|e| panic!("write n to {LRU_GEN}: {e}"));
+            eprintln!("{LRU_GEN} was {}, now off for this test", was.trim());
+        }
+        let guard = SwapOn { dev, lru_gen };
+        let ok = Command::new("swapon").arg(&guard.dev).status().unwrap();
+        assert!(ok.success(), "swapon {}: {ok}", guard.dev);
+        Some(guard)
     }
 }
 
 impl Drop for SwapOn {
     fn drop(&mut self) {
-        let _ = Command::new("swapoff").arg(&self.0).status();
+        let _ = Command::new("swapoff").arg(&self.dev).status();
+        if let Some(was) = &self.lru_gen {
+            // The file prints a mask ("0x0007") and takes one back.
+            let _ = std::fs::write(LRU_GEN, was.trim());
+        }
     }
 }
 
@@ -63,7 +83,16 @@ fn swap_max_reported_as_the_kernel_counts_it() {
     let Some(root) = memory_v2() else { return };
     let _lock = common::serial();
     let Some(_swap) = SwapOn::new() else { return };
-    let mut cg = TestCgroup::new(&root, "v2-swap");
+    // As in the CLI test below: a run where the kernel killed the hog
+    // before it reached swap.max (seen under TCG on 6.1 and 6.12) still
+    // checks the sums, and another is made.
+    let hit = (0..5).any(|attempt| swap_run(&root, attempt));
+    assert!(hit, "swap.max was not hit in 5 runs");
+}
+
+/// One run of the test above. Returns whether it hit `swap.max`.
+fn swap_run(root: &std::path::Path, attempt: u32) -> bool {
+    let mut cg = TestCgroup::new(root, &format!("v2-swap-{attempt}"));
     cg.set("memory.max", "16777216");
     cg.set("memory.swap.max", "4194304");
     let m = Monitor::new().unwrap();
@@ -77,10 +106,6 @@ fn swap_max_reported_as_the_kernel_counts_it() {
     };
     assert!(x.oom_killed, "{got:?}");
     let kernel = kernel_swap_events(&cg);
-    assert!(
-        kernel.max > 0 && kernel.fail > 0,
-        "swap.max was not hit: {kernel:?}"
-    );
     drop(hog);
     cg.remove();
     // Removal ends both watches; everything counted before it is reported.
@@ -99,7 +124,8 @@ fn swap_max_reported_as_the_kernel_counts_it() {
         "{got:?}"
     );
     assert_eq!(swap_sum(&got), kernel, "{got:?}");
-    eprintln!("memory.swap.events at the end: {kernel:?}");
+    eprintln!("run {attempt}: memory.swap.events at the end: {kernel:?}");
+    kernel.max > 0 && kernel.fail > 0
 }
 
 #[test]

@@ -118,3 +118,16 @@ pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
     }
     Ok((cred.pid, cred.uid, cred.gid))
 }
+
+/// `fcntl(fd, F_SETFD, FD_CLOEXEC)` on an fd known only by its number (the
+/// `/proc/self/fd` walk of a forked child). Async-signal-safe. `FD_CLOEXEC`
+/// is the only fd flag, so setting it loses nothing.
+pub(crate) fn set_cloexec_raw(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl takes any integer; on a number that is not an open fd
+    // it fails with EBADF. It changes the fd's flag, never closes it, so no
+    // owner of the fd is disturbed.
+    match unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } {
+        -1 => Err(io::Error::last_os_error()),
+        _ => Ok(()),
+    }
+}

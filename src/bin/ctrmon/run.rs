@@ -11,13 +11,14 @@
 //!   end; ctrmon keeps supervising and exits with the command's status.
 
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use ctrmon::cgroup::CgroupVersion;
 use ctrmon::reaper::block_sigchld;
 use ctrmon::signal::{Signal, SignalFd, SignalSet};
-use ctrmon::spawn::ChildSetup;
+use ctrmon::spawn::{ChildSetup, CloexecMethod};
 use ctrmon::{EventKind, ExitMode, Monitor};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags};
 
@@ -58,6 +59,7 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     }
     if opts.oom_group {
         cg.write("memory.oom.group", "1")?;
+        note_missing_group_counter(&cg.path);
     }
 
     let monitor: Monitor<u32> = if opts.no_kmsg {
@@ -89,13 +91,26 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         .die_with_parent()
         .unblock(&unblock);
     if !opts.keep_fds {
-        setup = setup.close_inherited_fds();
+        // Asked here, so that a kernel (or seccomp filter) that allows
+        // neither way is named before the start, not by an errno after it.
+        let method = CloexecMethod::detect()
+            .or_else(|e| fail(e, "pass --keep-fds to leave inherited fds alone"))?;
+        setup = setup.close_inherited_fds_via(method);
     }
+    let walk = setup.cloexec_method() == Some(CloexecMethod::ProcSelfFd);
     setup.apply(&mut cmd);
     let child = cmd.spawn().or_else(|e| {
+        // The child reports only an errno: say which of its steps differs
+        // from the usual one.
+        let note = if walk {
+            " (close_range(CLOSE_RANGE_CLOEXEC) needs Linux 5.11, so the child marked \
+             inherited fds close-on-exec through /proc/self/fd; --keep-fds skips that)"
+        } else {
+            ""
+        };
         fail(
             format_args!("start {:?} in {}", opts.command[0], cg.path.display()),
-            e,
+            format_args!("{e}{note}"),
         )
     })?;
     let pid = child.id() as i32;
@@ -163,6 +178,28 @@ impl Forward {
             Forward::Pidfd(fd) => pidfd_send_signal(&**fd, sig),
             Forward::Child(proc) => proc.signal(sig),
         };
+    }
+}
+
+/// Says so when this kernel's `memory.events` in `dir` has no
+/// `oom_group_kill` counter (it came in Linux 5.17; `memory.oom.group` in
+/// 4.19): the group kill still happens, but the `oom` line can only count
+/// it in `oom_kill`, and a reader looking for `oom_group_kill` must know
+/// why it is missing.
+fn note_missing_group_counter(dir: &Path) {
+    let file = dir.join("memory.events");
+    let Ok(text) = std::fs::read(&file) else {
+        return;
+    };
+    if !text
+        .split(|&b| b == b'\n')
+        .any(|l| l.starts_with(b"oom_group_kill "))
+    {
+        say(format_args!(
+            "{}: this kernel has no oom_group_kill counter (Linux 5.17+); \
+             a group kill is reported in oom_kill only",
+            file.display()
+        ));
     }
 }
 
