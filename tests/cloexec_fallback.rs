@@ -42,8 +42,29 @@ fn spawn_sleep(setup: Option<ChildSetup>) -> common::Kid {
         setup.apply(&mut cmd);
     }
     // `spawn` returns once the exec has happened (std waits for its
-    // close-on-exec error pipe), so the table read next is the command's.
-    common::Kid::spawn(&mut cmd)
+    // close-on-exec error pipe), but `sleep` then opens files of its own
+    // for a moment (the locale archive, as fd 3): its table is read once it
+    // sleeps.
+    let kid = common::Kid::spawn(&mut cmd);
+    wait_until_sleeping(kid.child.id());
+    kid
+}
+
+/// Waits until `pid` is in `clock_nanosleep` or `nanosleep` (x86-64's 230
+/// and 35, the first field of `/proc/<pid>/syscall`).
+fn wait_until_sleeping(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if matches!(text.split(' ').next(), Some("230" | "35")) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep (pid {pid}) never reached its sleep: /proc/{pid}/syscall says {text:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 #[test]
