@@ -108,17 +108,23 @@ pub struct Exit {
 /// Why a process's exit status could not be learnt.
 ///
 /// Our own child is reaped with `waitid`, which gives its status. Another's
-/// process (or our child reaped by someone else) is asked about through its
-/// pidfd (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux 6.15+), which
-/// gives the status once the process's parent has reaped it.
+/// process (or our child reaped by someone else) is read while it is a
+/// zombie, from `/proc/<pid>/stat` (its `exit_code`, with ptrace read
+/// access), which the pidfd then confirms was still that process; if its
+/// parent reaped it first, the pidfd is asked (`PIDFD_GET_INFO` with
+/// `PIDFD_INFO_EXIT`, Linux 6.15+), which gives the status once the
+/// process's parent has reaped it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WhyUnknown {
-    /// The kernel keeps no exit status for pidfds (before Linux 6.15), or
-    /// the process is outside this process's pid namespace.
+    /// Its parent reaped it before its zombie could be read (or `/proc` is
+    /// another pid namespace's), and the kernel keeps no exit status for
+    /// pidfds (before Linux 6.15), or the process is outside this
+    /// process's pid namespace.
     NoExitInfo,
     /// The process's parent had not reaped it (it stayed a zombie) within
-    /// the time the monitor waits for that, about two seconds.
+    /// the time the monitor waits for that, about two seconds, and its
+    /// zombie's status could not be read.
     NotReaped,
     /// Asking the kernel failed (the error is not kept; this is rare).
     Failed,
@@ -126,6 +132,10 @@ pub enum WhyUnknown {
     /// ([`ExitMode::SigchldFallback`]), was reaped by something else in this
     /// process (a `waitpid(-1)` loop, `Child::wait`), which took its status.
     ReapedElsewhere,
+    /// Its zombie's status is hidden from us (no ptrace read access: not
+    /// root, and the process is another user's or changed credentials),
+    /// and the kernel keeps no exit status for pidfds (before Linux 6.15).
+    NoAccess,
 }
 
 impl WhyUnknown {
@@ -133,16 +143,22 @@ impl WhyUnknown {
     pub fn as_str(self) -> &'static str {
         match self {
             WhyUnknown::NoExitInfo => {
-                "not our child, and this kernel gives exit statuses only to the parent \
-                 (PIDFD_INFO_EXIT needs Linux 6.15)"
+                "not our child, its parent reaped it before its zombie was read, and this \
+                 kernel gives exit statuses only to the parent (PIDFD_INFO_EXIT needs Linux 6.15)"
             }
             WhyUnknown::NotReaped => {
-                "not our child, and its parent did not reap it within 2 s (it is a zombie)"
+                "not our child, its zombie's status could not be read, and its parent did \
+                 not reap it within 2 s"
             }
             WhyUnknown::Failed => "not our child, and asking the kernel for its status failed",
             WhyUnknown::ReapedElsewhere => {
                 "our child, watched without a pidfd, was reaped by something else in this \
                  process, which took its status"
+            }
+            WhyUnknown::NoAccess => {
+                "not our child, its zombie's status in /proc/<pid>/stat needs ptrace read \
+                 access (root or its own user), and this kernel gives exit statuses only to \
+                 the parent (PIDFD_INFO_EXIT needs Linux 6.15)"
             }
         }
     }

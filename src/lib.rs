@@ -9,8 +9,8 @@
 //! lacks sit in one private module, the crate's only `unsafe`).
 //!
 //! - Process exits: pidfds, reaping our children with `waitid(P_PIDFD)`,
-//!   another's process's status from its pidfd once its parent has reaped
-//!   it (Linux 6.15+), pidfds handed over by a runtime ([`pidfd`]), and the
+//!   another's process's status from its zombie as it exits (any kernel)
+//!   or from its pidfd once its parent has reaped it (Linux 6.15+), pidfds handed over by a runtime ([`pidfd`]), and the
 //!   exit-FIFO hang-up of containerd 0.2's shims, linked to its process.
 //! - Shims and inits: a subreaper that reaps every orphan and never a
 //!   watched child's status ([`reaper`], [`Monitor::reap_orphans`]).

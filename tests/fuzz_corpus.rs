@@ -16,7 +16,7 @@ use ctrmon::cgroup::parse::{
     swap_events,
 };
 use ctrmon::cgroup::{locate_in, nearest_containing_in};
-use ctrmon::reaper::proc::{parse_children, signal_blocked, start_time};
+use ctrmon::reaper::proc::{parse_children, signal_blocked, start_time, zombie_exit_code};
 
 #[path = "kmsg_format/mod.rs"]
 mod kmsg_format;
@@ -112,6 +112,7 @@ fn replay(name: &str, data: &[u8]) -> bool {
                 signal_blocked(data, 64),
                 start_time(data),
             );
+            assert!(zombie_exit_code(data).map_or(true, |s| s >= 0));
         }
         "kmsg_context" => kmsg_format::check(&kmsg_format::Kill::from_bytes(data)),
         _ => return false,

@@ -35,8 +35,12 @@ watch_methods! {
     /// Watches process `pid` for exit, reaping it if it is our child.
     ///
     /// The event is [`EventKind::Exited`](crate::EventKind::Exited): with the exit code or signal for
-    /// our child; with [`ExitStatus::Unknown`](crate::ExitStatus::Unknown) for a process that is not (the
-    /// kernel tells only its parent how it ended). A process that has already
+    /// our child, and, for a process that is not, as soon as it exits, with
+    /// the status read from its zombie (`/proc/<pid>/stat`, which needs
+    /// ptrace read access; confirmed through its pidfd), or, if its parent
+    /// reaped it first, the one the kernel keeps (Linux 6.15+); otherwise
+    /// with [`ExitStatus::Unknown`](crate::ExitStatus::Unknown) and
+    /// [`Exit::unknown`](crate::Exit::unknown) saying why. A process that has already
     /// exited but is not yet reaped (a zombie) is reported on the next wait.
     ///
     /// # Errors

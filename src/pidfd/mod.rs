@@ -11,6 +11,7 @@
 pub(crate) mod check;
 mod exit_info;
 mod receive;
+pub(crate) mod zombie;
 
 pub use check::{is_pidfd, parse_fdinfo_pid, pid_of};
 pub use exit_info::{decode_wait_status, exit_info, ExitInfo};

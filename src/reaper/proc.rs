@@ -11,6 +11,9 @@
 //!   in clock ticks (`sysconf(_SC_CLK_TCK)`) since boot on
 //!   `CLOCK_BOOTTIME`. Field 2 is the name in parentheses, which may itself
 //!   hold spaces and `)`: the fields are counted from the *last* `)`.
+//!   Field 3 is the state (`Z` for a zombie), and field 52, `exit_code`,
+//!   a zombie's wait status (Linux 3.5+, shown only with ptrace read
+//!   access).
 
 /// The pids in a `children` file, in order. Anything that is not a positive
 /// decimal number fitting an `i32` is skipped: no panic on any input.
@@ -32,13 +35,44 @@ pub fn parse_children(text: &[u8]) -> impl Iterator<Item = i32> + '_ {
 /// assert_eq!(start_time(stat), Some(81234));
 /// ```
 pub fn start_time(stat: &[u8]) -> Option<u64> {
+    decimal(stat_field(stat, 22)?)
+}
+
+/// The wait status a zombie's `stat` file holds (field 52, `exit_code`,
+/// Linux 3.5+), when field 3 says it is a zombie (`Z`); `None` for a live
+/// process, a short (pre-3.5) or malformed line.
+///
+/// The kernel prints 0 in place of the status to a reader without ptrace
+/// read access to the process, so a 0 proves nothing by itself.
+///
+/// ```
+/// use ctrmon::reaper::proc::zombie_exit_code;
+/// let mut stat = b"77 (x) Z 1".to_vec();
+/// for _ in 5..=51 { stat.extend_from_slice(b" 0"); }
+/// stat.extend_from_slice(b" 1792\n");
+/// assert_eq!(zombie_exit_code(&stat), Some(7 << 8));
+/// ```
+pub fn zombie_exit_code(stat: &[u8]) -> Option<i32> {
+    if stat_field(stat, 3)? != b"Z" {
+        return None;
+    }
+    i32::try_from(decimal(stat_field(stat, 52)?)?).ok()
+}
+
+/// Field `n` (1-based, from 3 on) of a `stat` line. The fields are
+/// counted from the *last* `)`: the name before it may hold anything,
+/// spaces and `)` included; what follows is the kernel's numbers.
+fn stat_field(stat: &[u8], n: usize) -> Option<&[u8]> {
     let close = stat.iter().rposition(|&b| b == b')')?;
-    // Field 3 (state) is the first after the name; starttime is field 22.
     let word = stat[close + 1..]
         .split(|&b| b == b' ')
         .filter(|w| !w.is_empty())
-        .nth(22 - 3)?;
-    let word = word.strip_suffix(b"\n").unwrap_or(word);
+        .nth(n.checked_sub(3)?)?;
+    Some(word.strip_suffix(b"\n").unwrap_or(word))
+}
+
+/// A non-negative decimal that fits a `u64`.
+fn decimal(word: &[u8]) -> Option<u64> {
     if word.is_empty() || word.len() > 20 || !word.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -114,6 +148,54 @@ mod tests {
         assert_eq!(signal_blocked(b"Name: x\n", 17), None);
         assert_eq!(signal_blocked(status, 0), None);
         assert_eq!(signal_blocked(status, 65), None);
+    }
+
+    fn zombie_line(name: &str, state: &str, code: &str) -> Vec<u8> {
+        let mut stat = format!("4242 ({name}) {state} 1").into_bytes();
+        for field in 5..=51 {
+            stat.extend_from_slice(format!(" {field}").as_bytes());
+        }
+        stat.extend_from_slice(format!(" {code}\n").as_bytes());
+        stat
+    }
+
+    #[test]
+    fn zombie_exit_codes_parse() {
+        assert_eq!(
+            zombie_exit_code(&zombie_line("sh", "Z", "1792")),
+            Some(1792)
+        );
+        assert_eq!(zombie_exit_code(&zombie_line("sh", "Z", "9")), Some(9));
+        assert_eq!(zombie_exit_code(&zombie_line("sh", "Z", "0")), Some(0));
+        // The name may pretend to be the fields that follow it.
+        let liar = zombie_line("a) Z 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 256", "S", "0");
+        assert_eq!(zombie_exit_code(&liar), None);
+        let liar = zombie_line("x) S (", "Z", "2304");
+        assert_eq!(zombie_exit_code(&liar), Some(2304));
+        // Not a zombie, no field 52 (before 3.5), junk, overflow.
+        assert_eq!(zombie_exit_code(&zombie_line("sh", "S", "0")), None);
+        assert_eq!(zombie_exit_code(b"4242 (sh) Z 1 2 3\n"), None);
+        assert_eq!(zombie_exit_code(&zombie_line("sh", "Z", "-1")), None);
+        assert_eq!(
+            zombie_exit_code(&zombie_line("sh", "Z", "2147483648")),
+            None
+        );
+        assert_eq!(zombie_exit_code(&zombie_line("sh", "Z", "")), None);
+        assert_eq!(zombie_exit_code(b""), None);
+        assert_eq!(zombie_exit_code(b")"), None);
+        assert_eq!(zombie_exit_code(b"no parenthesis Z"), None);
+        // Extra fields after 52 (newer kernels) do not matter.
+        let mut longer = zombie_line("sh", "Z", "256");
+        longer.pop();
+        longer.extend_from_slice(b" 5 6\n");
+        assert_eq!(zombie_exit_code(&longer), Some(256));
+    }
+
+    #[test]
+    fn this_process_stat_is_not_a_zombies() {
+        let stat = std::fs::read("/proc/self/stat").unwrap();
+        assert!(start_time(&stat).is_some());
+        assert_eq!(zombie_exit_code(&stat), None);
     }
 
     #[test]

@@ -239,7 +239,8 @@ impl OomBook {
     /// reported recently enough.
     ///
     /// The victim of an OOM kill dies of `SIGKILL`. A process that is not our
-    /// child ends with an unknown status (the kernel tells only its parent),
+    /// child may end with an unknown status (reaped by its parent before its
+    /// zombie was read, or read without access, on a kernel before 6.15),
     /// so for it a recent unclaimed kill is the only evidence there is: it
     /// is taken, as containerd does for a task whose cgroup saw an OOM kill.
     pub(crate) fn claim_kill_for(&mut self, status: ExitStatus, at: Instant) -> bool {

@@ -4,11 +4,13 @@
 //! mean a different process after the first is reaped and its number reused.
 //! It becomes readable when the process exits. For our own child,
 //! `waitid(P_PIDFD)` then reaps it and gives its code or signal. For anyone
-//! else's process the kernel says `ECHILD`; since Linux 6.15 it keeps the
-//! status with the pidfd once the process's parent has reaped it
-//! (`PIDFD_GET_INFO`, [`crate::pidfd::exit_info`]). The parent may not have
-//! done so yet when the pidfd turns readable (the process is a zombie): then
-//! the watch stops listening to its pidfd (which stays readable) and looks
+//! else's process the kernel says `ECHILD`; then the status is read from
+//! the zombie's `/proc/<pid>/stat` and confirmed through the pidfd
+//! ([`crate::pidfd::zombie`]), on any kernel, at once. If the parent reaped
+//! it first, since Linux 6.15 the kernel keeps the status with the pidfd
+//! (`PIDFD_GET_INFO`, [`crate::pidfd::exit_info`]). If neither answers
+//! while the process is still a zombie (its status hidden from us), the
+//! watch stops listening to its pidfd (which stays readable) and looks
 //! again from the monitor's timer, after 1, 2, 4 ... 100 ms, for up to
 //! [`GIVE_UP_AFTER`]; after that, or on a kernel that keeps no status, the
 //! exit is reported with [`ExitStatus::Unknown`] and the reason.
@@ -22,6 +24,7 @@ use rustix::process::{pidfd_open, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions
 
 use super::{Clock, Outcome};
 use crate::event::{EventKind, Exit, ExitStatus, WatchId, WhyUnknown};
+use crate::pidfd::zombie::{self, Zombie};
 use crate::pidfd::{exit_info, ExitInfo};
 use crate::source::oom_victims::StartTime;
 use crate::{Error, Subject};
@@ -120,8 +123,15 @@ impl PidInfo {
     /// after its parent has reaped it.
     #[cold]
     fn not_ours(&mut self, fd: &OwnedFd, clock: &mut Clock) -> Outcome {
+        // First its zombie, so that the exit is reported when it happens,
+        // not when the parent gets round to reaping it.
+        let zombie = zombie::read(self.pid, fd.as_fd());
+        if let Zombie::Status(status) = zombie {
+            return self.exit(status, false, None);
+        }
         let why = match exit_info(fd.as_fd()) {
             Ok(ExitInfo::Exited(status)) => return self.exit(status, false, None),
+            Ok(ExitInfo::Unsupported) if zombie == Zombie::NoAccess => WhyUnknown::NoAccess,
             Ok(ExitInfo::Unsupported) => WhyUnknown::NoExitInfo,
             Ok(ExitInfo::NotYet) => {
                 let now = clock.now();

@@ -131,3 +131,17 @@ pub(crate) fn set_cloexec_raw(fd: i32) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// `pidfd_send_signal(pidfd, 0)`: delivers nothing, but succeeds (or fails
+/// with `EPERM`) exactly while the process has not been reaped, and fails
+/// with `ESRCH` after. rustix's wrapper takes only non-zero signals.
+pub(crate) fn pidfd_signal_zero(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    let null = std::ptr::null::<libc::siginfo_t>();
+    // SAFETY: a raw syscall on a borrowed (so open) fd; a null siginfo and
+    // zero flags are what the call takes for a plain signal, and signal 0
+    // is only a check.
+    match unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), 0, null, 0) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
