@@ -117,18 +117,28 @@ fn event(line: &str) -> &str {
     field(line, "event").unwrap_or("")
 }
 
-/// Waits until `ctrmon` (pid `watcher`) holds a pidfd: its cgroup watches
-/// are armed (they come first) and so is its pid watch.
-fn wait_armed(watcher: &mut Kid) {
+/// Waits until `ctrmon` (pid `watcher`) holds a pidfd of `pid`: its cgroup
+/// watches are armed (they come first) and so is its pid watch. Any pidfd
+/// would not do: `Monitor::new` opens one of ctrmon itself, for a moment, to
+/// learn whether pidfds work (`exit_mode`).
+fn wait_armed(watcher: &mut Kid, pid: i32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let fd_dir = format!("/proc/{}/fd", watcher.pid());
+    let fdinfo_dir = format!("/proc/{}/fdinfo", watcher.pid());
+    let wanted = format!("Pid:\t{pid}");
     loop {
         let pidfd_open = std::fs::read_dir(&fd_dir)
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|e| std::fs::read_link(e.path()).ok())
-            .any(|target| target.to_string_lossy().contains("pidfd"));
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|target| target.to_string_lossy().contains("pidfd"))
+            })
+            .any(|e| {
+                std::fs::read_to_string(format!("{fdinfo_dir}/{}", e.file_name().to_string_lossy()))
+                    .is_ok_and(|info| info.lines().any(|l| l == wanted))
+            });
         if pidfd_open {
             return;
         }
@@ -245,7 +255,7 @@ fn one_oom(root: &Path, run: usize, nested: bool) -> Seen {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    wait_armed(&mut watcher);
+    wait_armed(&mut watcher, pid);
     let mut go = hog.child.stdin.take().unwrap();
     go.write_all(b"go\n").unwrap();
     drop(go);
@@ -387,7 +397,7 @@ fn a_cgroup_removed_before_ctrmon_sees_the_exit_takes_the_kill_count_along() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    wait_armed(&mut watcher);
+    wait_armed(&mut watcher, pid);
     // ctrmon falls behind: stopped while the process is killed, reaped and
     // its cgroup removed.
     pidfd_send_signal(watcher.pidfd(), Signal::STOP).unwrap();
