@@ -20,6 +20,7 @@
 
 mod owned;
 mod resolve;
+pub(super) use resolve::GoneKills;
 mod shared;
 
 use std::mem::MaybeUninit;
