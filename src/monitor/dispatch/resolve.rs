@@ -74,6 +74,9 @@ impl<T> Inner<T> {
             Outcome::One(EventKind::Exited(exit)) => {
                 self.push_exit(core, key, exit, clock, &mut group)
             }
+            Outcome::One(EventKind::Populated(false)) => {
+                self.push_emptied(core, key, clock, &mut group)
+            }
             other => self.push_outcome(core, key, other, &mut group),
         }
         group
@@ -135,6 +138,34 @@ impl<T> Inner<T> {
                 self.push(core, fifo, EventKind::HungUp, group);
             }
         }
+    }
+
+    /// A cgroup became empty: the OOM watch of the same cgroup, if any,
+    /// reports what it holds first. The kill that emptied it is held back
+    /// for [`KILL_LINGER`](crate::source::oom_book::KILL_LINGER) after it
+    /// was counted, while `cgroup.events` tells at once, so without this
+    /// `populated:false` came before the OOM that caused it.
+    #[cold]
+    fn push_emptied(&mut self, core: &Core, key: Key, clock: &mut Clock, group: &mut Group<T>) {
+        let oom = self
+            .table
+            .get(key)
+            .and_then(|w| w.source.populated_dir())
+            .and_then(|dir| {
+                // A scan, but only on an emptied cgroup.
+                self.table
+                    .iter()
+                    .find(|(_, w)| w.source.oom_dir().is_some_and(|(d, _)| d == dir))
+                    .map(|(k, _)| k)
+            });
+        if let Some(oom) = oom {
+            let now = clock.now();
+            if let Some(w) = self.table.get_mut(oom) {
+                let outcome = w.source.recheck(now, true);
+                self.push_outcome(core, oom, outcome, group);
+            }
+        }
+        self.push(core, key, EventKind::Populated(false), group);
     }
 
     pub(in crate::monitor) fn push_outcome(
