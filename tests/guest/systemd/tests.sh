@@ -198,7 +198,8 @@ leftovers user-nothing-left
 #            marked: the cgroup was removed before its kill could be read
 #   lost     no oom line at all, the removal reported before the exit: the
 #            cgroup was removed before ctrmon read the OOM
-#   bad      anything else: an exit before its oom, an exit marked without
+#   bad      anything else: an exit before its oom, populated:false before
+#            the kill that emptied the cgroup, an exit marked without
 #            a reported kill, a reported kill whose exit is not marked (also
 #            when the removal came first: the kill is the watch's, not the
 #            cgroup's), a missing exit
@@ -242,7 +243,7 @@ race() {
         wait "${pids[i - 1]}" 2>/dev/null
         timeout 120 tail --pid="${wpids[i - 1]}" -f /dev/null
         wait "${wpids[i - 1]}"
-        local f="$tmp/race/w$i" o e r k
+        local f="$tmp/race/w$i" o e r k p
         o="$(grep -n '"event":"oom"' "$f" | head -n 1 | cut -d: -f1)"
         e="$(grep -n '"event":"exit"' "$f" | head -n 1 | cut -d: -f1)"
         r="$(grep -n '"event":"removed"' "$f" | head -n 1 | cut -d: -f1)"
@@ -250,7 +251,11 @@ race() {
         grep -q '"event":"exit".*"oom_killed":true' "$f" && marked=yes
         # The first line that reports a kill, before the exit.
         k="$(grep -n '"event":"oom".*"oom_kill":' "$f" | head -n 1 | cut -d: -f1)"
+        # populated:false, if the watch saw it before the removal.
+        p="$(grep -n '"event":"populated".*"populated":false' "$f" | head -n 1 | cut -d: -f1)"
         if [ -z "$e" ] || { [ -n "$o" ] && [ "$o" -gt "$e" ]; }; then
+            class=bad
+        elif [ -n "$k" ] && [ -n "$p" ] && [ "$p" -lt "$k" ]; then
             class=bad
         elif [ -n "$k" ] && [ "$k" -lt "$e" ]; then
             [ $marked = yes ] && class=exact || class=bad
