@@ -27,10 +27,11 @@
 //!   denied").
 //!
 //! Delegated means: the system manager marked the cgroup with the
-//! `trusted.delegate` xattr (`user.delegate` is taken too, for a manager
-//! without `CAP_SYS_ADMIN`), or it is a unit of a user manager that the
-//! user manager's own unit files delegate, by the rule argued in
-//! [`user_manager`]: a user manager writes no attribute at all.
+//! `trusted.delegate` xattr (or `user.delegate`, which systemd sets beside
+//! it and which a reader without `CAP_SYS_ADMIN` can see), or it is a unit
+//! of a user manager that the user manager's own unit files delegate, by
+//! the rule argued in [`user_manager`]: a user manager writes no attribute
+//! at all.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -273,8 +274,9 @@ fn delegation(dir: &Path, mount_point: &Path) -> Result<(), String> {
 }
 
 /// Whether the system manager marked `dir` as delegated: `trusted.delegate`
-/// (or `user.delegate`, for a manager that cannot write trusted
-/// attributes), value `1`. systemd's user managers write neither.
+/// (or `user.delegate`, set beside it, the one a user can read: `trusted.*`
+/// reads as absent without `CAP_SYS_ADMIN`), value `1`. systemd's user
+/// managers write neither.
 fn has_delegate_xattr(dir: &Path) -> bool {
     ["trusted.delegate", "user.delegate"].iter().any(|name| {
         let mut buf = [0u8; 8];

@@ -8,8 +8,10 @@
 //! user manager, which runs as the user, so both and all their files belong
 //! to the user. Ownership tells who *may* write there, not whether the
 //! manager keeps out (a manager realizes controllers in every cgroup it
-//! was not told to leave alone). Only `user@UID.service` itself carries
-//! `trusted.delegate`, set by the system manager.
+//! was not told to leave alone). Only `user@UID.service` itself is marked,
+//! by the system manager: `trusted.delegate`, and `user.delegate` too, the
+//! one its user can read (`trusted.*` reads as absent without
+//! `CAP_SYS_ADMIN`; rootless placement in the systemd guest relies on it).
 //!
 //! What is left is what the manager itself reads: the unit's settings. It
 //! writes a transient unit (`systemd-run --user`, also `--scope`) to
@@ -20,8 +22,8 @@
 //! 1. the cgroup is `…/user@UID.service/[*.slice/…]NAME`, NAME a `.scope`
 //!    or `.service`, with only slices between: a unit of that manager,
 //!    not a cgroup someone made inside one;
-//! 2. `user@UID.service` carries `trusted.delegate` (the system manager
-//!    gave that subtree to UID);
+//! 2. `user@UID.service` carries `trusted.delegate` or `user.delegate`
+//!    (the system manager gave that subtree to UID);
 //! 3. the cgroup and its `cgroup.procs` belong to UID, and ctrmon runs as
 //!    UID (or root);
 //! 4. NAME's settings, as the manager reads them (the first unit file on
@@ -47,7 +49,8 @@ use std::path::{Path, PathBuf};
 pub enum NotDelegated {
     /// Not a unit cgroup of a user manager (rule 1, or no user manager).
     NotUserUnit,
-    /// `user@UID.service` lacks `trusted.delegate`, or the owners differ.
+    /// `user@UID.service` lacks the delegation attribute, or the owners
+    /// differ.
     Ownership(String),
     /// The unit's files do not say `Delegate=yes`; what was read.
     NoDelegateSetting { unit: String, read: Vec<PathBuf> },
@@ -95,7 +98,7 @@ pub fn check(
         .ok_or(NotDelegated::NotUserUnit)?;
     if !delegated(manager) {
         return Err(NotDelegated::Ownership(format!(
-            "{} has no trusted.delegate attribute",
+            "{} has no trusted.delegate or user.delegate attribute",
             manager.display()
         )));
     }
