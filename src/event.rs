@@ -406,6 +406,13 @@ impl EventKind {
                 | EventKind::Unwatched
         )
     }
+
+    /// `Populated(false)`: resolved off the hot path, after the OOM watch of
+    /// the same cgroup reported what it holds.
+    #[inline]
+    pub(crate) fn is_emptied(&self) -> bool {
+        matches!(self, EventKind::Populated(false))
+    }
 }
 
 /// One delivered event, with the receiver value that was registered with the

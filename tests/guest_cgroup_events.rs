@@ -75,3 +75,36 @@ fn psi_trigger_on_memory_pressure_fires_under_memory_high() {
         "{got:?}"
     );
 }
+
+// The kill that empties a cgroup is reported before `populated:false`: an
+// OOM watch holds its report of a kill back for a moment (for the retries
+// that trail it) while cgroup.events tells at once, so the emptiness used
+// to come first (issue 24).
+#[test]
+fn populated_false_comes_after_the_oom_of_the_kill_that_emptied_the_cgroup() {
+    let Some(root) = memory_v2() else { return };
+    let mut cg = TestCgroup::new(&root, "v2-emptied-by-oom");
+    cg.set("memory.max", "32M");
+    let m = Monitor::new_without_kmsg().unwrap();
+    let oom = m.watch_cgroup_oom(&cg.path, "oom").unwrap();
+    let pop = m.watch_populated(&cg.path, "populated").unwrap();
+    for round in 0..3 {
+        let kid = cg.sh("exec tail /dev/zero");
+        let emptied = |e: &ctrmon::Event<'static, &str>| {
+            e.id == pop && matches!(e.kind, EventKind::Populated(false))
+        };
+        let got = wait_until(&m, LONG, |g| g.iter().any(emptied));
+        drop(kid);
+        let kill = got
+            .iter()
+            .position(|e| e.id == oom && matches!(&e.kind, EventKind::Memory(c) if c.oom_kill > 0));
+        let empty = got.iter().position(emptied);
+        assert!(
+            kill.is_some() && kill < empty,
+            "round {round}: the kill must come before populated:false: {got:?}"
+        );
+    }
+    cg.remove();
+    let _ = wait_until(&m, LONG, |g| g.len() >= 2);
+    assert!(m.is_empty());
+}

@@ -61,6 +61,12 @@ struct Inner<T> {
     kmsg: kmsg::KmsgState,
     /// Exits waiting a moment for the log to name them (`kmsg.rs`).
     late_exits: Vec<kmsg::LateExit<T>>,
+    /// Kills that OOM watches removed with their cgroup had reported and no
+    /// exit had claimed yet, by the removed watch: systemd removes a scope
+    /// as soon as its last process died, often before that process's exit
+    /// is read, and the exit must still be marked (`resolve.rs`). Pruned
+    /// by their claim deadline; rarely more than a few.
+    gone_kills: Vec<dispatch::GoneKills>,
     /// The cold box of the last made eventfd that `unwatch` ended, emptied,
     /// for the next `watch_new_eventfd`: watch churn then makes one
     /// allocation (the eventfd shared with its writer), not two.
@@ -306,6 +312,7 @@ impl<T> Monitor<T> {
             inner: Lock::new(Inner {
                 table: Table::new(),
                 settling: Vec::new(),
+                gone_kills: Vec::new(),
                 next_rearm: None,
                 timer,
                 schedule_changed: false,

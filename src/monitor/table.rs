@@ -351,10 +351,13 @@ impl<T> Table<T> {
             }
         }
         match look(&mut w.source) {
-            Outcome::One(kind) if !kind.is_final() => match lend_entry(entry, key, true) {
-                Some(w) => Ready::Lent(kind, w),
-                None => Ready::Miss,
-            },
+            // An emptied cgroup waits for its OOM watch (`resolve.rs`).
+            Outcome::One(kind) if !kind.is_final() && !kind.is_emptied() => {
+                match lend_entry(entry, key, true) {
+                    Some(w) => Ready::Lent(kind, w),
+                    None => Ready::Miss,
+                }
+            }
             other => Ready::Other(other),
         }
     }

@@ -387,6 +387,14 @@ impl Source {
         }
     }
 
+    /// The cgroup of a `populated` watch (`cgroup.events`).
+    pub(crate) fn populated_dir(&self) -> Option<&std::path::Path> {
+        match self.cold.as_deref() {
+            Some(Cold::Populated(w)) => Some(&w.dir),
+            _ => None,
+        }
+    }
+
     /// The process's info, for a pidfd watch.
     #[inline]
     pub(crate) fn pid_info(&self) -> Option<&pidfd::PidInfo> {

@@ -250,6 +250,15 @@ impl OomBook {
         }
     }
 
+    /// The reported kills no exit has claimed, with the deadline to claim
+    /// them, taken out of the book: for a watch that ends with its cgroup
+    /// while the exits of its victims are still on their way.
+    pub(crate) fn take_claimable(&mut self, at: Instant) -> Option<(u64, Instant)> {
+        let until = self.claimable_until.filter(|&u| at <= u)?;
+        let n = std::mem::take(&mut self.unclaimed_kills);
+        (n > 0).then_some((n, until))
+    }
+
     /// Whether a reported kill could still be claimed at `at` (without
     /// claiming it).
     pub(crate) fn has_claimable_kill(&self, at: Instant) -> bool {
@@ -573,6 +582,24 @@ mod tests {
         assert!(
             !b.claim_kill_for(ExitStatus::Unknown, t),
             "2 kills, 2 claims"
+        );
+    }
+
+    #[test]
+    fn a_removed_watch_hands_over_its_unclaimed_kills_once() {
+        let t = Instant::now();
+        let mut b = OomBook::default();
+        let (_, t, _) = settle(&mut b, ev(2, 2, 0), t);
+        assert!(b.claim_kill(t));
+        // One kill left: handed over with its deadline, and gone from here.
+        assert_eq!(b.take_claimable(t), Some((1, t + CLAIM_WINDOW)));
+        assert_eq!(b.take_claimable(t), None);
+        assert!(!b.claim_kill(t));
+        // Stale kills are not handed over.
+        let (_, t2, _) = settle(&mut b, ev(3, 3, 0), t + Duration::from_secs(10));
+        assert_eq!(
+            b.take_claimable(t2 + CLAIM_WINDOW + Duration::from_millis(1)),
+            None
         );
     }
 

@@ -15,11 +15,23 @@
 //! - cgroup v2, no parent, systemd (`/run/systemd/system` exists): systemd
 //!   owns the root and every cgroup it has not delegated
 //!   (`docs/CGROUP_DELEGATION.md`), so ctrmon never creates there. If its
-//!   own cgroup is delegated (`trusted.delegate` or `user.delegate` xattr,
-//!   as systemd marks it), ctrmon moves itself into a leaf child
+//!   own cgroup is delegated, ctrmon moves itself into a leaf child
 //!   `supervisor`, enables `memory` in its own cgroup (which now holds no
 //!   process) and creates the command's cgroup beside the leaf, as crun
-//!   does. Otherwise it refuses with the command that works.
+//!   does; a `supervisor` leaf it already sits in (its own earlier run, or
+//!   a caller that moved itself there) is used the same way, `memory`
+//!   enabled as for a new one. Otherwise it refuses with the command that
+//!   works for its user: `systemd-run --scope -p Delegate=yes …` for root,
+//!   `systemd-run --user --scope -p Delegate=yes …` for anyone else (the
+//!   system manager answers a user's `systemd-run --scope` with "Access
+//!   denied").
+//!
+//! Delegated means: the system manager marked the cgroup with the
+//! `trusted.delegate` xattr (or `user.delegate`, which systemd sets beside
+//! it and which a reader without `CAP_SYS_ADMIN` can see), or it is a unit
+//! of a user manager that the user manager's own unit files delegate, by
+//! the rule argued in [`user_manager`]: a user manager writes no attribute
+//! at all.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -31,6 +43,9 @@ use ctrmon::cgroup::parse::controllers;
 use ctrmon::cgroup::{cgroup_version, locate_in, CgroupVersion};
 
 use crate::{fail, Failure};
+
+mod user_manager;
+use user_manager::NotDelegated;
 
 /// Present on every host that systemd manages (`sd_booted(3)`).
 const SYSTEMD_MARKER: &str = "/run/systemd/system";
@@ -155,32 +170,42 @@ fn enable_memory_for_children(dir: &Path) -> Result<(), Failure> {
 /// On a systemd host: place the command beside ctrmon in its own cgroup,
 /// if that cgroup was delegated to it.
 fn delegated(own: &Path, mount_point: &Path) -> Result<Placement, Failure> {
-    // A second run from the same scope finds itself in the leaf already.
+    // A second run from the same scope finds itself in the leaf already, and
+    // so does a caller that moved itself there: either way the scope still
+    // needs `memory` for its children.
     let in_leaf = own.file_name() == Some(OsStr::new(SUPERVISOR))
         && own
             .parent()
-            .is_some_and(|p| p != mount_point && is_delegated(p));
+            .is_some_and(|p| p != mount_point && delegation(p, mount_point).is_ok());
     if in_leaf {
+        let scope = own.parent().unwrap_or(own);
+        enable_memory_for_children(scope)?;
         return Ok(Placement {
-            parent: own.parent().unwrap_or(own).to_path_buf(),
+            parent: scope.to_path_buf(),
             version: CgroupVersion::V2,
         });
     }
-    if own == mount_point || !is_delegated(own) {
-        let whose = if own == mount_point {
-            "ctrmon runs in the root cgroup".to_string()
-        } else {
+    let verdict = if own == mount_point {
+        Err("ctrmon runs in the root cgroup".to_string())
+    } else {
+        delegation(own, mount_point).map_err(|why| {
             format!(
-                "ctrmon's cgroup {} is not delegated to it (no trusted.delegate or \
-                 user.delegate attribute)",
+                "ctrmon's cgroup {} is not delegated to it ({why})",
                 own.display()
             )
+        })
+    };
+    if let Err(whose) = verdict {
+        let run = if rustix::process::geteuid().is_root() {
+            "systemd-run --scope -p Delegate=yes"
+        } else {
+            "systemd-run --user --scope -p Delegate=yes"
         };
         return Err(Failure(format!(
             "this host is managed by systemd ({SYSTEMD_MARKER} exists), which owns the \
              root cgroup and every cgroup it has not delegated, and {whose}; run ctrmon in \
-             a delegated scope: systemd-run --scope -p Delegate=yes {}, or pass \
-             --cgroup-parent with a cgroup delegated to you",
+             a delegated scope: {run} {}, or pass --cgroup-parent with a cgroup \
+             delegated to you",
             command_line()
         )));
     }
@@ -215,10 +240,44 @@ fn delegated(own: &Path, mount_point: &Path) -> Result<Placement, Failure> {
     })
 }
 
-/// Whether systemd delegated `dir`: it marks a delegated cgroup with the
-/// `trusted.delegate` attribute (or `user.delegate`, for a user manager,
-/// which cannot write trusted ones), value `1`.
-fn is_delegated(dir: &Path) -> bool {
+/// Whether `dir` was delegated: by the system manager's attribute, or, for
+/// a unit of a user manager, by that unit's settings ([`user_manager`]).
+/// The error says what was found instead.
+fn delegation(dir: &Path, mount_point: &Path) -> Result<(), String> {
+    if has_delegate_xattr(dir) {
+        return Ok(());
+    }
+    let Some((uid, unit)) = user_manager::user_unit(dir, mount_point) else {
+        return Err("no trusted.delegate or user.delegate attribute".to_string());
+    };
+    match user_manager::check(dir, uid, &unit, has_delegate_xattr) {
+        Ok(()) => Ok(()),
+        Err(NotDelegated::NotUserUnit) => {
+            Err("no trusted.delegate or user.delegate attribute".to_string())
+        }
+        Err(NotDelegated::Ownership(why)) => {
+            Err(format!("a unit of user {uid}'s systemd manager, but {why}"))
+        }
+        Err(NotDelegated::NoDelegateSetting { unit, read }) => {
+            let read: Vec<String> = read.iter().map(|p| p.display().to_string()).collect();
+            Err(format!(
+                "a user manager marks no cgroup, and the unit files of {unit} \
+                 say no Delegate=yes ({})",
+                if read.is_empty() {
+                    "none found".to_string()
+                } else {
+                    format!("read {}", read.join(", "))
+                }
+            ))
+        }
+    }
+}
+
+/// Whether the system manager marked `dir` as delegated: `trusted.delegate`
+/// (or `user.delegate`, set beside it, the one a user can read: `trusted.*`
+/// reads as absent without `CAP_SYS_ADMIN`), value `1`. systemd's user
+/// managers write neither.
+fn has_delegate_xattr(dir: &Path) -> bool {
     ["trusted.delegate", "user.delegate"].iter().any(|name| {
         let mut buf = [0u8; 8];
         rustix::fs::getxattr(dir, *name, &mut buf[..]).is_ok_and(|n| buf[..n] != *b"0")

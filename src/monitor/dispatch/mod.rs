@@ -21,6 +21,7 @@
 mod children;
 mod owned;
 mod resolve;
+pub(super) use resolve::GoneKills;
 mod shared;
 
 use std::mem::MaybeUninit;

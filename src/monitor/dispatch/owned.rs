@@ -156,7 +156,10 @@ impl<T> Inner<T> {
             }
         }
         match on_ready_other(source, ev, clock) {
-            Outcome::One(kind) if !kind.is_final() => InPlace::Lent(kind, receiver, registrar),
+            // An emptied cgroup waits for its OOM watch (`resolve.rs`).
+            Outcome::One(kind) if !kind.is_final() && !kind.is_emptied() => {
+                InPlace::Lent(kind, receiver, registrar)
+            }
             other => InPlace::Other(other),
         }
     }

@@ -5,10 +5,21 @@
 
 use rustix::event::epoll::EventFlags;
 
+use std::time::Instant;
+
 use super::super::table::{Key, Removal, Watch};
 use super::super::{Core, Inner};
-use crate::event::{EventKind, Exit};
+use crate::event::{EventKind, Exit, ExitStatus};
 use crate::source::{Clock, Outcome};
+
+/// The kills an OOM watch had reported, unclaimed, when its cgroup was
+/// removed: its linked exits may still claim them until `until`.
+pub(in crate::monitor) struct GoneKills {
+    /// The removed watch (index and generation: a reused slot is another).
+    watch: Key,
+    kills: u64,
+    until: Instant,
+}
 
 /// Up to [`Group::CAP`] events from one readiness (or one re-check), in
 /// delivery order. A final event carries its watch, already out of the
@@ -63,6 +74,9 @@ impl<T> Inner<T> {
             Outcome::One(EventKind::Exited(exit)) => {
                 self.push_exit(core, key, exit, clock, &mut group)
             }
+            Outcome::One(EventKind::Populated(false)) => {
+                self.push_emptied(core, key, clock, &mut group)
+            }
             other => self.push_outcome(core, key, other, &mut group),
         }
         group
@@ -83,9 +97,8 @@ impl<T> Inner<T> {
             .get(key)
             .and_then(|w| w.source.pid_info())
             .map_or((None, None), |info| (info.oom_link, info.start));
-        let link = link
-            .map(|id| Key::from_u64(id.0))
-            .filter(|&k| self.table.get(k).is_some());
+        let linked = link.map(|id| Key::from_u64(id.0));
+        let link = linked.filter(|&k| self.table.get(k).is_some());
         if let Some(link) = link {
             // OOM before exit: whatever the cgroup has not reported yet goes
             // out first, then the exit, marked if the kill is its own. Both
@@ -102,6 +115,10 @@ impl<T> Inner<T> {
                     None => return self.defer_exit(core, key, exit, Some(link), now),
                 }
             }
+        } else if let (Some(gone), super::super::kmsg::KmsgState::Off) = (linked, &self.kmsg) {
+            // The cgroup went first (systemd removes a scope as soon as its
+            // last process died): the kills its watch reported still count.
+            exit.oom_killed = self.claim_gone_kill(gone, exit.status, clock.now());
         } else if !matches!(self.kmsg, super::super::kmsg::KmsgState::Off) {
             // No linked cgroup (or its watch is gone): only the log can tell.
             let now = clock.now();
@@ -121,6 +138,34 @@ impl<T> Inner<T> {
                 self.push(core, fifo, EventKind::HungUp, group);
             }
         }
+    }
+
+    /// A cgroup became empty: the OOM watch of the same cgroup, if any,
+    /// reports what it holds first. The kill that emptied it is held back
+    /// for [`KILL_LINGER`](crate::source::oom_book::KILL_LINGER) after it
+    /// was counted, while `cgroup.events` tells at once, so without this
+    /// `populated:false` came before the OOM that caused it.
+    #[cold]
+    fn push_emptied(&mut self, core: &Core, key: Key, clock: &mut Clock, group: &mut Group<T>) {
+        let oom = self
+            .table
+            .get(key)
+            .and_then(|w| w.source.populated_dir())
+            .and_then(|dir| {
+                // A scan, but only on an emptied cgroup.
+                self.table
+                    .iter()
+                    .find(|(_, w)| w.source.oom_dir().is_some_and(|(d, _)| d == dir))
+                    .map(|(k, _)| k)
+            });
+        if let Some(oom) = oom {
+            let now = clock.now();
+            if let Some(w) = self.table.get_mut(oom) {
+                let outcome = w.source.recheck(now, true);
+                self.push_outcome(core, oom, outcome, group);
+            }
+        }
+        self.push(core, key, EventKind::Populated(false), group);
     }
 
     pub(in crate::monitor) fn push_outcome(
@@ -197,13 +242,49 @@ impl<T> Inner<T> {
         }
     }
 
+    /// One kill of the removed OOM watch `gone` for an exit with `status`,
+    /// by the rule of `OomBook::claim_kill_for` (a `SIGKILL`, or a
+    /// non-child's unknown status), if one is left and still claimable.
+    #[cold]
+    fn claim_gone_kill(&mut self, gone: Key, status: ExitStatus, at: Instant) -> bool {
+        self.gone_kills.retain(|g| at <= g.until && g.kills > 0);
+        if !matches!(status, ExitStatus::Signal(9) | ExitStatus::Unknown) {
+            return false;
+        }
+        match self.gone_kills.iter_mut().find(|g| g.watch == gone) {
+            Some(g) => {
+                g.kills -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the unclaimed kills of an OOM watch that ends with its
+    /// cgroup's removal, for the exits linked to it that come later.
+    #[cold]
+    fn keep_gone_kills(&mut self, key: Key, watch: &mut Watch<T>) {
+        let now = Instant::now();
+        self.gone_kills.retain(|g| now <= g.until && g.kills > 0);
+        if let Some((kills, until)) = watch.source.oom_book().and_then(|b| b.take_claimable(now)) {
+            self.gone_kills.push(GoneKills {
+                watch: key,
+                kills,
+                until,
+            });
+        }
+    }
+
     /// Queues one event; a final one takes the watch out of the table and
     /// epoll, and carries it. A non-final one is lent at delivery.
     fn push(&mut self, core: &Core, key: Key, kind: EventKind, group: &mut Group<T>) {
         let watch = if kind.is_final() {
             match core.remove(&mut self.table, key) {
-                Removal::Removed(w) => {
+                Removal::Removed(mut w) => {
                     super::super::registrar::index_pid(&mut self.watched_pids, &w.source, false);
+                    if matches!(kind, EventKind::Removed) {
+                        self.keep_gone_kills(key, &mut w);
+                    }
                     Some(w)
                 }
                 // Lent (to another thread's handler, or to one running a
