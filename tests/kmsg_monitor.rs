@@ -90,24 +90,32 @@ fn self_kill_after_anothers_oom(kmsg: bool) -> Option<(bool, MemoryReport, i32, 
     ));
     m.watch_pid_in(w.pid(), cgw, Who::Proc).unwrap();
     let mut oom = None;
+    let mut exit = None;
+    // When the kernel killed the shell too, its exit follows the OOM report
+    // in the same batch of events: taken here, after the report.
     pump(&m, |who, kind| match (who, kind) {
-        (Who::Cgroup, EventKind::Memory(d)) if d.oom_kill > 0 => {
+        (Who::Cgroup, EventKind::Memory(d)) if d.oom_kill > 0 && oom.is_none() => {
             oom = Some(*d);
             true
         }
         (_, EventKind::Memory(_)) => false,
-        (who, kind) => panic!("unexpected {kind:?} for {who:?}"),
-    });
-    std::fs::write(&flag, "").unwrap();
-    let mut exit = None;
-    pump(&m, |who, kind| match (who, kind) {
-        (Who::Proc, EventKind::Exited(x)) => {
+        (Who::Proc, EventKind::Exited(x)) if oom.is_some() => {
             exit = Some(x);
             true
         }
-        (Who::Cgroup, EventKind::Memory(_)) => false,
         (who, kind) => panic!("unexpected {kind:?} for {who:?}"),
     });
+    if exit.is_none() {
+        std::fs::write(&flag, "").unwrap();
+        pump(&m, |who, kind| match (who, kind) {
+            (Who::Proc, EventKind::Exited(x)) => {
+                exit = Some(x);
+                true
+            }
+            (Who::Cgroup, EventKind::Memory(_)) => false,
+            (who, kind) => panic!("unexpected {kind:?} for {who:?}"),
+        });
+    }
     let exit = exit.unwrap();
     assert_eq!(exit.status, ExitStatus::Signal(9));
     let mut logged = Logged::default();
@@ -194,10 +202,17 @@ fn parent_limit_kill(root: &Path, m: &Monitor<Who>) -> Option<PathBuf> {
     let oom = oom.expect("the kill is reported before the exit");
     assert_eq!(oom.victims().len(), 1, "{oom:?}");
     assert_eq!(oom.victims()[0].pid, hog.pid());
-    assert_eq!(
-        oom.victims()[0].cgroup.as_deref(),
-        Some(logged_path(root, &child).as_path())
-    );
+    // Its cgroup is known from the context line (rate-limited) or from
+    // `/proc/<pid>/cgroup` read in time; a dying v1 process shows the root
+    // there, which is "unknown", never a wrong directory.
+    let victim_cgroup = oom.victims()[0].cgroup.as_deref();
+    if victim_cgroup.is_some() || oom.oom_memcg().is_some() {
+        assert_eq!(
+            victim_cgroup,
+            Some(logged_path(root, &child).as_path()),
+            "{oom:?}"
+        );
+    }
     if let Some(memcg) = oom.oom_memcg() {
         assert_eq!(memcg, &logged_path(root, &parent));
     }
