@@ -117,29 +117,50 @@ fn event(line: &str) -> &str {
     field(line, "event").unwrap_or("")
 }
 
-/// Waits until `ctrmon` (pid `watcher`) holds a pidfd of `pid`: its cgroup
-/// watches are armed (they come first) and so is its pid watch. Any pidfd
-/// would not do: `Monitor::new` opens one of ctrmon itself, for a moment, to
-/// learn whether pidfds work (`exit_mode`).
+/// Waits until `ctrmon` (pid `watcher`) has a pidfd of `pid` in its epoll
+/// set: its cgroup watches are armed (they come first) and so is its pid
+/// watch. A pidfd alone would not do: `Monitor::new` opens one of ctrmon
+/// itself, for a moment, to learn whether pidfds work, and finding the
+/// pid's cgroup opens one of `pid` before its watch is armed.
 fn wait_armed(watcher: &mut Kid, pid: i32) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let fd_dir = format!("/proc/{}/fd", watcher.pid());
-    let fdinfo_dir = format!("/proc/{}/fdinfo", watcher.pid());
+    let proc = format!("/proc/{}", watcher.pid());
     let wanted = format!("Pid:\t{pid}");
+    let fdinfo =
+        |fd: &str| std::fs::read_to_string(format!("{proc}/fdinfo/{fd}")).unwrap_or_default();
     loop {
-        let pidfd_open = std::fs::read_dir(&fd_dir)
+        let fds: Vec<(String, String)> = std::fs::read_dir(format!("{proc}/fd"))
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| {
-                std::fs::read_link(e.path())
-                    .is_ok_and(|target| target.to_string_lossy().contains("pidfd"))
+            .filter_map(|e| {
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    target.to_string_lossy().into_owned(),
+                ))
             })
-            .any(|e| {
-                std::fs::read_to_string(format!("{fdinfo_dir}/{}", e.file_name().to_string_lossy()))
-                    .is_ok_and(|info| info.lines().any(|l| l == wanted))
+            .collect();
+        let pidfds: Vec<&str> = fds
+            .iter()
+            .filter(|(fd, target)| {
+                target.contains("pidfd") && fdinfo(fd).lines().any(|l| l == wanted)
+            })
+            .map(|(fd, _)| fd.as_str())
+            .collect();
+        // An epoll fd's fdinfo has a line `tfd: <fd> events: …` per
+        // registered fd.
+        let armed = fds
+            .iter()
+            .filter(|(_, t)| t.contains("eventpoll"))
+            .any(|(fd, _)| {
+                fdinfo(fd).lines().any(|l| {
+                    l.strip_prefix("tfd:")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .is_some_and(|n| pidfds.contains(&n))
+                })
             });
-        if pidfd_open {
+        if armed {
             return;
         }
         if let Ok(Some(status)) = watcher.child.try_wait() {
@@ -417,7 +438,13 @@ fn a_cgroup_removed_before_ctrmon_sees_the_exit_takes_the_kill_count_along() {
     // removal; the exit cannot be marked (nothing says the kill was its).
     let at = |name: &str| ev.iter().position(|l| event(l) == name);
     let (oom, exit) = (at("oom"), at("exit"));
-    assert!(oom.is_some() && exit.is_some() && oom < exit, "{ev:#?}");
+    if !(oom.is_some() && exit.is_some() && oom < exit) {
+        let mut err = String::new();
+        if let Some(mut e) = watcher.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!("{ev:#?}\nctrmon's stderr: {err}");
+    }
     assert_eq!(
         ev.iter().filter(|l| event(l) == "exit").count(),
         1,

@@ -43,6 +43,11 @@ command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v cpio >/dev/null || missing+=(cpio)
 command -v zstd >/dev/null || missing+=(zstd)
+command -v xz >/dev/null || missing+=(xz-utils)
+command -v curl >/dev/null || missing+=(curl)
+command -v gpgv >/dev/null || missing+=(gpgv)
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+[ -f "$keyring" ] || missing+=(debian-archive-keyring)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq
@@ -50,7 +55,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- kernel ------------------------------------------------------------------
-. "$here/kernel.sh"
+# Debian 12's, as systemd 252 runs on it; fetched and cached as the
+# busybox guest's kernels are (tests/guest/kernel.sh).
+kcache="$work_cache"
+. "$here/../kernel.sh"
+fetch_kernel bookworm
 
 # --- the cached root ---------------------------------------------------------
 mirror="${CTRMON_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
