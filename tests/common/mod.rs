@@ -74,10 +74,19 @@ impl Drop for Kid {
 }
 
 /// Open fds of this process, by number.
+///
+/// The listing's own directory fd is in the listing, and its number depends
+/// on which fds happen to be free (another thread's short-lived fd moves it:
+/// CI once saw `[0, 1, 2, 4]` before and `[0, 1, 2, 3]` after). So an entry
+/// counts only if it is still open once the directory is closed.
 pub fn open_fds() -> Vec<i32> {
-    let mut v: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+    let listed: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut v: Vec<i32> = listed
+        .into_iter()
+        .filter(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok())
         .collect();
     v.sort_unstable();
     v
