@@ -67,6 +67,18 @@ impl ExitStatus {
             ExitStatus::Unknown => None,
         }
     }
+
+    /// What `waitid` said. A status that is neither an exit nor a
+    /// terminating signal cannot come with `WEXITED` alone: `Unknown`.
+    pub(crate) fn from_waitid(st: &rustix::process::WaitIdStatus) -> Self {
+        if let Some(code) = st.exit_status() {
+            ExitStatus::Code(code)
+        } else if let Some(sig) = st.terminating_signal() {
+            ExitStatus::Signal(sig)
+        } else {
+            ExitStatus::Unknown
+        }
+    }
 }
 
 /// A watched process has exited.

@@ -163,7 +163,7 @@ impl OrphanReaper {
                     reaped += 1;
                     on_orphan(Orphan {
                         pid,
-                        status: status_of(&st),
+                        status: ExitStatus::from_waitid(&st),
                     });
                 }
                 // Still running.
@@ -286,16 +286,6 @@ fn read_all(file: &OwnedFd, buf: &mut Vec<u8>) -> rustix::io::Result<()> {
                 return Err(e);
             }
         }
-    }
-}
-
-fn status_of(st: &rustix::process::WaitIdStatus) -> ExitStatus {
-    if let Some(code) = st.exit_status() {
-        ExitStatus::Code(code)
-    } else if let Some(sig) = st.terminating_signal() {
-        ExitStatus::Signal(sig)
-    } else {
-        ExitStatus::Unknown
     }
 }
 

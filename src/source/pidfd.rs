@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::epoll::EventFlags;
 use rustix::io::Errno;
-use rustix::process::{pidfd_open, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions, WaitIdStatus};
+use rustix::process::{pidfd_open, waitid, Pid, PidfdFlags, WaitId, WaitIdOptions};
 
 use super::{Clock, Outcome};
 use crate::event::{EventKind, Exit, ExitStatus, WatchId, WhyUnknown};
@@ -78,11 +78,11 @@ pub(crate) struct Retry {
     give_up: Instant,
 }
 
-/// Opens a pidfd for `pid`. `ESRCH` means the process is already gone
-/// (exited and reaped), which the error says in so many words.
-pub(crate) fn open(pid: i32) -> Result<OwnedFd, Error> {
+/// `pid` as rustix's `Pid`, or the error a watch of it gives: zero and
+/// negative values name no single process.
+pub(crate) fn watchable_pid(pid: i32) -> Result<Pid, Error> {
     // `Pid::from_raw` asserts on negative values: check first.
-    let id = (pid > 0)
+    (pid > 0)
         .then(|| Pid::from_raw(pid))
         .flatten()
         .ok_or_else(|| {
@@ -91,7 +91,13 @@ pub(crate) fn open(pid: i32) -> Result<OwnedFd, Error> {
                 Subject::Pid(pid),
                 "a pid must be greater than zero",
             )
-        })?;
+        })
+}
+
+/// Opens a pidfd for `pid`. `ESRCH` means the process is already gone
+/// (exited and reaped), which the error says in so many words.
+pub(crate) fn open(pid: i32) -> Result<OwnedFd, Error> {
+    let id = watchable_pid(pid)?;
     // pidfds are always close-on-exec.
     pidfd_open(id, PidfdFlags::empty())
         .map_err(|e| Error::os("open pidfd for", Subject::Pid(pid), e))
@@ -106,7 +112,7 @@ impl PidInfo {
             options |= WaitIdOptions::NOWAIT;
         }
         match waitid(WaitId::PidFd(fd.as_fd()), options) {
-            Ok(Some(st)) => self.exit(status_of(&st), self.reap, None),
+            Ok(Some(st)) => self.exit(ExitStatus::from_waitid(&st), self.reap, None),
             // Readable but not yet waitable: not an exit (yet).
             Ok(None) => Outcome::Nothing,
             // Not our child, or someone else reaped it first.
@@ -183,15 +189,5 @@ impl PidInfo {
                 WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
             );
         }
-    }
-}
-
-fn status_of(st: &WaitIdStatus) -> ExitStatus {
-    if let Some(code) = st.exit_status() {
-        ExitStatus::Code(code)
-    } else if let Some(sig) = st.terminating_signal() {
-        ExitStatus::Signal(sig)
-    } else {
-        ExitStatus::Unknown
     }
 }

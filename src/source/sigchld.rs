@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::io::Errno;
 use rustix::process::{
     getpid, kill_process, pidfd_open, test_kill_process, waitid, Pid, PidfdFlags, Signal, WaitId,
-    WaitIdOptions, WaitIdStatus,
+    WaitIdOptions,
 };
 
 use crate::event::{EventKind, Exit, ExitStatus, WhyUnknown};
@@ -112,16 +112,7 @@ impl ChildExits {
     /// longer exists fails with `ESRCH`
     /// ([`Error::is_process_gone`](crate::Error::is_process_gone)).
     pub(crate) fn check_child(&self, pid: i32) -> Result<()> {
-        let id = (pid > 0)
-            .then(|| Pid::from_raw(pid))
-            .flatten()
-            .ok_or_else(|| {
-                Error::invalid(
-                    "watch",
-                    Subject::Pid(pid),
-                    "a pid must be greater than zero",
-                )
-            })?;
+        let id = super::pidfd::watchable_pid(pid)?;
         let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
         match waitid(WaitId::Pid(id), opts) {
             Ok(_) => {}
@@ -184,7 +175,7 @@ pub(crate) fn poll(pid: i32, reap: bool) -> Option<EventKind> {
         opts |= WaitIdOptions::NOWAIT;
     }
     let (status, reaped, unknown) = match waitid(WaitId::Pid(id), opts) {
-        Ok(Some(st)) => (status_of(&st), reap, None),
+        Ok(Some(st)) => (ExitStatus::from_waitid(&st), reap, None),
         Ok(None) => return None,
         // Something else in this process reaped it, and has its status.
         Err(Errno::CHILD) => (
@@ -225,16 +216,6 @@ pub(crate) fn reap_if_exited(pid: i32) {
 pub(crate) fn start_of_child(pid: i32) -> Option<StartTime> {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     crate::reaper::proc::start_time(&stat).map(StartTime::from_ticks)
-}
-
-fn status_of(st: &WaitIdStatus) -> ExitStatus {
-    if let Some(code) = st.exit_status() {
-        ExitStatus::Code(code)
-    } else if let Some(sig) = st.terminating_signal() {
-        ExitStatus::Signal(sig)
-    } else {
-        ExitStatus::Unknown
-    }
 }
 
 #[cold]
