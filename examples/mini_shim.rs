@@ -19,6 +19,7 @@
 
 mod support;
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{mode}");
         ctrmon::reaper::block_sigchld()?;
     }
-    let oom_watch = monitor.watch_cgroup_oom(&cgroup.path, "cgroup")?;
+    let oom_watch = monitor.watch(CgroupOom::dir(&cgroup.path), "cgroup")?.id();
 
     // init joins the cgroup between fork and exec: everything it starts is
     // inside from its first instruction. It dies with the shim.
@@ -59,7 +60,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Right after the spawn: nobody else can reap our child meanwhile. The
     // link makes the monitor re-read the cgroup's counters when init exits
     // and deliver an OOM it has not reported yet first.
-    monitor.watch_pid_in(pid, oom_watch, "init")?;
+    monitor.watch(Process::pid(pid).oom_watch(oom_watch), "init")?;
 
     let mut oom_seen = false;
     let mut exit = None;

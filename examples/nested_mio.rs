@@ -10,6 +10,7 @@
 //! (one call delivers at most a batch of 128), or the fd's next edge may
 //! never come.
 
+use ctrmon::watch::Process;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let child = Command::new("sh")
             .args(["-c", &format!("sleep 0.{}; exit {}", i % 3, i % 5)])
             .spawn()?;
-        monitor.watch_pid(child.id() as i32, format!("child-{i}"))?;
+        monitor.watch(Process::pid(child.id() as i32), format!("child-{i}"))?;
         children.push(child);
     }
     // The loop's own business, from another thread.

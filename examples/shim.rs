@@ -11,6 +11,7 @@
 //!
 //! `cargo run --example shim` (as root for the OOM part)
 
+use ctrmon::watch::{CgroupOom, Orphans, Process};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     become_subreaper()?;
 
     let mut monitor: Monitor<&str> = Monitor::new()?;
-    let orphans = monitor.reap_orphans("orphans")?;
+    let orphans = monitor.watch(Orphans, "orphans")?;
 
     // 2. The container's cgroup, if we can make one (removed on the way
     //    out, whatever happens).
@@ -57,12 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let init = cmd.spawn()?;
     let pid = init.id() as i32;
     let cgroup_watch = match &cgroup {
-        Some(dir) => Some(monitor.watch_cgroup_oom(dir, "cgroup")?),
+        Some(dir) => Some(monitor.watch(CgroupOom::dir(dir), "cgroup")?.id()),
         None => None,
     };
     match cgroup_watch {
-        Some(cg) => monitor.watch_pid_in(pid, cg, "init")?,
-        None => monitor.watch_pid(pid, "init")?,
+        Some(cg) => monitor.watch(Process::pid(pid).oom_watch(cg), "init")?,
+        None => monitor.watch(Process::pid(pid), "init")?,
     };
     drop(hold);
     println!("init started: pid {pid}");

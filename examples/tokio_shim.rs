@@ -19,6 +19,7 @@
 
 mod support;
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -55,7 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("server", "exec sleep 600"),
     ] {
         let cgroup = ExampleCgroup::create(name, 32 << 20)?;
-        let oom_watch = monitor.monitor().watch_cgroup_oom(&cgroup.path, name)?;
+        let oom_watch = monitor
+            .monitor()
+            .watch(CgroupOom::dir(&cgroup.path), name)?
+            .id();
         let mut cmd = Command::new("sh");
         cmd.args(["-c", script])
             .stdin(Stdio::null())
@@ -67,7 +71,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .die_with_parent()
             .apply(&mut cmd);
         let pid = cmd.spawn()?.id() as i32;
-        monitor.monitor().watch_pid_in(pid, oom_watch, name)?;
+        monitor
+            .monitor()
+            .watch(Process::pid(pid).oom_watch(oom_watch), name)?;
         println!(
             "{name}: started, pid {pid}, cgroup {}",
             cgroup.path.display()

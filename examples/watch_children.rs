@@ -2,6 +2,7 @@
 //!
 //! `cargo run --example watch_children`
 
+use ctrmon::watch::Process;
 use std::process::Command;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     for (name, child) in &children {
-        monitor.watch_pid(child.id() as i32, *name)?;
+        monitor.watch(Process::pid(child.id() as i32), *name)?;
         println!("watching {name} (pid {})", child.id());
     }
     while !monitor.is_empty() {

@@ -32,7 +32,7 @@ pub enum Subject {
 ///
 /// ```
 /// let err = ctrmon::Monitor::<()>::new()
-///     .and_then(|m| m.watch_pid(i32::MAX, ()).map(|_| ()))
+///     .and_then(|m| m.watch(ctrmon::watch::Process::pid(i32::MAX), ()).map(|_| ()))
 ///     .unwrap_err();
 /// assert!(err.is_process_gone());
 /// assert_eq!(err.pid(), Some(i32::MAX));

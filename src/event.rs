@@ -85,7 +85,7 @@ impl ExitStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
     /// The pid that was watched (0 for a pidfd watched with
-    /// [`Monitor::watch_pidfd`](crate::Monitor::watch_pidfd) after its
+    /// [`Process::pidfd`](crate::watch::Process::pidfd) after its
     /// process had been reaped).
     pub pid: i32,
     /// Its exit status, if we could learn it.
@@ -101,7 +101,7 @@ pub struct Exit {
     /// says so ([`OomLog::records_lost`]).
     ///
     /// Without it (the counter rule): the process was watched with
-    /// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in), its cgroup's
+    /// [`Process::oom_watch`](crate::watch::Process::oom_watch), its cgroup's
     /// kill counter rose for a kill not yet attributed to another exit, while
     /// that OOM was still in progress or within three seconds of it, and it
     /// died of `SIGKILL` — or, for a process that is not our child, whose
@@ -315,7 +315,7 @@ pub enum ExitMode {
     /// process cannot be watched (the error names the pid, the call and
     /// the errno), and SIGCHLD must be blocked in every thread
     /// ([`block_sigchld`](crate::reaper::block_sigchld)). Pidfds the caller
-    /// already holds ([`watch_pidfd`](crate::Monitor::watch_pidfd)) are
+    /// already holds ([`Process::pidfd`](crate::watch::Process::pidfd)) are
     /// still watched through epoll.
     SigchldFallback {
         /// The errno `pidfd_open` failed with.
@@ -342,15 +342,15 @@ impl fmt::Display for ExitMode {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum EventKind {
-    /// A process watched with [`Monitor::watch_pid`](crate::Monitor::watch_pid)
+    /// A process watched with [`Process`](crate::watch::Process)
     /// exited. Ends the watch.
     Exited(Exit),
-    /// An fd watched with [`Monitor::watch_hangup`](crate::Monitor::watch_hangup)
+    /// An fd watched with [`Hangup`](crate::watch::Hangup)
     /// hung up (`EPOLLHUP`) or reported an error (`EPOLLERR`): for an exit
     /// FIFO, the last writer is gone. Ends the watch.
     HungUp,
     /// An eventfd watched with
-    /// [`Monitor::watch_eventfd`](crate::Monitor::watch_eventfd) was signalled;
+    /// [`Eventfd`](crate::watch::Eventfd) was signalled;
     /// `count` is the counter value the read drained. The watch goes on.
     Signaled {
         /// The value read from the eventfd (the sum of the writes since the
@@ -395,7 +395,7 @@ pub enum EventKind {
     /// source cannot make the loop spin; the error names the fd or pid.
     Failed(crate::Error),
     /// A child of this process that nobody watched was reaped by the watch
-    /// from [`Monitor::reap_orphans`](crate::Monitor::reap_orphans): an
+    /// from [`Orphans`](crate::watch::Orphans): an
     /// orphan re-parented to this subreaper (or PID 1), or a child whose
     /// watch had ended. The watch goes on.
     Orphan(crate::reaper::Orphan),

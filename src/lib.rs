@@ -13,11 +13,11 @@
 //!   or from its pidfd once its parent has reaped it (Linux 6.15+), pidfds handed over by a runtime ([`pidfd`]), and the
 //!   exit-FIFO hang-up of containerd 0.2's shims, linked to its process.
 //! - Shims and inits: a subreaper that reaps every orphan and never a
-//!   watched child's status ([`reaper`], [`Monitor::reap_orphans`]).
+//!   watched child's status ([`reaper`], [`Orphans`](crate::watch::Orphans)).
 //! - Out-of-memory: cgroup v1 (an eventfd through `cgroup.event_control`)
 //!   and v2 (`memory.events`), reported as counter increases, with a
 //!   process's OOM delivered before its exit
-//!   ([`Monitor::watch_pid_in`]).
+//!   ([`Process::oom_watch`](crate::watch::Process::oom_watch)).
 //! - Memory pressure (v1 levels, usage thresholds), v2 `populated`, and PSI
 //!   triggers.
 //! - Eventfd counters, for anything else that can signal one.
@@ -34,7 +34,7 @@
 //! | several threads that wait, add watches, wake or shut down during a wait | [`Monitor::wait`] on a monitor in an `Arc` |
 //! | a tokio runtime | `ctrmon::tokio::AsyncMonitor` (the `tokio` feature): cancel-safe `next`, `wait`, `wait_mut` and a `Stream` |
 //! | another event loop (mio, glib, your own epoll) | either wait with a zero timeout, until it returns 0, each time the monitor's fd ([`AsFd`](std::os::fd::AsFd)) turns readable (see [`Monitor`]; `examples/nested_mio.rs`) |
-//! | producers in other threads, with `wait_mut` | [`Monitor::watch_new_eventfd`] and its [`EventfdWriter`] |
+//! | producers in other threads, with `wait_mut` | [`NewEventfd`](crate::watch::NewEventfd) and its [`EventfdWriter`] |
 //!
 //! Both waits deliver the same events with the same guarantees. A non-final
 //! event lends the receiver ([`Receiver::Lent`]); the final one hands it
@@ -46,14 +46,15 @@
 //! ```
 //! use std::process::Command;
 //! use std::time::Duration;
+//! use ctrmon::watch::Process;
 //! use ctrmon::{EventKind, ExitStatus, Monitor};
 //!
 //! // The receiver value can be anything: here, a name.
 //! let mut monitor: Monitor<&str> = Monitor::new()?;
 //! let ok = Command::new("true").spawn()?;
 //! let killed = Command::new("sleep").arg("60").spawn()?;
-//! monitor.watch_pid(ok.id() as i32, "ok")?;
-//! monitor.watch_pid(killed.id() as i32, "killed")?;
+//! monitor.watch(Process::pid(ok.id() as i32), "ok")?;
+//! monitor.watch(Process::pid(killed.id() as i32), "killed")?;
 //! rustix::process::kill_process(
 //!     rustix::process::Pid::from_child(&killed),
 //!     rustix::process::Signal::KILL,
@@ -104,6 +105,7 @@ mod sys;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
+pub mod watch;
 
 pub use cgroup::parse::memory_events::MemoryEvents;
 pub use cgroup::parse::psi::{PsiKind, PsiTrigger};
@@ -120,7 +122,7 @@ pub use event::{
 };
 #[doc(hidden)]
 pub use monitor::table_slot_size;
-pub use monitor::{Monitor, Watches};
+pub use monitor::{Builder, Monitor, Watches};
 pub use source::eventfd::EventfdWriter;
 pub use source::pressure_v1::{PressureLevel, PressureMode};
 

@@ -5,10 +5,11 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Eventfd, MemoryPressure, Process, UsageThreshold};
 use std::time::{Duration, Instant};
 
 use common::{memory_v1, wait_until, TestCgroup};
-use ctrmon::{Event, EventKind, ExitStatus, Monitor, PressureLevel, PressureMode};
+use ctrmon::{Event, EventKind, ExitStatus, Monitor, PressureLevel};
 
 const LIMIT: &str = "33554432"; // 32 MiB
 const LONG: Duration = Duration::from_secs(30);
@@ -26,9 +27,11 @@ fn oom_kill_is_reported_once_then_the_exit_marked_oom_killed() {
     let cg = TestCgroup::new(&root, "oom");
     cg.set("memory.limit_in_bytes", LIMIT);
     let m = Monitor::new().unwrap();
-    let cgw = m.watch_cgroup_oom(&cg.path, "cgroup").unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), "cgroup").unwrap().id();
     let hog = cg.memory_hog();
-    let pw = m.watch_pid_in(hog.pid(), cgw, "hog").unwrap();
+    let pw = m
+        .watch(Process::pid(hog.pid()).oom_watch(cgw), "hog")
+        .unwrap();
 
     let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == pw));
     let ooms: Vec<&Event<&str>> = got.iter().filter(|e| oom_kills(e).is_some()).collect();
@@ -54,9 +57,9 @@ fn exit_without_oom_is_not_marked() {
     let Some(root) = memory_v1() else { return };
     let cg = TestCgroup::new(&root, "nooom");
     let m = Monitor::new().unwrap();
-    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), 0).unwrap().id();
     let kid = cg.sh("kill -9 $$");
-    let pw = m.watch_pid_in(kid.pid(), cgw, 1).unwrap();
+    let pw = m.watch(Process::pid(kid.pid()).oom_watch(cgw), 1).unwrap();
     let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == pw));
     assert_eq!(got.len(), 1, "{got:?}");
     let EventKind::Exited(x) = got[0].kind else {
@@ -70,7 +73,7 @@ fn removal_of_an_empty_cgroup_is_a_removal_not_an_oom() {
     let Some(root) = memory_v1() else { return };
     let mut cg = TestCgroup::new(&root, "rmdir");
     let m = Monitor::new().unwrap();
-    let id = m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    let id = m.watch(CgroupOom::dir(&cg.path), ()).unwrap().id();
     cg.remove();
     let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.is_final()));
     assert_eq!(got.len(), 1, "{got:?}");
@@ -93,10 +96,15 @@ fn limit_on_parent_fires_parent_and_child_kill_counted_in_child() {
     parent.set("memory.limit_in_bytes", LIMIT);
     let child = parent.child("leaf");
     let m = Monitor::new().unwrap();
-    let pw = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
-    let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
+    let pw = m
+        .watch(CgroupOom::dir(&parent.path), "parent")
+        .unwrap()
+        .id();
+    let cw = m.watch(CgroupOom::dir(&child.path), "child").unwrap().id();
     let hog = child.memory_hog();
-    let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
+    let hw = m
+        .watch(Process::pid(hog.pid()).oom_watch(cw), "hog")
+        .unwrap();
     let got = wait_until(&m, LONG, |g| {
         g.iter().any(|e| e.id == hw) && g.iter().any(|e| e.id == pw)
     });
@@ -130,10 +138,15 @@ fn limit_on_child_fires_only_the_child() {
     let child = parent.child("leaf");
     child.set("memory.limit_in_bytes", LIMIT);
     let m = Monitor::new().unwrap();
-    let pw = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
-    let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
+    let pw = m
+        .watch(CgroupOom::dir(&parent.path), "parent")
+        .unwrap()
+        .id();
+    let cw = m.watch(CgroupOom::dir(&child.path), "child").unwrap().id();
     let hog = child.memory_hog();
-    let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
+    let hw = m
+        .watch(Process::pid(hog.pid()).oom_watch(cw), "hog")
+        .unwrap();
     let mut got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == hw));
     // Give a late parent notification time to show up, if there were one.
     m.wait(Some(Duration::from_millis(100)), |e| got.push(e.cloned()))
@@ -158,7 +171,7 @@ fn pressure_level_fires_under_reclaim() {
     cg.set("memory.limit_in_bytes", LIMIT);
     let m = Monitor::new().unwrap();
     let id = m
-        .watch_pressure_level(&cg.path, PressureLevel::Low, PressureMode::Default, ())
+        .watch(MemoryPressure::new(&cg.path, PressureLevel::Low), ())
         .unwrap();
     // Writing 128 MiB through a 32 MiB page cache forces reclaim.
     let file = std::env::temp_dir().join(format!("ctrmon-test-pressure-{}", std::process::id()));
@@ -181,7 +194,7 @@ fn usage_threshold_fires_up_and_down() {
     let cg = TestCgroup::new(&root, "threshold");
     let m = Monitor::new().unwrap();
     let threshold = 16 << 20;
-    m.watch_usage_threshold(&cg.path, threshold, false, ())
+    m.watch(UsageThreshold::new(&cg.path, threshold), ())
         .unwrap();
     // Hold 24 MiB of anonymous memory for a moment, then exit (freeing it).
     let _kid = cg.sh("head -c 25165824 /dev/zero | tail; sleep 0.3");
@@ -208,11 +221,11 @@ fn bad_inputs_are_clear_errors_naming_the_path() {
     let Some(root) = memory_v1() else { return };
     let m: Monitor<()> = Monitor::new().unwrap();
     let missing = root.join("ctrmon-test-does-not-exist");
-    let e = m.watch_cgroup_oom(&missing, ()).unwrap_err();
+    let e = m.watch(CgroupOom::dir(&missing), ()).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("ctrmon-test-does-not-exist"), "{e}");
 
-    let e = m.watch_cgroup_oom("/tmp", ()).unwrap_err();
+    let e = m.watch(CgroupOom::dir("/tmp"), ()).unwrap_err();
     assert!(
         e.to_string().contains("/tmp") && e.to_string().contains("not on a cgroup"),
         "{e}"
@@ -221,7 +234,7 @@ fn bad_inputs_are_clear_errors_naming_the_path() {
     // A cgroup without the memory controller (the pids hierarchy).
     let pids = std::path::Path::new("/sys/fs/cgroup/pids");
     if pids.join("cgroup.procs").exists() {
-        let e = m.watch_cgroup_oom(pids, ()).unwrap_err();
+        let e = m.watch(CgroupOom::dir(pids), ()).unwrap_err();
         assert!(e.to_string().contains("memory.oom_control"), "{e}");
     }
 
@@ -231,15 +244,15 @@ fn bad_inputs_are_clear_errors_naming_the_path() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out");
     std::os::unix::fs::symlink("/tmp", &out).unwrap();
-    let e = m.watch_cgroup_oom(&out, ()).unwrap_err();
+    let e = m.watch(CgroupOom::dir(&out), ()).unwrap_err();
     assert!(e.to_string().contains("symbolic link"), "{e}");
     let into = dir.join("into");
     std::os::unix::fs::symlink(&root, &into).unwrap();
-    let e = m.watch_cgroup_oom(&into, ()).unwrap_err();
+    let e = m.watch(CgroupOom::dir(&into), ()).unwrap_err();
     assert!(e.to_string().contains("symbolic link"), "{e}");
 
     for bad in ["", "/sys/fs/cgroup/memory/a\0b"] {
-        let e = m.watch_cgroup_oom(bad, ()).unwrap_err();
+        let e = m.watch(CgroupOom::dir(bad), ()).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
     }
     assert!(m.is_empty());
@@ -258,7 +271,7 @@ fn oom_watch_of_a_pid_finds_its_cgroup() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(5));
     }
-    m.watch_cgroup_oom_of(kid.pid(), ()).unwrap();
+    m.watch(CgroupOom::of(kid.pid()), ()).unwrap().id();
     let hog = cg.memory_hog();
     let got = wait_until(&m, LONG, |g| g.iter().any(|e| oom_kills(e) == Some(1)));
     assert_eq!(got.iter().filter_map(oom_kills).sum::<u64>(), 1);
@@ -281,8 +294,8 @@ fn an_oom_and_removal_in_one_batch_survive_an_unwatch_by_an_earlier_handler() {
     let m = Monitor::new().unwrap();
     let (e, other) = (new_eventfd(), new_eventfd());
     let writer = rustix::io::dup(&e).unwrap();
-    let eid = m.watch_eventfd(e, "signal").unwrap();
-    let other_id = m.watch_eventfd(other, "other").unwrap();
+    let eid = m.watch(Eventfd::new(e), "signal").unwrap();
+    let other_id = m.watch(Eventfd::new(other), "other").unwrap();
     // The kernel's own count of notifications, on an eventfd of ours: an
     // OOM can signal more than once (the victim's last charge retries).
     let kernel = new_eventfd();
@@ -294,7 +307,7 @@ fn an_oom_and_removal_in_one_batch_survive_an_unwatch_by_an_earlier_handler() {
             &format!("{} {}", kernel.as_raw_fd(), control.as_raw_fd()),
         );
     }
-    let cgw = m.watch_cgroup_oom(&cg.path, "cgroup").unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), "cgroup").unwrap().id();
     // Ready in this order: the eventfd, then the cgroup (OOM and removal).
     rustix::io::write(&writer, &1u64.to_ne_bytes()).unwrap();
     let hog = cg.memory_hog();
@@ -334,7 +347,7 @@ fn a_cgroup_recreated_under_the_same_name_still_ends_the_watch() {
     let Some(root) = memory_v1() else { return };
     let mut cg = TestCgroup::new(&root, "recreated");
     let m = Monitor::new().unwrap();
-    let id = m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    let id = m.watch(CgroupOom::dir(&cg.path), ()).unwrap().id();
     cg.remove();
     // A restarted container: same name, new cgroup, before the monitor looks.
     let again = TestCgroup::new(&root, "recreated");
@@ -363,7 +376,7 @@ fn nested_in_another_loop_an_oom_still_gets_its_kill() {
     let cg = TestCgroup::new(&root, "nested-loop");
     cg.set("memory.limit_in_bytes", LIMIT);
     let m = Monitor::new().unwrap();
-    m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    m.watch(CgroupOom::dir(&cg.path), ()).unwrap().id();
     let _hog = cg.memory_hog();
     let deadline = Instant::now() + LONG;
     let mut kills = 0;

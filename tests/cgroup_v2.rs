@@ -4,6 +4,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Populated, Psi};
 use std::time::Duration;
 
 use common::{unified_v2, wait_until, TestCgroup};
@@ -14,7 +15,7 @@ fn populated_goes_up_and_down_and_removal_ends_the_watch() {
     let Some(root) = unified_v2() else { return };
     let mut cg = TestCgroup::new(&root, "populated");
     let m = Monitor::new().unwrap();
-    let id = m.watch_populated(&cg.path, "cg").unwrap();
+    let id = m.watch(Populated::dir(&cg.path), "cg").unwrap();
     // Armed on an empty cgroup: the fresh fd's readiness reports nothing.
     assert_eq!(
         m.wait(Some(Duration::from_millis(50)), |e| panic!("{e:?}"))
@@ -55,7 +56,7 @@ fn psi_trigger_fires_under_cpu_contention() {
     let file = cg.path.join("cpu.pressure");
     let m = Monitor::new().unwrap();
     let trigger: PsiTrigger = "some 100000 2000000".parse().unwrap();
-    let id = m.watch_psi(&file, &trigger, ()).unwrap();
+    let id = m.watch(Psi::new(&file, trigger), ()).unwrap();
     // Four busy loops on two cores: tasks in the cgroup wait for CPU.
     let busy: Vec<_> = (0..4).map(|_| cg.sh("while :; do :; done")).collect();
     let got = wait_until(&m, Duration::from_secs(20), |g| !g.is_empty());
@@ -76,7 +77,7 @@ fn psi_window_refused_by_the_kernel_is_a_clear_error() {
     // Valid for the kernel's range, but not a multiple of 2 s: refused
     // without CAP_SYS_RESOURCE (as root here too, unless privileged).
     let odd: PsiTrigger = "some 100000 1000000".parse().unwrap();
-    let result = m.watch_psi(&file, &odd, ());
+    let result = m.watch(Psi::new(&file, odd), ());
     if has_cap_sys_resource() {
         result.expect("a privileged process may use any window");
     } else {
@@ -91,7 +92,10 @@ fn psi_window_refused_by_the_kernel_is_a_clear_error() {
     assert!("sometimes 1 2".parse::<PsiTrigger>().is_err());
     // A regular file outside cgroupfs/procfs is refused.
     let e = m
-        .watch_psi("/etc/hostname", &"some 100000 2000000".parse().unwrap(), ())
+        .watch(
+            Psi::new("/etc/hostname", "some 100000 2000000".parse().unwrap()),
+            (),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("/etc/hostname"), "{e}");
 }
@@ -103,10 +107,10 @@ fn oom_watch_on_v2_without_memory_controller_names_the_missing_file() {
     let m: Monitor<()> = Monitor::new().unwrap();
     if cg.path.join("memory.events").exists() {
         // A machine with memory on v2: the watch must arm.
-        m.watch_cgroup_oom(&cg.path, ()).unwrap();
+        m.watch(CgroupOom::dir(&cg.path), ()).unwrap().id();
         return;
     }
-    let e = m.watch_cgroup_oom(&cg.path, ()).unwrap_err();
+    let e = m.watch(CgroupOom::dir(&cg.path), ()).unwrap_err();
     let text = e.to_string();
     assert!(
         text.contains("memory.events") && text.contains("ctrmon-test-v2-nomem"),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use ctrmon::watch::{Eventfd, NewEventfd, Process};
 use std::time::Duration;
 
 use common::{open_fds, Kid};
@@ -31,12 +32,12 @@ fn no_fd_leaks_and_every_fd_is_cloexec() {
     let m = Monitor::new().unwrap();
     let kids: Vec<Kid> = (0..3).map(|_| Kid::sleeper()).collect();
     for k in &kids {
-        m.watch_pid(k.pid(), 0usize).unwrap();
+        m.watch(Process::pid(k.pid()), 0usize).unwrap();
     }
     // A caller-supplied fd without CLOEXEC is made close-on-exec.
     let plain = eventfd(0, EventfdFlags::empty()).unwrap();
     assert!(!fcntl_getfd(&plain).unwrap().contains(FdFlags::CLOEXEC));
-    m.watch_eventfd(plain, 1).unwrap();
+    m.watch(Eventfd::new(plain), 1).unwrap();
 
     let during = open_fds();
     let new: Vec<i32> = during
@@ -59,13 +60,13 @@ fn no_fd_leaks_and_every_fd_is_cloexec() {
     // 10,000 watch/unwatch cycles of each kind.
     for i in 0..10_000usize {
         let efd = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
-        let id = m.watch_eventfd(efd, i).unwrap();
+        let id = m.watch(Eventfd::new(efd), i).unwrap();
         assert_eq!(m.unwatch(id).unwrap(), i);
-        let id = m.watch_pid(kids[i % 3].pid(), i).unwrap();
+        let id = m.watch(Process::pid(kids[i % 3].pid()), i).unwrap();
         assert_eq!(m.unwatch(id).unwrap(), i);
         // A made eventfd: `unwatch` keeps its emptied cold box for the next
         // one, but never the eventfd, which closes with the writer.
-        let (id, writer) = m.watch_new_eventfd(i).unwrap();
+        let (id, writer) = m.watch(NewEventfd, i).unwrap();
         assert_eq!(m.unwatch(id).unwrap(), i);
         drop(writer);
     }

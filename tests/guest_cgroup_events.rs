@@ -4,6 +4,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Populated, Psi};
 use std::time::Duration;
 
 use common::{memory_v2, wait_until, TestCgroup};
@@ -16,7 +17,7 @@ fn populated_transitions_then_removal_ends_the_watch() {
     let Some(root) = memory_v2() else { return };
     let mut cg = TestCgroup::new(&root, "v2-populated");
     let m = Monitor::new().unwrap();
-    let id = m.watch_populated(&cg.path, "cg").unwrap();
+    let id = m.watch(Populated::dir(&cg.path), "cg").unwrap();
     assert_eq!(
         m.wait(Some(Duration::from_millis(50)), |e| panic!("{e:?}"))
             .unwrap(),
@@ -57,7 +58,7 @@ fn psi_trigger_on_memory_pressure_fires_under_memory_high() {
     let m = Monitor::new().unwrap();
     let trigger: PsiTrigger = "some 150000 2000000".parse().unwrap();
     let id = m
-        .watch_psi(cg.path.join("memory.pressure"), &trigger, ())
+        .watch(Psi::new(cg.path.join("memory.pressure"), trigger), ())
         .unwrap();
     let hog = cg.memory_hog();
     let got = wait_until(&m, LONG, |g| !g.is_empty());
@@ -85,9 +86,9 @@ fn populated_false_comes_after_the_oom_of_the_kill_that_emptied_the_cgroup() {
     let Some(root) = memory_v2() else { return };
     let mut cg = TestCgroup::new(&root, "v2-emptied-by-oom");
     cg.set("memory.max", "32M");
-    let m = Monitor::new_without_kmsg().unwrap();
-    let oom = m.watch_cgroup_oom(&cg.path, "oom").unwrap();
-    let pop = m.watch_populated(&cg.path, "populated").unwrap();
+    let m = Monitor::builder().kernel_log(false).build().unwrap();
+    let oom = m.watch(CgroupOom::dir(&cg.path), "oom").unwrap().id();
+    let pop = m.watch(Populated::dir(&cg.path), "populated").unwrap();
     for round in 0..3 {
         let kid = cg.sh("exec tail /dev/zero");
         let emptied = |e: &ctrmon::Event<'static, &str>| {

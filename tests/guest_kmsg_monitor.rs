@@ -6,6 +6,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,7 @@ fn an_oom_group_kill_marks_and_names_every_victim() {
     cg.set("memory.max", "33554432");
     cg.set("memory.swap.max", "0");
     cg.set("memory.oom.group", "1");
-    let cgw = m.watch_cgroup_oom(&cg.path, Who::Cgroup).unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), Who::Cgroup).unwrap().id();
     let mut kids = Vec::new();
     for _ in 0..2 {
         kids.push(cg.sh("exec sleep 600"));
@@ -66,7 +67,8 @@ fn an_oom_group_kill_marks_and_names_every_victim() {
     });
     kids.push(cg.memory_hog());
     for k in &kids {
-        m.watch_pid_in(k.pid(), cgw, Who::Proc(k.pid())).unwrap();
+        m.watch(Process::pid(k.pid()).oom_watch(cgw), Who::Proc(k.pid()))
+            .unwrap();
     }
     let (ooms, exited) = collect(&m, kids.len());
     // Every process of the group was killed, and each exit is marked.
@@ -94,9 +96,12 @@ fn a_parent_limit_kill_names_the_parent_on_v2() {
     parent.set("cgroup.subtree_control", "+memory");
     let child = parent.child("leaf");
     // The child's own counters: only `oom_kill` rises there.
-    let cgw = m.watch_cgroup_oom_local(&child.path, Who::Cgroup).unwrap();
+    let cgw = m
+        .watch(CgroupOom::dir(&child.path).local(), Who::Cgroup)
+        .unwrap()
+        .id();
     let hog = child.memory_hog();
-    m.watch_pid_in(hog.pid(), cgw, Who::Proc(hog.pid()))
+    m.watch(Process::pid(hog.pid()).oom_watch(cgw), Who::Proc(hog.pid()))
         .unwrap();
     let (ooms, exited) = collect(&m, 1);
     assert_eq!(exited, [(hog.pid(), true)]);

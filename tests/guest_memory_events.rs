@@ -8,6 +8,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::time::Duration;
 
 use common::{memory_v2, wait_until, TestCgroup};
@@ -45,9 +46,11 @@ fn oom_on_own_limit_one_event_then_the_exit_marked_then_removal() {
     let Some(root) = memory_v2() else { return };
     let mut cg = limited(&root, "v2-oom");
     let m = Monitor::new().unwrap();
-    let cgw = m.watch_cgroup_oom(&cg.path, "cgroup").unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), "cgroup").unwrap().id();
     let hog = cg.memory_hog();
-    let pw = m.watch_pid_in(hog.pid(), cgw, "hog").unwrap();
+    let pw = m
+        .watch(Process::pid(hog.pid()).oom_watch(cgw), "hog")
+        .unwrap();
 
     let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == pw));
     let ooms: Vec<&Event<&str>> = got.iter().filter(|e| oom_kills(e).is_some()).collect();
@@ -113,10 +116,15 @@ fn limit_on_parent_kill_reported_in_the_child_whose_oom_never_rises() {
     parent.set("cgroup.subtree_control", "+memory");
     let child = parent.child("leaf");
     let m = Monitor::new().unwrap();
-    let pw = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
-    let cw = m.watch_cgroup_oom(&child.path, "child").unwrap();
+    let pw = m
+        .watch(CgroupOom::dir(&parent.path), "parent")
+        .unwrap()
+        .id();
+    let cw = m.watch(CgroupOom::dir(&child.path), "child").unwrap().id();
     let hog = child.memory_hog();
-    let hw = m.watch_pid_in(hog.pid(), cw, "hog").unwrap();
+    let hw = m
+        .watch(Process::pid(hog.pid()).oom_watch(cw), "hog")
+        .unwrap();
     // The parent's notification may trail the child's exit; once the hog
     // is gone the kernel's counters are final, and the reports catch up
     // with them.
@@ -151,18 +159,18 @@ fn oom_group_kills_every_process_and_every_kill_is_accounted() {
     let cg = limited(&root, "v2-group");
     cg.set("memory.oom.group", "1");
     let m = Monitor::new().unwrap();
-    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), 0).unwrap().id();
     let mut kids = Vec::new();
     let mut watches = Vec::new();
     for i in 1..=3 {
         let kid = cg.sh("exec sleep 600");
-        watches.push(m.watch_pid_in(kid.pid(), cgw, i).unwrap());
+        watches.push(m.watch(Process::pid(kid.pid()).oom_watch(cgw), i).unwrap());
         kids.push(kid);
     }
     // Every sleeper is in the cgroup before the hog starts.
     common::wait_for(LONG, || cg.read("cgroup.procs").lines().count() == 3);
     let hog = cg.memory_hog();
-    watches.push(m.watch_pid_in(hog.pid(), cgw, 4).unwrap());
+    watches.push(m.watch(Process::pid(hog.pid()).oom_watch(cgw), 4).unwrap());
     kids.push(hog);
 
     let got = wait_until(&m, LONG, |g| {
@@ -216,11 +224,13 @@ fn several_kills_over_time_reported_sum_equals_the_kernels_every_time() {
     let Some(root) = memory_v2() else { return };
     let cg = limited(&root, "v2-several");
     let m = Monitor::new().unwrap();
-    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), 0).unwrap().id();
     let mut all = Vec::new();
     for round in 1..=4u64 {
         let hog = cg.memory_hog();
-        let hw = m.watch_pid_in(hog.pid(), cgw, round as i32).unwrap();
+        let hw = m
+            .watch(Process::pid(hog.pid()).oom_watch(cgw), round as i32)
+            .unwrap();
         let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == hw));
         let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
             panic!()
@@ -250,14 +260,21 @@ fn local_case(root: &std::path::Path, name: &str, limit_on_parent: bool) {
     limited.set("memory.swap.max", "0");
     let m = Monitor::new().unwrap();
     let pl = m
-        .watch_cgroup_oom_local(&parent.path, "parent local")
-        .unwrap();
+        .watch(CgroupOom::dir(&parent.path).local(), "parent local")
+        .unwrap()
+        .id();
     let cl = m
-        .watch_cgroup_oom_local(&child.path, "child local")
-        .unwrap();
-    let ph = m.watch_cgroup_oom(&parent.path, "parent").unwrap();
+        .watch(CgroupOom::dir(&child.path).local(), "child local")
+        .unwrap()
+        .id();
+    let ph = m
+        .watch(CgroupOom::dir(&parent.path), "parent")
+        .unwrap()
+        .id();
     let hog = child.memory_hog();
-    let hw = m.watch_pid_in(hog.pid(), cl, "hog").unwrap();
+    let hw = m
+        .watch(Process::pid(hog.pid()).oom_watch(cl), "hog")
+        .unwrap();
     let counted =
         |cg: &TestCgroup, file: &str| (cg.counter(file, "oom"), cg.counter(file, "oom_kill"));
     let local = |cg: &TestCgroup| counted(cg, "memory.events.local");
@@ -326,7 +343,7 @@ fn oom_comes_before_the_exit_of_a_process_that_is_not_our_child() {
     let Some(root) = memory_v2() else { return };
     let cg = limited(&root, "v2-nonchild");
     let m = Monitor::new().unwrap();
-    let cgw = m.watch_cgroup_oom(&cg.path, 0).unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), 0).unwrap().id();
     for round in 1..=5u64 {
         // sh forks the victim, which waits for "go" on sh's stdin (fd 3: a
         // background job's own stdin is /dev/null), so it is watched before
@@ -347,7 +364,7 @@ fn oom_comes_before_the_exit_of_a_process_that_is_not_our_child() {
             .read_line(&mut line)
             .unwrap();
         let victim: i32 = line.trim().parse().unwrap();
-        let vw = m.watch_pid_in(victim, cgw, 1).unwrap();
+        let vw = m.watch(Process::pid(victim).oom_watch(cgw), 1).unwrap();
         writeln!(sh.child.stdin.as_mut().unwrap(), "go").unwrap();
         let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == vw));
         let exit_at = got.iter().position(|e| e.id == vw).unwrap();

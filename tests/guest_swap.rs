@@ -5,6 +5,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, CgroupSwap, Process};
 use std::process::Command;
 use std::time::Duration;
 
@@ -96,10 +97,12 @@ fn swap_run(root: &std::path::Path, attempt: u32) -> bool {
     cg.set("memory.max", "16777216");
     cg.set("memory.swap.max", "4194304");
     let m = Monitor::new().unwrap();
-    let sw = m.watch_cgroup_swap(&cg.path, "swap").unwrap();
-    let ow = m.watch_cgroup_oom(&cg.path, "oom").unwrap();
+    let sw = m.watch(CgroupSwap::dir(&cg.path), "swap").unwrap();
+    let ow = m.watch(CgroupOom::dir(&cg.path), "oom").unwrap().id();
     let hog = cg.memory_hog();
-    let hw = m.watch_pid_in(hog.pid(), ow, "hog").unwrap();
+    let hw = m
+        .watch(Process::pid(hog.pid()).oom_watch(ow), "hog")
+        .unwrap();
     let mut got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == hw));
     let EventKind::Exited(x) = got.iter().find(|e| e.id == hw).unwrap().kind else {
         panic!()
@@ -133,7 +136,7 @@ fn swap_watch_on_a_cgroup_that_never_swaps_reports_nothing() {
     let Some(root) = memory_v2() else { return };
     let cg = TestCgroup::new(&root, "v2-noswap");
     let m = Monitor::new().unwrap();
-    m.watch_cgroup_swap(&cg.path, ()).unwrap();
+    m.watch(CgroupSwap::dir(&cg.path), ()).unwrap();
     let kid = cg.sh("exec sleep 0.2");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(

@@ -10,6 +10,7 @@
 
 mod common;
 
+use ctrmon::watch::{Hangup, Populated};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -79,7 +80,7 @@ fn a_failed_add_never_hands_its_key_to_the_next_watch() {
                 }
                 names.push(p.clone());
                 *latest.lock().unwrap() = Some(p.clone());
-                if m.watch_populated(&p, CGROUP + n).is_err() {
+                if m.watch(Populated::dir(&p), CGROUP + n).is_err() {
                     failed_adds.fetch_add(1, Ordering::Relaxed);
                 }
                 // Whatever the remover missed is removed here.
@@ -96,7 +97,7 @@ fn a_failed_add_never_hands_its_key_to_the_next_watch() {
     let mut pipes = 0u64;
     while Instant::now() < deadline && false_hangups.load(Ordering::Relaxed) == 0 {
         let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe().unwrap();
-        let id = m.watch_hangup(r, pipes).unwrap();
+        let id = m.watch(Hangup::new(r), pipes).unwrap();
         std::thread::yield_now();
         // Fails only if the watch already ended: the waiter counted why.
         let _ = m.unwatch(id);

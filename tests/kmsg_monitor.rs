@@ -6,6 +6,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ fn monitor(kmsg: bool) -> Option<Monitor<Who>> {
     let m = if kmsg {
         Monitor::new().unwrap()
     } else {
-        Monitor::new_without_kmsg().unwrap()
+        Monitor::builder().kernel_log(false).build().unwrap()
     };
     match m.kmsg_mode() {
         KmsgMode::On | KmsgMode::Off => Some(m),
@@ -73,7 +74,7 @@ fn self_kill_after_anothers_oom(kmsg: bool) -> Option<(bool, MemoryReport, i32, 
     let flag = tmp.path.join("go");
     let cg = TestCgroup::new(&root, "kmsg-selfkill");
     cg.set("memory.limit_in_bytes", LIMIT);
-    let cgw = m.watch_cgroup_oom(&cg.path, Who::Cgroup).unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), Who::Cgroup).unwrap().id();
     // The hog is the shell's child, and the kernel's first choice: its
     // oom_score_adj is the highest (raising it needs no privilege). A shell
     // can still be killed as well, when the cgroup stays over its limit
@@ -88,7 +89,8 @@ fn self_kill_after_anothers_oom(kmsg: bool) -> Option<(bool, MemoryReport, i32, 
          while [ ! -e '{}' ]; do sleep 0.02; done; kill -9 $$",
         flag.display()
     ));
-    m.watch_pid_in(w.pid(), cgw, Who::Proc).unwrap();
+    m.watch(Process::pid(w.pid()).oom_watch(cgw), Who::Proc)
+        .unwrap();
     let mut oom = None;
     let mut exit = None;
     // When the kernel killed the shell too, its exit follows the OOM report
@@ -182,9 +184,13 @@ fn parent_limit_kill(root: &Path, m: &Monitor<Who>) -> Option<PathBuf> {
     let parent = TestCgroup::new(root, "kmsg-parent");
     parent.set("memory.limit_in_bytes", LIMIT);
     let child = parent.child("leaf");
-    let cgw = m.watch_cgroup_oom(&child.path, Who::Cgroup).unwrap();
+    let cgw = m
+        .watch(CgroupOom::dir(&child.path), Who::Cgroup)
+        .unwrap()
+        .id();
     let hog = child.memory_hog();
-    m.watch_pid_in(hog.pid(), cgw, Who::Proc).unwrap();
+    m.watch(Process::pid(hog.pid()).oom_watch(cgw), Who::Proc)
+        .unwrap();
     let mut oom: Option<MemoryReport> = None;
     let mut marked = None;
     pump(m, |who, kind| {
@@ -245,7 +251,7 @@ fn remove_right_after_reap(root: &Path, kmsg: bool, run: usize) -> Option<(bool,
     let m = Arc::new(monitor(kmsg)?);
     let mut cg = TestCgroup::new(root, &format!("kmsg-rmdir-{run}"));
     cg.set("memory.limit_in_bytes", LIMIT);
-    m.watch_cgroup_oom(&cg.path, Who::Cgroup).unwrap();
+    m.watch(CgroupOom::dir(&cg.path), Who::Cgroup).unwrap().id();
     let (tx, rx) = mpsc::channel();
     let waiter = {
         let m = m.clone();

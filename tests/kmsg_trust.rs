@@ -7,6 +7,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,7 @@ fn a_forged_killed_line_does_not_mark_a_sigkill() {
     let _serial = serial();
     let Some(m) = monitor() else { return };
     let kid = Kid::sleeper();
-    m.watch_pid(kid.pid(), Who::Proc(0)).unwrap();
+    m.watch(Process::pid(kid.pid()), Who::Proc(0)).unwrap();
     // Every priority a writer can give: KERN_ERR as the kernel logs it, a
     // bare level 0, and no prefix at all.
     for prefix in ["<3>", "<0>", ""] {
@@ -119,8 +120,12 @@ fn forged_reports_of_every_kind_change_nothing_a_watch_reports() {
     let mut cg = TestCgroup::new(&root, "trust-forged");
     cg.set("memory.limit_in_bytes", LIMIT);
     let sleeper = cg.sh("exec sleep 600");
-    let cgw = m.watch_cgroup_oom(&cg.path, Who::Cgroup(0)).unwrap();
-    m.watch_pid_in(sleeper.pid(), cgw, Who::Proc(0)).unwrap();
+    let cgw = m
+        .watch(CgroupOom::dir(&cg.path), Who::Cgroup(0))
+        .unwrap()
+        .id();
+    m.watch(Process::pid(sleeper.pid()).oom_watch(cgw), Who::Proc(0))
+        .unwrap();
     let rel = logged_path(&root, &cg);
     for prio in ["<6>", "<0>"] {
         forge(&format!(
@@ -181,7 +186,7 @@ fn a_stale_victims_pid_does_not_mark_the_process_that_reuses_it() {
     let Some(kid) = sleeper_with_pid(victim) else {
         panic!("could not get pid {victim} again");
     };
-    m.watch_pid(kid.pid(), Who::Proc(0)).unwrap();
+    m.watch(Process::pid(kid.pid()), Who::Proc(0)).unwrap();
     kid.kill();
     let exit = exit_of(&m);
     assert_eq!((exit.pid, exit.status), (victim, ExitStatus::Signal(9)));
@@ -204,7 +209,9 @@ fn an_oom_in_a_cgroup_whose_path_ends_like_the_watched_one_is_not_its() {
     assert!(watched
         .path
         .ends_with(other.path.strip_prefix(&root).unwrap()));
-    m.watch_cgroup_oom(&watched.path, Who::Cgroup(0)).unwrap();
+    m.watch(CgroupOom::dir(&watched.path), Who::Cgroup(0))
+        .unwrap()
+        .id();
     other.set("memory.limit_in_bytes", LIMIT);
     let hog = other.memory_hog();
     hog.wait_exited_no_reap();
@@ -246,11 +253,16 @@ fn concurrent_ooms_each_name_their_own_victim() {
     let watches: Vec<WatchId> = cgs
         .iter()
         .enumerate()
-        .map(|(i, cg)| m.watch_cgroup_oom(&cg.path, Who::Cgroup(i)).unwrap())
+        .map(|(i, cg)| {
+            m.watch(CgroupOom::dir(&cg.path), Who::Cgroup(i))
+                .unwrap()
+                .id()
+        })
         .collect();
     let hogs: Vec<Kid> = cgs.iter().map(TestCgroup::memory_hog).collect();
     for (i, hog) in hogs.iter().enumerate() {
-        m.watch_pid_in(hog.pid(), watches[i], Who::Proc(i)).unwrap();
+        m.watch(Process::pid(hog.pid()).oom_watch(watches[i]), Who::Proc(i))
+            .unwrap();
     }
     let mut named: Vec<Vec<i32>> = vec![Vec::new(); N];
     let mut exits = 0;
@@ -299,7 +311,9 @@ fn a_victim_named_like_a_context_field_is_named_in_its_cgroup() {
     let mut reader = KmsgReader::open().unwrap();
     let mut cg = TestCgroup::new(&root, "trust-comm");
     cg.set("memory.limit_in_bytes", LIMIT);
-    m.watch_cgroup_oom(&cg.path, Who::Cgroup(0)).unwrap();
+    m.watch(CgroupOom::dir(&cg.path), Who::Cgroup(0))
+        .unwrap()
+        .id();
     // dash keeps a command substitution's output in its own memory: it
     // grows until the kernel kills it, the highest oom_score_adj of the
     // cgroup, by the name it gave itself.

@@ -8,6 +8,7 @@
 
 mod common;
 
+use ctrmon::watch::{Eventfd, ExitFifo, Hangup, NewEventfd, Process};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
@@ -44,10 +45,10 @@ macro_rules! handle_impl {
     ($ty:ty, $nested:expr) => {
         impl<T> Handle<T> for $ty {
             fn watch_pid(&self, pid: i32, receiver: T) -> ctrmon::Result<WatchId> {
-                Self::watch_pid(self, pid, receiver)
+                self.watch(Process::pid(pid), receiver)
             }
             fn watch_eventfd(&self, fd: OwnedFd, receiver: T) -> ctrmon::Result<WatchId> {
-                Self::watch_eventfd(self, fd, receiver)
+                self.watch(Eventfd::new(fd), receiver)
             }
             fn unwatch(&self, id: WatchId) -> ctrmon::Result<T> {
                 Self::unwatch(self, id)
@@ -181,7 +182,7 @@ fn signal(fd: &OwnedFd, n: u64) {
 fn child_exit_code_is_reported_and_child_reaped(path: Path) {
     let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 7");
-    let id = m.watch_pid(kid.pid(), "seven").unwrap();
+    let id = m.watch(Process::pid(kid.pid()), "seven").unwrap();
     assert_eq!(m.len(), 1);
     let e = next_final(path, &mut m);
     assert_eq!(e.id, id);
@@ -202,7 +203,7 @@ fn child_exit_code_is_reported_and_child_reaped(path: Path) {
 fn killed_child_reports_the_signal(path: Path) {
     let mut m = Monitor::new().unwrap();
     let kid = Kid::sleeper();
-    m.watch_pid(kid.pid(), ()).unwrap();
+    m.watch(Process::pid(kid.pid()), ()).unwrap();
     // Nothing happens while it sleeps.
     let n = wait(path, &mut m, Some(Duration::from_millis(50)), |_, _| {
         panic!("no event")
@@ -218,7 +219,7 @@ fn zombie_is_reported_on_the_next_wait(path: Path) {
     let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 3");
     kid.wait_exited_no_reap();
-    m.watch_pid(kid.pid(), ()).unwrap();
+    m.watch(Process::pid(kid.pid()), ()).unwrap();
     let mut got = Vec::new();
     let n = wait(path, &mut m, Some(Duration::ZERO), |e, _| {
         got.push(exit_of(&e.kind).status)
@@ -232,7 +233,7 @@ fn watching_a_reaped_child_is_a_clear_error() {
     let m: Monitor<()> = Monitor::new().unwrap();
     let kid = Kid::sh("exit 0");
     assert!(kid.reap());
-    let err = m.watch_pid(kid.pid(), ()).unwrap_err();
+    let err = m.watch(Process::pid(kid.pid()), ()).unwrap_err();
     assert!(err.is_process_gone(), "{err}");
     assert_eq!(err.pid(), Some(kid.pid()));
     let text = err.to_string();
@@ -245,7 +246,7 @@ fn watching_a_reaped_child_is_a_clear_error() {
 fn invalid_pids_are_refused_by_name() {
     let m: Monitor<()> = Monitor::new().unwrap();
     for pid in [0, -1, i32::MIN] {
-        let err = m.watch_pid(pid, ()).unwrap_err();
+        let err = m.watch(Process::pid(pid), ()).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains(&pid.to_string()), "{err}");
     }
@@ -254,7 +255,8 @@ fn invalid_pids_are_refused_by_name() {
 fn without_reaping_leaves_the_zombie_to_the_caller(path: Path) {
     let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 5");
-    m.watch_pid_without_reaping(kid.pid(), ()).unwrap();
+    m.watch(Process::pid(kid.pid()).without_reaping(), ())
+        .unwrap();
     let x = exit_of(&next_final(path, &mut m).kind);
     assert_eq!((x.status, x.reaped), (ExitStatus::Code(5), false));
     assert!(kid.reap(), "the zombie must still be ours to reap");
@@ -276,7 +278,7 @@ fn grandchild_exit_is_reported_with_the_kernels_status(path: Path) {
         rustix::process::PidfdFlags::empty(),
     )
     .unwrap();
-    m.watch_pid(grandchild, ()).unwrap();
+    m.watch(Process::pid(grandchild), ()).unwrap();
     rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).unwrap();
     let x = exit_of(&next_final(path, &mut m).kind);
     // Its parent (`sh`, in `wait`) reaps it at once: the status comes from
@@ -336,7 +338,9 @@ fn exit_fifo_hangs_up_when_the_writer_exits(path: Path) {
     let fifo = mkfifo(&dir.0);
     let mut m = Monitor::new().unwrap();
     // The reader opens first (as the seed's monitor did) ...
-    let id = m.watch_hangup(open_fifo_reader(&fifo), "shim").unwrap();
+    let id = m
+        .watch(Hangup::new(open_fifo_reader(&fifo)), "shim")
+        .unwrap();
     // ... then the writer connects, leaves unread data (so the hang-up comes
     // as EPOLLIN|EPOLLHUP at the kernel level) and exits.
     let _kid = Kid::sh(&format!(
@@ -359,14 +363,14 @@ fn exit_fifo_race_a_late_reader_never_sees_the_hangup(path: Path) {
     kid.wait_exited_no_reap();
     drop(holder);
     let mut m = Monitor::new().unwrap();
-    m.watch_hangup(open_fifo_reader(&fifo), ()).unwrap();
+    m.watch(Hangup::new(open_fifo_reader(&fifo)), ()).unwrap();
     let n = wait(path, &mut m, Some(Duration::from_millis(100)), |_, _| {});
     assert_eq!(
         n, 0,
         "a reader opened after the writer left sees no hang-up"
     );
     // The remedy: pair the FIFO with a pidfd watch, which reports at once.
-    m.watch_pid(kid.pid(), ()).unwrap();
+    m.watch(Process::pid(kid.pid()), ()).unwrap();
     assert!(matches!(
         next_final(path, &mut m).kind,
         EventKind::Exited(_)
@@ -406,7 +410,7 @@ fn a_linked_exit_fifo_opened_too_late_ends_with_its_process(path: Path) {
         fifo.display()
     ));
     let mut m = Monitor::new().unwrap();
-    let pid = m.watch_pid(kid.pid(), "init").unwrap();
+    let pid = m.watch(Process::pid(kid.pid()), "init").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(format!("/proc/{}/comm", kid.pid())).unwrap_or_default()
         != "sleep\n"
@@ -416,7 +420,7 @@ fn a_linked_exit_fifo_opened_too_late_ends_with_its_process(path: Path) {
     }
     drop(holder);
     let late = open_fifo_reader(&fifo);
-    let exit_fifo = m.watch_exit_fifo(late, pid, "fifo").unwrap();
+    let exit_fifo = m.watch(ExitFifo::new(late, pid), "fifo").unwrap();
     // Nothing while it runs.
     assert_eq!(
         wait(path, &mut m, Some(Duration::from_millis(100)), |_, _| {}),
@@ -441,15 +445,15 @@ fn a_linked_exit_fifo_that_hangs_up_first_is_reported_once(path: Path) {
         "exec 3>'{}'; exec 3>&-; sleep 0.3",
         fifo.display()
     ));
-    let pid = m.watch_pid(kid.pid(), "init").unwrap();
-    let exit_fifo = m.watch_exit_fifo(reader, pid, "fifo").unwrap();
+    let pid = m.watch(Process::pid(kid.pid()), "init").unwrap();
+    let exit_fifo = m.watch(ExitFifo::new(reader, pid), "fifo").unwrap();
     let got = until_both_end(path, &mut m, pid, exit_fifo);
     assert_eq!(got.len(), 2, "each ends once: {got:?}");
     assert_eq!((got[0].0, got[0].1.as_str()), (exit_fifo, "HungUp"));
     assert_eq!(got[1].0, pid);
     // A FIFO linked to a watch that has ended is refused.
     let err = m
-        .watch_exit_fifo(open_fifo_reader(&fifo), pid, "again")
+        .watch(ExitFifo::new(open_fifo_reader(&fifo), pid), "again")
         .unwrap_err();
     assert!(
         err.to_string().contains("not a live process watch"),
@@ -462,7 +466,7 @@ fn eventfd_counts_are_drained_and_the_watch_goes_on(path: Path) {
     let mut m = Monitor::new().unwrap();
     let fd = new_eventfd();
     let writer = rustix::io::dup(&fd).unwrap();
-    let id = m.watch_eventfd(fd, 42u32).unwrap();
+    let id = m.watch(Eventfd::new(fd), 42u32).unwrap();
     signal(&writer, 2);
     signal(&writer, 3);
     let mut got = Vec::new();
@@ -486,8 +490,8 @@ fn stale_event_for_a_reused_slot_never_reaches_the_new_receiver(path: Path) {
     let mut m = Monitor::new().unwrap();
     let (a, b) = (new_eventfd(), new_eventfd());
     let (wa, wb) = (rustix::io::dup(&a).unwrap(), rustix::io::dup(&b).unwrap());
-    let ida = m.watch_eventfd(a, "a").unwrap();
-    let idb = m.watch_eventfd(b, "b").unwrap();
+    let ida = m.watch(Eventfd::new(a), "a").unwrap();
+    let idb = m.watch(Eventfd::new(b), "b").unwrap();
     signal(&wa, 1);
     signal(&wb, 1);
     // Both are ready in one batch. Whichever comes first removes the other and
@@ -527,7 +531,7 @@ fn handler_can_add_and_remove_watches_without_deadlock(path: Path) {
     let mut m = Monitor::new().unwrap();
     let first = Kid::sh("exit 1");
     let second = Kid::sleeper();
-    m.watch_pid(first.pid(), 1).unwrap();
+    m.watch(Process::pid(first.pid()), 1).unwrap();
     let mut second_id = None;
     let mut exits = Vec::new();
     let e = next_final(path, &mut m);
@@ -535,7 +539,7 @@ fn handler_can_add_and_remove_watches_without_deadlock(path: Path) {
     exits.push(e.receiver);
     let mut handled = false;
     let third = Kid::sh("exit 3");
-    m.watch_pid(third.pid(), 3).unwrap();
+    m.watch(Process::pid(third.pid()), 3).unwrap();
     // From inside a handler: watch, unwatch, rewatch, even wait (on the
     // shared path).
     while !handled {
@@ -575,7 +579,7 @@ fn waker_interrupts_a_blocking_wait() {
 fn shutdown_ends_current_and_future_waits() {
     let m = Arc::new(Monitor::<()>::new().unwrap());
     let kid = Kid::sleeper();
-    m.watch_pid(kid.pid(), ()).unwrap();
+    m.watch(Process::pid(kid.pid()), ()).unwrap();
     let m2 = m.clone();
     let t = thread::spawn(move || m2.wait(None, |_| {}).unwrap());
     thread::sleep(Duration::from_millis(20));
@@ -610,13 +614,13 @@ fn other_threads_add_and_remove_during_a_blocking_wait() {
     let kids: Vec<Kid> = (0..20).map(|_| Kid::sh("sleep 0.05")).collect();
     let mut unwatched = 0;
     for (i, k) in kids.iter().enumerate() {
-        let id = m.watch_pid(k.pid(), i as u32).unwrap();
+        let id = m.watch(Process::pid(k.pid()), i as u32).unwrap();
         // Every third one is taken back before it can exit.
         if i % 3 == 0 && m.unwatch(id).is_ok() {
             unwatched += 1;
         }
         let e = new_eventfd();
-        let tmp = m.watch_eventfd(e, 1000 + i as u32).unwrap();
+        let tmp = m.watch(Eventfd::new(e), 1000 + i as u32).unwrap();
         assert_eq!(m.unwatch(tmp).unwrap(), 1000 + i as u32);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -641,7 +645,7 @@ fn more_than_a_batch_of_ready_sources_are_all_delivered_once(path: Path) {
     for i in 0..300u32 {
         let fd = new_eventfd();
         writers.push(rustix::io::dup(&fd).unwrap());
-        m.watch_eventfd(fd, i).unwrap();
+        m.watch(Eventfd::new(fd), i).unwrap();
     }
     for w in &writers {
         signal(w, 1);
@@ -667,7 +671,7 @@ fn many_exits_are_each_delivered_exactly_once(path: Path) {
     let mut m = Monitor::new().unwrap();
     let kids: Vec<Kid> = (0..200).map(|_| Kid::sleeper()).collect();
     for (i, k) in kids.iter().enumerate() {
-        m.watch_pid(k.pid(), i).unwrap();
+        m.watch(Process::pid(k.pid()), i).unwrap();
     }
     for k in &kids {
         k.kill();
@@ -744,8 +748,8 @@ fn receivers_are_lent_and_handed_back_never_cloned(path: Path) {
     let fd = new_eventfd();
     let writer = rustix::io::dup(&fd).unwrap();
     let id = m
-        .watch_eventfd(
-            fd,
+        .watch(
+            Eventfd::new(fd),
             Counter {
                 name: "jobs",
                 signals: 0,
@@ -774,8 +778,8 @@ fn receivers_are_lent_and_handed_back_never_cloned(path: Path) {
     );
     // A final event moves it out.
     let kid = Kid::sh("exit 0");
-    m.watch_pid(
-        kid.pid(),
+    m.watch(
+        Process::pid(kid.pid()),
         Counter {
             name: "kid",
             signals: 0,
@@ -788,8 +792,8 @@ fn receivers_are_lent_and_handed_back_never_cloned(path: Path) {
 
 fn unwatching_a_lent_watch_hands_the_receiver_back_as_unwatched(path: Path) {
     let mut m = Monitor::new().unwrap();
-    let (id, writer) = m.watch_new_eventfd(String::from("self")).unwrap();
-    let (other, other_writer) = m.watch_new_eventfd(String::from("other")).unwrap();
+    let (id, writer) = m.watch(NewEventfd, String::from("self")).unwrap();
+    let (other, other_writer) = m.watch(NewEventfd, String::from("other")).unwrap();
     writer.signal(1).unwrap();
     let mut seen = Vec::new();
     wait(path, &mut m, LONG, |e, m| {
@@ -826,7 +830,7 @@ fn made_eventfds_need_no_checks_and_outlive_their_watch(path: Path) {
     use rustix::io::{fcntl_getfd, FdFlags};
     use std::os::fd::AsFd;
     let mut m = Monitor::new().unwrap();
-    let (id, writer) = m.watch_new_eventfd(7u8).unwrap();
+    let (id, writer) = m.watch(NewEventfd, 7u8).unwrap();
     assert!(fcntl_getfd(writer.as_fd())
         .unwrap()
         .contains(FdFlags::CLOEXEC));
@@ -862,10 +866,10 @@ fn made_eventfds_need_no_checks_and_outlive_their_watch(path: Path) {
 /// the old writer, still alive, reaches nobody.
 fn a_made_eventfds_reused_cold_box_holds_only_the_new_eventfd(path: Path) {
     let mut m = Monitor::new().unwrap();
-    let (old, old_writer) = m.watch_new_eventfd(1u32).unwrap();
+    let (old, old_writer) = m.watch(NewEventfd, 1u32).unwrap();
     assert_eq!(m.unwatch(old).unwrap(), 1);
     for round in 2..5u32 {
-        let (id, writer) = m.watch_new_eventfd(round).unwrap();
+        let (id, writer) = m.watch(NewEventfd, round).unwrap();
         old_writer.signal(100).unwrap();
         writer.signal(u64::from(round)).unwrap();
         let mut got = 0;
@@ -899,7 +903,7 @@ fn a_wake_with_nobody_waiting_ends_the_next_wait(path: Path) {
 #[test]
 fn another_thread_unwatching_during_a_delivery_waits_for_the_receiver() {
     let m = Arc::new(Monitor::new().unwrap());
-    let (id, writer) = m.watch_new_eventfd(5u32).unwrap();
+    let (id, writer) = m.watch(NewEventfd, 5u32).unwrap();
     writer.signal(1).unwrap();
     let in_handler = Arc::new(Barrier::new(2));
     let (m2, in2) = (m.clone(), in_handler.clone());
@@ -931,8 +935,8 @@ fn another_thread_unwatching_during_a_delivery_waits_for_the_receiver() {
 #[test]
 fn two_handlers_unwatching_each_others_lent_watches_do_not_deadlock() {
     let m = Arc::new(Monitor::new().unwrap());
-    let (x, wx) = m.watch_new_eventfd("x").unwrap();
-    let (y, wy) = m.watch_new_eventfd("y").unwrap();
+    let (x, wx) = m.watch(NewEventfd, "x").unwrap();
+    let (y, wy) = m.watch(NewEventfd, "y").unwrap();
     let both_in = Arc::new(Barrier::new(2));
     let both_tried = Arc::new(Barrier::new(2));
     let waiters: Vec<_> = (0..2)
@@ -985,7 +989,7 @@ fn two_handlers_unwatching_each_others_lent_watches_do_not_deadlock() {
 #[test]
 fn a_final_event_handler_does_not_wait_for_another_threads_lend() {
     let m = Arc::new(Monitor::new().unwrap());
-    let (x, wx) = m.watch_new_eventfd("x").unwrap();
+    let (x, wx) = m.watch(NewEventfd, "x").unwrap();
     let (in_b, b_in) = std::sync::mpsc::channel();
     let (a_done, a_tried) = std::sync::mpsc::channel::<()>();
     let b = {
@@ -1009,7 +1013,7 @@ fn a_final_event_handler_does_not_wait_for_another_threads_lend() {
     wx.signal(1).unwrap();
     b_in.recv_timeout(Duration::from_secs(20)).unwrap();
     let kid = Kid::sh("exit 0");
-    m.watch_pid(kid.pid(), "kid").unwrap();
+    m.watch(Process::pid(kid.pid()), "kid").unwrap();
     let mut tried = None;
     while tried.is_none() {
         m.wait(LONG, |e| {
@@ -1045,7 +1049,7 @@ fn receivers_need_not_be_clone_or_sync() {
     let (tx, rx) = std::sync::mpsc::sync_channel::<i32>(1);
     let mut m = Monitor::new().unwrap();
     let kid = Kid::sh("exit 4");
-    m.watch_pid(kid.pid(), tx).unwrap();
+    m.watch(Process::pid(kid.pid()), tx).unwrap();
     let mut left = 1;
     while left > 0 {
         m.wait_mut(LONG, |e, _| {
@@ -1061,7 +1065,7 @@ fn receivers_need_not_be_clone_or_sync() {
 
 fn a_panicking_handler_leaves_its_lent_watch_in_place(path: Path) {
     let mut m = Monitor::new().unwrap();
-    let (id, writer) = m.watch_new_eventfd(vec![1u8, 2, 3]).unwrap();
+    let (id, writer) = m.watch(NewEventfd, vec![1u8, 2, 3]).unwrap();
     writer.signal(1).unwrap();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait(path, &mut m, LONG, |e, _| {
@@ -1091,7 +1095,7 @@ fn owned_in_place_receivers_keep_changes_and_handler_adds_are_live() {
     let mut m: Monitor<u64> = Monitor::new().unwrap();
     let a = new_eventfd();
     let wa = rustix::io::dup(&a).unwrap();
-    let ida = m.watch_eventfd(a, 0).unwrap();
+    let ida = m.watch(Eventfd::new(a), 0).unwrap();
     signal(&wa, 5);
     let mut added = Vec::new();
     let mut writers = Vec::new();
@@ -1101,7 +1105,7 @@ fn owned_in_place_receivers_keep_changes_and_handler_adds_are_live() {
             *r += 100;
             // No free slot: these go past the end of the table.
             for i in 0..5 {
-                let (id, writer) = w.watch_new_eventfd(1000 + i).unwrap();
+                let (id, writer) = w.watch(NewEventfd, 1000 + i).unwrap();
                 assert!(w.contains(id));
                 added.push(id);
                 writers.push(writer);
@@ -1136,8 +1140,8 @@ fn owned_handler_panicking_after_unwatching_its_own_watch() {
     let mut m: Monitor<&str> = Monitor::new().unwrap();
     let (a, b) = (new_eventfd(), new_eventfd());
     let (wa, wb) = (rustix::io::dup(&a).unwrap(), rustix::io::dup(&b).unwrap());
-    let ida = m.watch_eventfd(a, "a").unwrap();
-    let idb = m.watch_eventfd(b, "b").unwrap();
+    let ida = m.watch(Eventfd::new(a), "a").unwrap();
+    let idb = m.watch(Eventfd::new(b), "b").unwrap();
     signal(&wa, 1);
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         m.wait_mut(LONG, |e, w| {
@@ -1170,10 +1174,10 @@ fn owned_handler_panicking_after_adding_to_a_full_table() {
     for i in 0..100 {
         let fd = new_eventfd();
         fds.push(rustix::io::dup(&fd).unwrap());
-        ids.push(m.watch_eventfd(fd, i).unwrap());
+        ids.push(m.watch(Eventfd::new(fd), i).unwrap());
     }
     let (r, w) = rustix::pipe::pipe().unwrap();
-    m.watch_hangup(r, 1000).unwrap();
+    m.watch(Hangup::new(r), 1000).unwrap();
     drop(w);
     let mut added = Vec::new();
     let mut writers = Vec::new();
@@ -1183,7 +1187,7 @@ fn owned_handler_panicking_after_adding_to_a_full_table() {
             // The first takes the hang-up's freed slot, the rest go past
             // the end of the table.
             for i in 0..3 {
-                let (id, wr) = w.watch_new_eventfd(2000 + i).unwrap();
+                let (id, wr) = w.watch(NewEventfd, 2000 + i).unwrap();
                 added.push(id);
                 writers.push(wr);
             }
@@ -1201,7 +1205,7 @@ fn owned_handler_panicking_after_adding_to_a_full_table() {
     // A final event on the shared path frees a slot, and the table may
     // give memory back: the added watches keep their ids.
     let (r, w) = rustix::pipe::pipe().unwrap();
-    m.watch_hangup(r, 3000).unwrap();
+    m.watch(Hangup::new(r), 3000).unwrap();
     drop(w);
     assert_eq!(m.wait(LONG, |e| assert!(e.is_final())).unwrap(), 1);
     for wr in &writers {
@@ -1230,7 +1234,7 @@ fn watch_eventfd_refuses_other_fds_untouched() {
     let m: Monitor<()> = Monitor::new().unwrap();
     let (r, _w) = rustix::pipe::pipe().unwrap();
     let dup = rustix::io::dup(&r).unwrap();
-    let err = m.watch_eventfd(r, ()).unwrap_err().to_string();
+    let err = m.watch(Eventfd::new(r), ()).unwrap_err().to_string();
     assert!(err.contains("not an eventfd (pipe:["), "{err}");
     let flags = rustix::fs::fcntl_getfl(&dup).unwrap();
     assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK), "{flags:?}");
@@ -1239,7 +1243,7 @@ fn watch_eventfd_refuses_other_fds_untouched() {
         rustix::time::TimerfdFlags::CLOEXEC,
     )
     .unwrap();
-    let err = m.watch_eventfd(tfd, ()).unwrap_err().to_string();
+    let err = m.watch(Eventfd::new(tfd), ()).unwrap_err().to_string();
     assert!(err.contains("anon_inode:[timerfd]"), "{err}");
     assert!(m.is_empty());
 }

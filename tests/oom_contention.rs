@@ -16,6 +16,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -102,7 +103,7 @@ fn contention(kmsg: bool) {
         let m: Monitor<Who> = if kmsg {
             Monitor::new().unwrap()
         } else {
-            Monitor::new_without_kmsg().unwrap()
+            Monitor::builder().kernel_log(false).build().unwrap()
         };
         match m.kmsg_mode() {
             KmsgMode::On => assert!(kmsg),
@@ -116,13 +117,18 @@ fn contention(kmsg: bool) {
         let cgws: Vec<_> = cgs
             .iter()
             .enumerate()
-            .map(|(c, cg)| m.watch_cgroup_oom(&cg.path, Who::Cgroup(c)).unwrap())
+            .map(|(c, cg)| {
+                m.watch(CgroupOom::dir(&cg.path), Who::Cgroup(c))
+                    .unwrap()
+                    .id()
+            })
             .collect();
         let mut kids: Vec<Kid> = Vec::new();
         for p in 0..PER_CGROUP {
             for (c, cg) in cgs.iter().enumerate() {
                 let kid = cg.sh(ALLOCATE);
-                m.watch_pid_in(kid.pid(), cgws[c], Who::Proc(c, p)).unwrap();
+                m.watch(Process::pid(kid.pid()).oom_watch(cgws[c]), Who::Proc(c, p))
+                    .unwrap();
                 kids.push(kid);
             }
         }

@@ -9,6 +9,7 @@
 
 mod common;
 
+use ctrmon::watch::{Orphans, Process};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
@@ -275,11 +276,11 @@ fn bounded_reap() {
 
 fn one_reaper() {
     let mut m: Monitor<&str> = Monitor::new().unwrap();
-    let first = m.reap_orphans("first").unwrap();
-    let err = m.reap_orphans("second").unwrap_err();
+    let first = m.watch(Orphans, "first").unwrap();
+    let err = m.watch(Orphans, "second").unwrap_err();
     assert!(err.to_string().contains("already reaps orphans"), "{err}");
     assert_eq!(m.unwatch(first).unwrap(), "first");
-    let second = m.reap_orphans("second").unwrap();
+    let second = m.watch(Orphans, "second").unwrap();
     // It works: a stray child is reaped and reported on the new watch.
     let stray = helper("orphan", &["0".into(), "6".into()]).spawn().unwrap();
     let pid = stray.id() as i32;
@@ -416,7 +417,7 @@ fn storm(parents: usize, spread_ms: u64, seed: u64) {
                         || holder.hold(),
                         |pid| {
                             *owned.lock().unwrap().entry(pid).or_default() += 1;
-                            monitor.watch_pid(pid, i)
+                            monitor.watch(Process::pid(pid), i)
                         },
                     )
                 })
@@ -491,7 +492,7 @@ fn storm_in_monitor(parents: usize, spread_ms: u64, seed: u64, owner: bool) {
     const ORPHANS: usize = usize::MAX;
     let plan = plan(parents, spread_ms, seed);
     let mut monitor: Monitor<usize> = Monitor::new().unwrap();
-    let orphan_watch = monitor.reap_orphans(ORPHANS).unwrap();
+    let orphan_watch = monitor.watch(Orphans, ORPHANS).unwrap();
     let exits: RefCell<HashMap<usize, ExitStatus>> = RefCell::default();
     let orphans: RefCell<Vec<Orphan>> = RefCell::default();
     let mut passes = 0u32;
@@ -518,7 +519,7 @@ fn storm_in_monitor(parents: usize, spread_ms: u64, seed: u64, owner: bool) {
                     &plan,
                     i,
                     || monitor.hold_orphans(),
-                    |pid| monitor.watch_pid(pid, i),
+                    |pid| monitor.watch(Process::pid(pid), i),
                 )
             })
             .collect();
@@ -541,7 +542,14 @@ fn storm_in_monitor(parents: usize, spread_ms: u64, seed: u64, owner: bool) {
         std::thread::scope(|s| {
             let spawner = s.spawn(|| {
                 let out = (0..plan.len())
-                    .map(|i| spawn_parent(&plan, i, || m.hold_orphans(), |pid| m.watch_pid(pid, i)))
+                    .map(|i| {
+                        spawn_parent(
+                            &plan,
+                            i,
+                            || m.hold_orphans(),
+                            |pid| m.watch(Process::pid(pid), i),
+                        )
+                    })
                     .collect();
                 spawned_all.store(true, Ordering::SeqCst);
                 out

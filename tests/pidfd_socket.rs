@@ -10,6 +10,7 @@
 
 mod common;
 
+use ctrmon::watch::Process;
 use std::io::{BufRead, BufReader, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
@@ -323,7 +324,7 @@ fn watched() {
     let mut x = Exchange::start("runc");
     let got = x.receive().unwrap();
     let mut m = Monitor::new().unwrap();
-    m.watch_pidfd(got.pidfd, "init").unwrap();
+    m.watch(Process::pidfd(got.pidfd), "init").unwrap();
     drop(x.sender.child.stdin.take());
     let (exit, name) = next_exit(&mut m);
     assert_eq!(name, "init");
@@ -340,7 +341,7 @@ fn watch_not_a_pidfd() {
     let (r, _w) = rustix::pipe::pipe().unwrap();
     let raw = std::os::fd::AsRawFd::as_raw_fd(&r);
     let before = open_fds();
-    let err = m.watch_pidfd(r, ()).unwrap_err();
+    let err = m.watch(Process::pidfd(r), ()).unwrap_err();
     assert!(err.to_string().contains(&format!("fd {raw}")), "{err}");
     assert!(err.to_string().contains("not a pidfd"), "{err}");
     // The fd was closed with the refusal.
@@ -352,7 +353,7 @@ fn watch_reaped() {
     let kid = Kid::sh("exit 9");
     let pidfd = rustix::io::fcntl_dupfd_cloexec(kid.pidfd(), 0).unwrap();
     assert!(kid.reap());
-    m.watch_pidfd(pidfd, "gone").unwrap();
+    m.watch(Process::pidfd(pidfd), "gone").unwrap();
     let (exit, _) = next_exit(&mut m);
     assert_eq!((exit.pid, exit.reaped), (0, false));
     if common::kernel_has_exit_info() {
@@ -559,7 +560,7 @@ fn watch_thread_pidfd() {
     .expect("pidfd_open(PIDFD_THREAD)");
     let m: Monitor<()> = Monitor::new().unwrap();
     let before = open_fds();
-    let err = m.watch_pidfd(pidfd, ()).unwrap_err().to_string();
+    let err = m.watch(Process::pidfd(pidfd), ()).unwrap_err().to_string();
     stop_tx.send(()).unwrap();
     thread.join().unwrap();
     assert!(

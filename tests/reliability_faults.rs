@@ -7,6 +7,9 @@
 
 mod common;
 
+use ctrmon::watch::{
+    CgroupOom, Eventfd, Hangup, MemoryPressure, Populated, Process, Psi, UsageThreshold,
+};
 use std::io::{BufRead, BufReader};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
@@ -81,9 +84,9 @@ fn signals_interrupting_a_blocking_wait_lose_nothing_and_keep_the_timeout() {
     let m: Monitor<&str> = Monitor::new().unwrap();
     let efd = new_eventfd();
     let writer = rustix::io::dup(&efd).unwrap();
-    let ew = m.watch_eventfd(efd, "eventfd").unwrap();
+    let ew = m.watch(Eventfd::new(efd), "eventfd").unwrap();
     let kid = Kid::sleeper();
-    let kw = m.watch_pid(kid.pid(), "kid").unwrap();
+    let kw = m.watch(Process::pid(kid.pid()), "kid").unwrap();
     let stop = AtomicBool::new(false);
 
     let (tx, rx) = mpsc::channel();
@@ -228,36 +231,41 @@ fn cgroup_removed_while_watched_ends_each_watch_once_and_leaks_nothing() {
     let mut v2cg = v2.map(|root| TestCgroup::new(&root, "rm-v2"));
     if let Some(cg) = &v1cg {
         cg.set("memory.limit_in_bytes", "33554432");
-        let oom = m.watch_cgroup_oom(&cg.path, "v1-oom").unwrap();
+        let oom = m.watch(CgroupOom::dir(&cg.path), "v1-oom").unwrap().id();
         cgroup_watches.push(oom);
         cgroup_watches.push(
-            m.watch_pressure_level(
-                &cg.path,
-                ctrmon::PressureLevel::Low,
-                ctrmon::PressureMode::Default,
+            m.watch(
+                MemoryPressure::new(&cg.path, ctrmon::PressureLevel::Low),
                 "v1-pressure",
             )
             .unwrap(),
         );
         cgroup_watches.push(
-            m.watch_usage_threshold(&cg.path, 64 << 20, false, "v1-threshold")
+            m.watch(UsageThreshold::new(&cg.path, 64 << 20), "v1-threshold")
                 .unwrap(),
         );
         let kid = cg.sh("exec sleep 600");
         wait_for_member(cg, kid.pid());
-        m.watch_pid_in(kid.pid(), oom, "v1-kid").unwrap();
+        m.watch(Process::pid(kid.pid()).oom_watch(oom), "v1-kid")
+            .unwrap();
         kids.push(kid);
     }
     if let Some(cg) = &v2cg {
         let trigger: PsiTrigger = "some 150000 2000000".parse().unwrap();
-        cgroup_watches.push(m.watch_populated(&cg.path, "v2-populated").unwrap());
+        cgroup_watches.push(m.watch(Populated::dir(&cg.path), "v2-populated").unwrap());
         cgroup_watches.push(
-            m.watch_psi(cg.path.join("cpu.pressure"), &trigger, "v2-psi-cpu")
-                .unwrap(),
+            m.watch(
+                Psi::new(cg.path.join("cpu.pressure"), trigger),
+                "v2-psi-cpu",
+            )
+            .unwrap(),
         );
         cgroup_watches.push(
-            m.watch_psi(cg.path.join("memory.pressure"), &trigger, "v2-psi-memory")
-                .unwrap(),
+            m.watch(
+                Psi::new(cg.path.join("memory.pressure"), trigger),
+                "v2-psi-memory",
+            )
+            .unwrap(),
         );
         let kid = cg.sh("exec sleep 600");
         wait_for_member(cg, kid.pid());
@@ -388,7 +396,7 @@ fn process_that_exits_between_discovery_and_watching() {
     }
     wait_exited(&zfd);
     assert_eq!(proc_state(zombie), Some('Z'));
-    let id = m.watch_pid(zombie, "zombie").unwrap();
+    let id = m.watch(Process::pid(zombie), "zombie").unwrap();
     // Its parent never reaps it: its status is read from the zombie
     // (`/proc/<pid>/stat`, confirmed through the pidfd), on any kernel, at
     // once (`sleep 0.3` exits 0).
@@ -420,9 +428,10 @@ fn process_that_exits_between_discovery_and_watching() {
         thread::sleep(Duration::from_millis(5));
     }
     for e in [
-        m.watch_pid(gone, "gone").unwrap_err(),
-        m.watch_pid_without_reaping(gone, "gone").unwrap_err(),
-        m.watch_cgroup_oom_of(gone, "gone").unwrap_err(),
+        m.watch(Process::pid(gone), "gone").unwrap_err(),
+        m.watch(Process::pid(gone).without_reaping(), "gone")
+            .unwrap_err(),
+        m.watch(CgroupOom::of(gone), "gone").unwrap_err(),
     ] {
         assert!(e.is_process_gone(), "{e}");
         assert_eq!(e.pid(), Some(gone), "{e}");
@@ -435,11 +444,13 @@ fn process_that_exits_between_discovery_and_watching() {
     if let Some(root) = memory_v1() {
         let cg = TestCgroup::new(&root, "late-watch");
         cg.set("memory.limit_in_bytes", "33554432");
-        let oom = m.watch_cgroup_oom(&cg.path, "cgroup").unwrap();
+        let oom = m.watch(CgroupOom::dir(&cg.path), "cgroup").unwrap().id();
         let hog = cg.memory_hog();
         hog.wait_exited_no_reap();
         assert_eq!(hog.state(), KidState::Zombie);
-        let hw = m.watch_pid_in(hog.pid(), oom, "hog").unwrap();
+        let hw = m
+            .watch(Process::pid(hog.pid()).oom_watch(oom), "hog")
+            .unwrap();
         let got = wait_until(&m, Duration::from_secs(20), |g| {
             g.iter().any(|e| e.id == hw)
         });
@@ -492,7 +503,7 @@ fn a_reused_pid_is_never_reported_by_the_old_pidfd_watch() {
     // A. The monitor reaped the old process; a new one gets its pid.
     let old = Kid::sh("exit 3");
     let old_pid = old.pid();
-    let old_id = m.watch_pid(old_pid, "old").unwrap();
+    let old_id = m.watch(Process::pid(old_pid), "old").unwrap();
     let got = wait_until(&m, Duration::from_secs(10), |g| !g.is_empty());
     let x = exit_of(&got[0]);
     assert_eq!(
@@ -511,7 +522,7 @@ fn a_reused_pid_is_never_reported_by_the_old_pidfd_watch() {
     );
     assert_eq!(new.state(), KidState::Running);
     // The new process has its own watch and its own exit.
-    let new_id = m.watch_pid(new.pid(), "new").unwrap();
+    let new_id = m.watch(Process::pid(new.pid()), "new").unwrap();
     assert_ne!(new_id, old_id);
     new.kill();
     let got = wait_until(&m, Duration::from_secs(10), |g| !g.is_empty());
@@ -525,7 +536,7 @@ fn a_reused_pid_is_never_reported_by_the_old_pidfd_watch() {
     // the new process is neither reported nor reaped.
     let old = Kid::sh("exit 4");
     let old_pid = old.pid();
-    let old_id = m.watch_pid(old_pid, "old-b").unwrap();
+    let old_id = m.watch(Process::pid(old_pid), "old-b").unwrap();
     old.wait_exited_no_reap();
     assert!(old.reap());
     let new = sleeper_with_pid(old_pid).unwrap_or_else(Kid::sleeper);
@@ -573,17 +584,20 @@ fn what_is_not_an_eventfd_is_refused_and_the_monitor_stays_usable() {
     // after its data was gone.
     let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
     let pipe_raw = std::os::fd::AsRawFd::as_raw_fd(&pipe_r);
-    let err = m.watch_eventfd(pipe_r, "pipe").unwrap_err().to_string();
+    let err = m
+        .watch(Eventfd::new(pipe_r), "pipe")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&format!("fd {pipe_raw}")), "{err}");
     assert!(err.contains("not an eventfd (pipe:["), "{err}");
     // An epoll fd: an anonymous-inode file too, but its read fails.
     let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).unwrap();
-    let err = m.watch_eventfd(ep, "epoll").unwrap_err().to_string();
+    let err = m.watch(Eventfd::new(ep), "epoll").unwrap_err().to_string();
     assert!(err.contains("anon_inode:[eventpoll]"), "{err}");
     assert_eq!(m.len(), 0);
     let efd = new_eventfd();
     let writer = rustix::io::dup(&efd).unwrap();
-    let good = m.watch_eventfd(efd, "good").unwrap();
+    let good = m.watch(Eventfd::new(efd), "good").unwrap();
     assert_eq!(
         m.wait(Some(Duration::from_millis(50)), |e| panic!("{e:?}"))
             .unwrap(),
@@ -613,26 +627,26 @@ fn dropping_the_monitor_closes_every_fd_and_reaps_what_it_promised() {
     let v2 = unified_v2().map(|root| TestCgroup::new(&root, "drop-v2"));
     {
         let m: Monitor<u32> = Monitor::new().unwrap();
-        m.watch_pid(exited.pid(), 1).unwrap();
-        m.watch_pid_without_reaping(exited_kept.pid(), 2).unwrap();
-        m.watch_pid(running.pid(), 3).unwrap();
-        m.watch_hangup(fifo_r, 4).unwrap();
-        m.watch_eventfd(new_eventfd(), 5).unwrap();
+        m.watch(Process::pid(exited.pid()), 1).unwrap();
+        m.watch(Process::pid(exited_kept.pid()).without_reaping(), 2)
+            .unwrap();
+        m.watch(Process::pid(running.pid()), 3).unwrap();
+        m.watch(Hangup::new(fifo_r), 4).unwrap();
+        m.watch(Eventfd::new(new_eventfd()), 5).unwrap();
         if let Some(cg) = &v1 {
-            let oom = m.watch_cgroup_oom(&cg.path, 6).unwrap();
-            m.watch_pressure_level(
-                &cg.path,
-                ctrmon::PressureLevel::Critical,
-                ctrmon::PressureMode::Default,
+            let oom = m.watch(CgroupOom::dir(&cg.path), 6).unwrap().id();
+            m.watch(
+                MemoryPressure::new(&cg.path, ctrmon::PressureLevel::Critical),
                 7,
             )
             .unwrap();
-            m.watch_pid_in(running.pid(), oom, 8).unwrap();
+            m.watch(Process::pid(running.pid()).oom_watch(oom), 8)
+                .unwrap();
         }
         if let Some(cg) = &v2 {
-            m.watch_populated(&cg.path, 9).unwrap();
+            m.watch(Populated::dir(&cg.path), 9).unwrap();
             let trigger: PsiTrigger = "some 150000 2000000".parse().unwrap();
-            m.watch_psi(cg.path.join("cpu.pressure"), &trigger, 10)
+            m.watch(Psi::new(cg.path.join("cpu.pressure"), trigger), 10)
                 .unwrap();
         }
         exited.wait_exited_no_reap();

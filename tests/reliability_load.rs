@@ -6,6 +6,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Eventfd, Process, Psi};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ fn exit_storm_of_5000_children_each_delivered_once_with_its_pid_and_signal() {
     let mut kids = Vec::with_capacity(STORM);
     for i in 0..STORM {
         let kid = Kid::sleeper();
-        m.watch_pid(kid.pid(), i).unwrap();
+        m.watch(Process::pid(kid.pid()), i).unwrap();
         kids.push(kid);
     }
     let spawned = t.elapsed();
@@ -102,7 +103,7 @@ fn fill_with_eventfd_watches(m: &Monitor<usize>, ids: &mut Vec<WatchId>) -> usiz
     loop {
         match new_eventfd() {
             Ok(fd) => {
-                ids.push(m.watch_eventfd(fd, ids.len()).unwrap());
+                ids.push(m.watch(Eventfd::new(fd), ids.len()).unwrap());
                 added += 1;
             }
             Err(Errno::MFILE) => return added,
@@ -154,7 +155,7 @@ fn watches_up_to_the_open_files_limit() {
     for _ in 0..2 {
         let fd = new_eventfd().unwrap();
         writers.push(rustix::io::dup(&fd).unwrap());
-        ids.push(m.watch_eventfd(fd, ids.len()).unwrap());
+        ids.push(m.watch(Eventfd::new(fd), ids.len()).unwrap());
     }
     let t = Instant::now();
     fill_with_eventfd_watches(&m, &mut ids);
@@ -168,14 +169,14 @@ fn watches_up_to_the_open_files_limit() {
 
     // At the limit, each kind of watch that opens an fd fails clearly, and
     // nothing is added.
-    let e = m.watch_pid(kid.pid(), usize::MAX).unwrap_err();
+    let e = m.watch(Process::pid(kid.pid()), usize::MAX).unwrap_err();
     assert_fd_limit_error(&e, &format!("pid {}", kid.pid()));
     if let Some(cg) = &cg {
-        let e = m.watch_cgroup_oom(&cg.path, usize::MAX).unwrap_err();
+        let e = m.watch(CgroupOom::dir(&cg.path), usize::MAX).unwrap_err();
         assert_fd_limit_error(&e, &cg.path.display().to_string());
     }
     if psi.exists() {
-        let e = m.watch_psi(psi, &trigger, usize::MAX).unwrap_err();
+        let e = m.watch(Psi::new(psi, trigger), usize::MAX).unwrap_err();
         assert_fd_limit_error(&e, "/proc/pressure/cpu");
     }
     let e = Monitor::<()>::new().unwrap_err();
@@ -206,7 +207,7 @@ fn watches_up_to_the_open_files_limit() {
 
     // Freeing one fd lets a pid watch (one fd) succeed; it still works.
     free_fds(&m, &mut ids, 1);
-    let pid_watch = m.watch_pid(kid.pid(), usize::MAX).unwrap();
+    let pid_watch = m.watch(Process::pid(kid.pid()), usize::MAX).unwrap();
     assert_eq!(m.unwatch(pid_watch).unwrap(), usize::MAX);
     // Unwatching closed its pidfd: exactly one fd is free again.
     assert_eq!(fill_with_eventfd_watches(&m, &mut ids), 1);
@@ -222,9 +223,9 @@ fn watches_up_to_the_open_files_limit() {
     if let Some(cg) = &cg {
         for k in 0..=8 {
             free_fds(&m, &mut ids, k);
-            match m.watch_cgroup_oom(&cg.path, usize::MAX) {
+            match m.watch(CgroupOom::dir(&cg.path), usize::MAX) {
                 Ok(id) => {
-                    assert_eq!(m.unwatch(id).unwrap(), usize::MAX);
+                    assert_eq!(m.unwatch(id.id()).unwrap(), usize::MAX);
                     fits_at = Some(k);
                     assert_eq!(
                         fill_with_eventfd_watches(&m, &mut ids),
@@ -288,8 +289,11 @@ fn start_round(m: &Monitor<Recv>, i: usize, c: &mut StormCgroup) {
     c.rounds_left -= 1;
     for _ in 0..c.parallel {
         let hog = c.cg.memory_hog();
-        m.watch_pid_in(hog.pid(), c.watch, Recv::Hog(i, hog.pid()))
-            .unwrap();
+        m.watch(
+            Process::pid(hog.pid()).oom_watch(c.watch),
+            Recv::Hog(i, hog.pid()),
+        )
+        .unwrap();
         c.hogs.push(hog);
         c.live += 1;
         c.started += 1;
@@ -305,7 +309,10 @@ fn oom_storm_in_8_cgroups_every_kill_accounted_to_its_own_cgroup() {
         .map(|i| {
             let cg = TestCgroup::new(&root, &format!("oomstorm{i}"));
             cg.set("memory.limit_in_bytes", "33554432");
-            let watch = m.watch_cgroup_oom(&cg.path, Recv::Cgroup(i)).unwrap();
+            let watch = m
+                .watch(CgroupOom::dir(&cg.path), Recv::Cgroup(i))
+                .unwrap()
+                .id();
             StormCgroup {
                 cg,
                 watch,

@@ -8,6 +8,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Eventfd, MemoryPressure, Populated, Process, Psi, UsageThreshold};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -25,17 +26,17 @@ fn writing_watches<'a>() -> Vec<Watch<'a>> {
     vec![
         (
             "watch_cgroup_oom",
-            Box::new(|m: &Monitor<()>, p: &Path| m.watch_cgroup_oom(p, ())),
+            Box::new(|m: &Monitor<()>, p: &Path| m.watch(CgroupOom::dir(p), ()).map(|w| w.id())),
         ),
         (
             "watch_pressure_level",
             Box::new(|m: &Monitor<()>, p: &Path| {
-                m.watch_pressure_level(p, PressureLevel::Low, PressureMode::Default, ())
+                m.watch(MemoryPressure::new(p, PressureLevel::Low), ())
             }),
         ),
         (
             "watch_usage_threshold",
-            Box::new(|m: &Monitor<()>, p: &Path| m.watch_usage_threshold(p, 1 << 20, false, ())),
+            Box::new(|m: &Monitor<()>, p: &Path| m.watch(UsageThreshold::new(p, 1 << 20), ())),
         ),
     ]
 }
@@ -157,11 +158,11 @@ fn psi_triggers_are_written_only_to_pressure_files() {
     fs::write(&named, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n").unwrap();
     let before = (snapshot(&plain), snapshot(&named));
     for file in [&plain, &named] {
-        let e = m.watch_psi(file, &trigger, ()).unwrap_err();
+        let e = m.watch(Psi::new(file, trigger), ()).unwrap_err();
         assert!(e.to_string().contains(&file.display().to_string()), "{e}");
         assert_eq!(e.path_involved(), Some(file.as_path()), "{e}");
     }
-    let e = m.watch_psi("/dev/null", &trigger, ()).unwrap_err();
+    let e = m.watch(Psi::new("/dev/null", trigger), ()).unwrap_err();
     assert!(e.to_string().contains("/dev/null"), "{e}");
     assert_eq!((snapshot(&plain), snapshot(&named)), before);
 
@@ -182,7 +183,7 @@ fn psi_triggers_are_written_only_to_pressure_files() {
         links.push(l);
     }
     for l in &links {
-        let e = m.watch_psi(l, &trigger, ()).unwrap_err();
+        let e = m.watch(Psi::new(l, trigger), ()).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains(&l.display().to_string()) && text.contains("symbolic link"),
@@ -195,7 +196,7 @@ fn psi_triggers_are_written_only_to_pressure_files() {
     // /proc/pressure see `psi_trigger_reaches_proc_pressure_whole`).
     if let Some(cg) = &v2 {
         let id = m
-            .watch_psi(cg.path.join("cpu.pressure"), &trigger, ())
+            .watch(Psi::new(cg.path.join("cpu.pressure"), trigger), ())
             .unwrap();
         m.unwatch(id).unwrap();
     }
@@ -212,7 +213,7 @@ fn psi_refuses_procfs_files_other_than_proc_pressure() {
     let trigger: PsiTrigger = "some 150000 2000000".parse().unwrap();
     let comm = Path::new("/proc/thread-self/comm");
     let name_before = fs::read_to_string(comm).unwrap();
-    let result = m.watch_psi(comm, &trigger, ());
+    let result = m.watch(Psi::new(comm, trigger), ());
     let name_after = fs::read_to_string(comm).unwrap();
     if name_after != name_before {
         // Put the thread's name back before failing.
@@ -243,7 +244,7 @@ fn psi_refuses_cgroup_files_other_than_pressure_files() {
     let file = cg.path.join("memory.max_usage_in_bytes");
     let max_before = cg.read("memory.max_usage_in_bytes");
     assert!(max_before.trim().parse::<u64>().unwrap() >= 8 << 20);
-    let result = m.watch_psi(&file, &trigger, ());
+    let result = m.watch(Psi::new(&file, trigger), ());
     let max_after = cg.read("memory.max_usage_in_bytes");
     assert_eq!(
         max_after,
@@ -259,20 +260,22 @@ fn psi_refuses_cgroup_files_other_than_pressure_files() {
 fn invalid_pids_are_refused_by_every_entry_point() {
     let m: Monitor<()> = Monitor::new().unwrap();
     let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
-    let not_oom = m.watch_eventfd(efd, ()).unwrap();
+    let not_oom = m.watch(Eventfd::new(efd), ()).unwrap();
     for pid in [0, -1, -4242, i32::MIN] {
         let errors = [
             (
                 "watch_pid_in",
-                m.watch_pid_in(pid, not_oom, ()).unwrap_err(),
+                m.watch(Process::pid(pid).oom_watch(not_oom), ())
+                    .unwrap_err(),
             ),
             (
                 "watch_pid_without_reaping",
-                m.watch_pid_without_reaping(pid, ()).unwrap_err(),
+                m.watch(Process::pid(pid).without_reaping(), ())
+                    .unwrap_err(),
             ),
             (
                 "watch_cgroup_oom_of",
-                m.watch_cgroup_oom_of(pid, ()).unwrap_err(),
+                m.watch(CgroupOom::of(pid), ()).unwrap_err(),
             ),
             (
                 "memory_cgroup_of",
@@ -297,11 +300,15 @@ fn invalid_pids_are_refused_by_every_entry_point() {
     // watch_pid_in needs a live OOM watch: an eventfd watch, or a dead id,
     // is refused naming it, and no pidfd is left behind.
     let kid = Kid::sleeper();
-    let e = m.watch_pid_in(kid.pid(), not_oom, ()).unwrap_err();
+    let e = m
+        .watch(Process::pid(kid.pid()).oom_watch(not_oom), ())
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("not a live cgroup OOM watch"), "{e}");
     m.unwatch(not_oom).unwrap();
-    let e = m.watch_pid_in(kid.pid(), not_oom, ()).unwrap_err();
+    let e = m
+        .watch(Process::pid(kid.pid()).oom_watch(not_oom), ())
+        .unwrap_err();
     assert!(e.to_string().contains(&not_oom.to_string()), "{e}");
     // And a dead id cannot be unwatched twice.
     let e = m.unwatch(not_oom).unwrap_err();
@@ -320,23 +327,29 @@ fn empty_nul_and_over_long_paths_are_refused_by_every_path_entry_point() {
     let entry_points: Vec<(&str, PathWatch<'_>)> = vec![
         (
             "watch_cgroup_oom",
-            Box::new(move |p| m.watch_cgroup_oom(p, ())),
+            Box::new(move |p| m.watch(CgroupOom::dir(p), ()).map(|w| w.id())),
         ),
         (
             "watch_pressure_level",
             Box::new(move |p| {
-                m.watch_pressure_level(p, PressureLevel::Critical, PressureMode::Local, ())
+                m.watch(
+                    MemoryPressure::new(p, PressureLevel::Critical).mode(PressureMode::Local),
+                    (),
+                )
             }),
         ),
         (
             "watch_usage_threshold",
-            Box::new(move |p| m.watch_usage_threshold(p, 4096, true, ())),
+            Box::new(move |p| m.watch(UsageThreshold::new(p, 4096).with_swap(), ())),
         ),
         (
             "watch_populated",
-            Box::new(move |p| m.watch_populated(p, ())),
+            Box::new(move |p| m.watch(Populated::dir(p), ())),
         ),
-        ("watch_psi", Box::new(move |p| m.watch_psi(p, trigger, ()))),
+        (
+            "watch_psi",
+            Box::new(move |p| m.watch(Psi::new(p, *trigger), ())),
+        ),
     ];
     let long_name = format!("/sys/fs/cgroup/memory/ctrmon-test-{}", "x".repeat(300));
     let long_path = format!("/sys/fs/cgroup/{}", "ctrmon-test-deep/".repeat(300));
@@ -471,7 +484,7 @@ fn psi_trigger_reaches_proc_pressure_whole() {
     ] {
         let trigger: PsiTrigger = text.parse().unwrap();
         let id = m
-            .watch_psi(file, &trigger, ())
+            .watch(Psi::new(file, trigger), ())
             .unwrap_or_else(|e| panic!("{text:?} on {}: {e}", file.display()));
         m.unwatch(id).unwrap();
     }

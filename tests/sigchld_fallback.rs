@@ -11,6 +11,7 @@
 
 mod common;
 
+use ctrmon::watch::{Orphans, Process};
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command, ExitCode, Output, Stdio};
@@ -345,7 +346,7 @@ impl Drop for Kids {
 }
 
 fn new_monitor() -> Monitor<i32> {
-    let m = Monitor::new_without_kmsg().unwrap();
+    let m = Monitor::builder().kernel_log(false).build().unwrap();
     assert_eq!(
         m.exit_mode(),
         ExitMode::SigchldFallback { errno: libc::EPERM }
@@ -382,7 +383,7 @@ fn inner_children() {
     )
     .unwrap();
     assert_eq!(m.wait_mut(Some(Duration::ZERO), |_, _| {}).unwrap(), 0);
-    m.watch_pid(early, 100).unwrap();
+    m.watch(Process::pid(early), 100).unwrap();
     let got = collect_exits(&mut m, 1);
     assert_eq!(
         got.get(&early).map(|x| x.status),
@@ -404,7 +405,7 @@ fn inner_children() {
         for (script, status) in scripts {
             let stdin = Stdio::from(r.try_clone().unwrap());
             let pid = kids.spawn(Command::new("sh").args(["-c", script]).stdin(stdin));
-            m.watch_pid(pid, round).unwrap();
+            m.watch(Process::pid(pid), round).unwrap();
             want.insert(pid, status);
         }
     }
@@ -415,7 +416,8 @@ fn inner_children() {
             .args(["-c", "read x; exit 9"])
             .stdin(stdin),
     );
-    m.watch_pid_without_reaping(unreaped, 101).unwrap();
+    m.watch(Process::pid(unreaped).without_reaping(), 101)
+        .unwrap();
     want.insert(unreaped, ExitStatus::Code(9));
     drop(r);
     // The burst.
@@ -451,7 +453,7 @@ fn inner_not_children() {
     let m = new_monitor();
     // PID 1 is nobody's child here: refused, naming the pid, the call and
     // the errno.
-    let err = m.watch_pid(1, 0).unwrap_err();
+    let err = m.watch(Process::pid(1), 0).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.pid(), Some(1), "{msg}");
     for needle in ["pid 1", "not our child", "pidfd_open", "EPERM"] {
@@ -466,7 +468,7 @@ fn inner_not_children() {
         WaitIdOptions::EXITED,
     )
     .unwrap();
-    let err = m.watch_pid(pid, 0).unwrap_err();
+    let err = m.watch(Process::pid(pid), 0).unwrap_err();
     assert!(err.is_process_gone(), "{err}");
     // A pidfd the caller holds would still be watched through epoll; none
     // can be made here, and nothing was added.
@@ -476,13 +478,13 @@ fn inner_not_children() {
 fn inner_orphans() {
     become_subreaper().unwrap();
     let mut m = new_monitor();
-    let reaper: WatchId = m.reap_orphans(-1).unwrap();
+    let reaper: WatchId = m.watch(Orphans, -1).unwrap();
     let mut kids = Kids::default();
     // A watched child that leaves an orphan behind (re-parented to us),
     // which exits a moment later with a code of its own.
     let hold = m.hold_orphans();
     let pid = kids.spawn(Command::new("sh").args(["-c", "(sleep 0.2; exit 4) & exit 6"]));
-    m.watch_pid(pid, 1).unwrap();
+    m.watch(Process::pid(pid), 1).unwrap();
     drop(hold);
     let mut exit = None;
     let mut orphans = Vec::new();
@@ -514,7 +516,7 @@ fn inner_ignored() {
     let m = new_monitor();
     let mut kids = Kids::default();
     let pid = kids.spawn(Command::new("sleep").arg("600").stdin(Stdio::null()));
-    let err = m.watch_pid(pid, 0).unwrap_err();
+    let err = m.watch(Process::pid(pid), 0).unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.pid(), Some(pid), "{msg}");
     assert!(msg.contains("SIGCHLD is ignored"), "{msg}");

@@ -22,6 +22,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, Eventfd, Process};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::process::Command;
@@ -220,7 +221,7 @@ fn pid_worker(sh: &Shared, seed: u64, until: Instant) {
                 let kid = Kid::spawn(&mut cmd);
                 let tag = sh.tag();
                 // Our unreaped child: the watch cannot fail.
-                let id = sh.m.watch_pid(kid.pid(), tag).unwrap();
+                let id = sh.m.watch(Process::pid(kid.pid()), tag).unwrap();
                 let pid = kid.pid();
                 let killed = false;
                 sh.register(
@@ -315,7 +316,7 @@ fn eventfd_worker(sh: &Shared, seed: u64, until: Instant) {
                 let fd = new_eventfd();
                 let writer = rustix::io::dup(&fd).unwrap();
                 let tag = sh.tag();
-                let id = sh.m.watch_eventfd(fd, tag).unwrap();
+                let id = sh.m.watch(Eventfd::new(fd), tag).unwrap();
                 sh.register(tag, id, Kind::EventFd { written: 0 });
                 live.push((tag, id, writer, 0));
                 sh.counts.eventfds.fetch_add(1, Ordering::Relaxed);
@@ -351,7 +352,7 @@ fn cgroup_worker(sh: &Shared, seed: u64, until: Instant) {
         let mut cg = TestCgroup::new(&root, &format!("soak{n}"));
         cg.set("memory.limit_in_bytes", "33554432");
         let tag = sh.tag();
-        let id = sh.m.watch_cgroup_oom(&cg.path, tag).unwrap();
+        let id = sh.m.watch(CgroupOom::dir(&cg.path), tag).unwrap().id();
         sh.register(tag, id, Kind::Cgroup { kernel_kills: 0 });
         sh.counts.cgroups.fetch_add(1, Ordering::Relaxed);
         let child = match rng.below(3) {
@@ -361,7 +362,9 @@ fn cgroup_worker(sh: &Shared, seed: u64, until: Instant) {
         };
         if let Some((kid, expect)) = child {
             let ktag = sh.tag();
-            let kid_id = sh.m.watch_pid_in(kid.pid(), id, ktag).unwrap();
+            let kid_id =
+                sh.m.watch(Process::pid(kid.pid()).oom_watch(id), ktag)
+                    .unwrap();
             let (pid, killed) = (kid.pid(), false);
             sh.register(
                 ktag,

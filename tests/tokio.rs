@@ -5,6 +5,7 @@
 
 mod common;
 
+use ctrmon::watch::{CgroupOom, NewEventfd, Process};
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
@@ -93,7 +94,7 @@ fn a_thousand_children_exiting_together_are_each_delivered_once() {
                         .stdin(Stdio::from(read.try_clone().unwrap()))
                         .stdout(Stdio::null()),
                 );
-                monitor.monitor().watch_pid(kid.pid(), i).unwrap();
+                monitor.monitor().watch(Process::pid(kid.pid()), i).unwrap();
                 kid
             })
             .collect();
@@ -166,12 +167,13 @@ fn an_oom_is_reported_before_the_exit() {
         let monitor = AsyncMonitor::<&str>::new().unwrap();
         let cgroup = monitor
             .monitor()
-            .watch_cgroup_oom(&cg.path, "cgroup")
-            .unwrap();
+            .watch(CgroupOom::dir(&cg.path), "cgroup")
+            .unwrap()
+            .id();
         let hog = cg.memory_hog();
         monitor
             .monitor()
-            .watch_pid_in(hog.pid(), cgroup, "hog")
+            .watch(Process::pid(hog.pid()).oom_watch(cgroup), "hog")
             .unwrap();
         let mut order = Vec::new();
         let mut killed = 0;
@@ -209,7 +211,11 @@ fn the_monitors_timed_work_wakes_an_idle_task() {
         let cg = TestCgroup::new(&root, "tokio-timer");
         cg.limit_memory(32 << 20);
         let monitor = AsyncMonitor::<()>::new().unwrap();
-        monitor.monitor().watch_cgroup_oom(&cg.path, ()).unwrap();
+        monitor
+            .monitor()
+            .watch(CgroupOom::dir(&cg.path), ())
+            .unwrap()
+            .id();
         let hog = cg.memory_hog();
         let mut killed = 0;
         while killed == 0 {
@@ -233,9 +239,9 @@ fn a_future_dropped_mid_wait_loses_nothing() {
         let monitor = AsyncMonitor::<usize>::new().unwrap();
         let mut kids: Vec<Kid> = (0..3).map(|_| Kid::sleeper()).collect();
         for (i, k) in kids.iter().enumerate() {
-            monitor.monitor().watch_pid(k.pid(), i).unwrap();
+            monitor.monitor().watch(Process::pid(k.pid()), i).unwrap();
         }
-        let (_, writer) = monitor.monitor().watch_new_eventfd(100).unwrap();
+        let (_, writer) = monitor.monitor().watch(NewEventfd, 100).unwrap();
 
         // 1. Waiting, then woken (the exits are queued in the kernel), then
         // dropped before running again: nothing was taken.
@@ -273,7 +279,7 @@ fn a_future_dropped_mid_wait_loses_nothing() {
         for i in 3..10 {
             // One exit every 30 ms or so.
             let kid = Kid::sh(&format!("sleep 0.{:02}", i * 3));
-            monitor.monitor().watch_pid(kid.pid(), i).unwrap();
+            monitor.monitor().watch(Process::pid(kid.pid()), i).unwrap();
             kids.push(kid);
         }
         let mut got = vec![first];
@@ -315,9 +321,9 @@ fn a_runtime_blocked_for_500_ms_still_gets_every_event() {
             .collect();
         drop(read);
         for (i, k) in kids.iter().enumerate() {
-            monitor.monitor().watch_pid(k.pid(), i).unwrap();
+            monitor.monitor().watch(Process::pid(k.pid()), i).unwrap();
         }
-        let (_, writer) = monitor.monitor().watch_new_eventfd(100).unwrap();
+        let (_, writer) = monitor.monitor().watch(NewEventfd, 100).unwrap();
         let consumer = {
             let m = monitor.clone();
             tokio::spawn(async move {
@@ -385,7 +391,7 @@ fn shutdown_wakes_every_waiter() {
     on_both_runtimes(|| async {
         let monitor = Arc::new(AsyncMonitor::<usize>::new().unwrap());
         let kid = Kid::sleeper();
-        monitor.monitor().watch_pid(kid.pid(), 0).unwrap();
+        monitor.monitor().watch(Process::pid(kid.pid()), 0).unwrap();
         let mut waiters = Vec::new();
         for i in 0..9 {
             let m = monitor.clone();
@@ -421,7 +427,10 @@ fn wait_mut_owns_the_loop_and_its_handler_adds_watches() {
     on_both_runtimes(|| async {
         let mut monitor = AsyncMonitor::<u32>::new().unwrap();
         let first = Kid::sh("exit 3");
-        monitor.monitor().watch_pid(first.pid(), 1).unwrap();
+        monitor
+            .monitor()
+            .watch(Process::pid(first.pid()), 1)
+            .unwrap();
         let second = Kid::sh("exit 4");
         let mut exits = Vec::new();
         while exits.len() < 2 {
@@ -430,7 +439,7 @@ fn wait_mut_owns_the_loop_and_its_handler_adds_watches() {
                 monitor.wait_mut(|e, m| {
                     if let EventKind::Exited(x) = e.kind {
                         if *e.receiver == 1 {
-                            m.watch_pid(second.pid(), 2).unwrap();
+                            m.watch(Process::pid(second.pid()), 2).unwrap();
                         }
                         exits.push((*e.receiver, x.status));
                     }

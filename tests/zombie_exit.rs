@@ -8,6 +8,7 @@
 
 mod common;
 
+use ctrmon::watch::Process;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
@@ -118,8 +119,8 @@ fn next_exit(m: &Monitor<()>, family: &Family) -> (ctrmon::Exit, Option<char>) {
 #[test]
 fn a_zombies_exit_code_is_reported_before_its_parent_reaps_it() {
     let mut family = Family::new("exit");
-    let m: Monitor<()> = Monitor::new_without_kmsg().unwrap();
-    m.watch_pid(family.child, ()).unwrap();
+    let m: Monitor<()> = Monitor::builder().kernel_log(false).build().unwrap();
+    m.watch(Process::pid(family.child), ()).unwrap();
     let (x, state) = next_exit(&m, &family);
     assert_eq!(state, Some('Z'), "reported after the reap: {x:?}");
     assert_eq!(
@@ -133,8 +134,8 @@ fn a_zombies_exit_code_is_reported_before_its_parent_reaps_it() {
 #[test]
 fn a_zombies_signal_is_reported_before_its_parent_reaps_it() {
     let mut family = Family::new("pause");
-    let m: Monitor<()> = Monitor::new_without_kmsg().unwrap();
-    m.watch_pid(family.child, ()).unwrap();
+    let m: Monitor<()> = Monitor::builder().kernel_log(false).build().unwrap();
+    m.watch(Process::pid(family.child), ()).unwrap();
     family.kill_child();
     let (x, state) = next_exit(&m, &family);
     assert_eq!(state, Some('Z'), "reported after the reap: {x:?}");
@@ -148,8 +149,8 @@ fn a_zombies_signal_is_reported_before_its_parent_reaps_it() {
 #[test]
 fn a_process_its_parent_reaped_first_gets_the_kernels_status_or_a_reason() {
     let mut family = Family::new("exit");
-    let m: Monitor<()> = Monitor::new_without_kmsg().unwrap();
-    m.watch_pid(family.child, ()).unwrap();
+    let m: Monitor<()> = Monitor::builder().kernel_log(false).build().unwrap();
+    m.watch(Process::pid(family.child), ()).unwrap();
     // Reaped before the monitor looks: no zombie left to read.
     assert_eq!(family.reap(), 7 << 8);
     let (x, state) = next_exit(&m, &family);

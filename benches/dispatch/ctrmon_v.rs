@@ -6,6 +6,7 @@
 //! with `wait` (`&self`, the shared path: the table behind a mutex),
 //! `ctrmon_owned` with `wait_mut` (`&mut self`: no lock).
 
+use ctrmon::watch::{Eventfd, NewEventfd, Process};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::process::Child;
@@ -32,14 +33,14 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
             // Without the kernel log: its reader wakes for every kernel
             // message on the machine, which raw and mio do not read, and
             // which is not dispatch.
-            monitor: Monitor::new_without_kmsg()?,
+            monitor: Monitor::builder().kernel_log(false).build()?,
             ids: Vec::new(),
             retired: 0,
         })
     }
 
     fn watch(&mut self, fd: OwnedFd, _index: usize) -> io::Result<WatchId> {
-        let id = self.monitor.watch_eventfd(fd, 0)?;
+        let id = self.monitor.watch(Eventfd::new(fd), 0)?;
         self.ids.push(id);
         Ok(id)
     }
@@ -56,7 +57,7 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
     /// non-blocking, so no `fcntl` check; it closes once the watch has
     /// ended and its writer is dropped.
     fn churn_one(&mut self, _index: usize) -> io::Result<()> {
-        let (id, _writer) = self.monitor.watch_new_eventfd(0)?;
+        let (id, _writer) = self.monitor.watch(NewEventfd, 0)?;
         self.monitor.unwatch(id)?;
         Ok(())
     }
@@ -100,9 +101,9 @@ impl<const OWNED: bool> Variant for Ctrmon<OWNED> {
 /// W4: watch every child by pidfd (reaping on), kill them all, wait until
 /// every exit is delivered. Returns first kill to last exit.
 pub fn w4<const OWNED: bool>(children: &[Child]) -> io::Result<Duration> {
-    let mut monitor: Monitor<u32> = Monitor::new_without_kmsg()?;
+    let mut monitor: Monitor<u32> = Monitor::builder().kernel_log(false).build()?;
     for c in children {
-        monitor.watch_pid(c.id() as i32, c.id())?;
+        monitor.watch(Process::pid(c.id() as i32), c.id())?;
     }
     let start = Instant::now();
     kill_all(children);

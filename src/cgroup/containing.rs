@@ -1,7 +1,7 @@
 //! Which of several cgroup directories holds a process: the link between a
 //! pid and the OOM watch of the cgroup it runs in.
 //!
-//! [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in) orders a
+//! [`Process::oom_watch`](crate::watch::Process::oom_watch) orders a
 //! process's OOM before its exit only when the caller names the right cgroup
 //! watch. A caller that watches some pids and some cgroups given to it (a
 //! command line, a config file) has to find, for each pid, the watched
@@ -33,7 +33,7 @@ const OP: &str = "find the cgroup of";
 /// hierarchy; on a tie (the same directory given twice) the first.
 ///
 /// Use it to link pids to the OOM watches of the cgroups they run in, with
-/// [`Monitor::watch_pid_in`](crate::Monitor::watch_pid_in):
+/// [`Process::oom_watch`](crate::watch::Process::oom_watch):
 ///
 /// ```no_run
 /// use ctrmon::Monitor;
@@ -41,12 +41,12 @@ const OP: &str = "find the cgroup of";
 /// let monitor = Monitor::new()?;
 /// let mut oom = Vec::new();
 /// for d in dirs {
-///     oom.push(monitor.watch_cgroup_oom(d, d.to_string())?);
+///     oom.push(monitor.watch(ctrmon::watch::CgroupOom::dir(d), d.to_string())?.id());
 /// }
 /// let pid = 4242;
 /// match ctrmon::cgroup::nearest_containing(pid, &dirs)? {
-///     Some(i) => monitor.watch_pid_in(pid, oom[i], format!("pid {pid}"))?,
-///     None => monitor.watch_pid(pid, format!("pid {pid}"))?,
+///     Some(i) => monitor.watch(ctrmon::watch::Process::pid(pid).oom_watch(oom[i]), format!("pid {pid}"))?,
+///     None => monitor.watch(ctrmon::watch::Process::pid(pid), format!("pid {pid}"))?,
 /// };
 /// # Ok::<(), ctrmon::Error>(())
 /// ```

@@ -1,5 +1,6 @@
 //! The monitor: one epoll instance, one receiver table, one dispatch loop.
 
+mod builder;
 mod dispatch;
 mod epoll;
 mod housekeeping;
@@ -11,6 +12,7 @@ mod waker;
 mod watch;
 mod watches;
 
+pub use builder::Builder;
 pub use watches::Watches;
 
 use std::collections::HashMap;
@@ -153,7 +155,7 @@ impl Drop for InsideWait {
 ///
 /// let mut monitor = Monitor::new()?;
 /// let child = Command::new("sh").args(["-c", "exit 7"]).spawn()?;
-/// monitor.watch_pid(child.id() as i32, "my-container")?;
+/// monitor.watch(ctrmon::watch::Process::pid(child.id() as i32), "my-container")?;
 ///
 /// let mut exit = None;
 /// while exit.is_none() {
@@ -185,7 +187,7 @@ impl Drop for InsideWait {
 /// poll.registry().register(&mut SourceFd(&raw), Token(0), Interest::READABLE)?;
 ///
 /// let child = std::process::Command::new("true").spawn()?;
-/// monitor.watch_pid(child.id() as i32, ())?;
+/// monitor.watch(ctrmon::watch::Process::pid(child.id() as i32), ())?;
 ///
 /// let mut events = Events::with_capacity(8);
 /// let mut exited = false;
@@ -230,16 +232,72 @@ impl<T> Monitor<T> {
     /// [`Exit::oom_killed`](crate::Exit::oom_killed)). Every fd is
     /// close-on-exec. A log that cannot be opened is no error:
     /// [`kmsg_mode`](Self::kmsg_mode) says so, and OOM kills are attributed
-    /// by the counter rule, as with [`new_without_kmsg`](Self::new_without_kmsg).
+    /// by the counter rule. [`builder`](Self::builder) has the options.
     pub fn new() -> Result<Self> {
         Self::create(true)
     }
 
-    /// [`new`](Self::new) without the kernel log: OOM kills are attributed
-    /// to exits by the counter rule alone (see
-    /// [`Exit::oom_killed`](crate::Exit::oom_killed)).
-    pub fn new_without_kmsg() -> Result<Self> {
-        Self::create(false)
+    /// A monitor with options: [`Builder`].
+    ///
+    /// ```
+    /// let monitor = ctrmon::Monitor::<()>::builder().kernel_log(false).build()?;
+    /// assert_eq!(monitor.kmsg_mode(), ctrmon::KmsgMode::Off);
+    /// # Ok::<(), ctrmon::Error>(())
+    /// ```
+    pub fn builder() -> Builder<T> {
+        Builder {
+            kernel_log: true,
+            receivers: std::marker::PhantomData,
+        }
+    }
+
+    /// Adds a watch of `source`, one of the kinds in [`crate::watch`], with
+    /// `receiver` as the value its events carry; returns its
+    /// [`WatchId`] (and, for some kinds, more: see
+    /// [`Watchable::Output`](crate::watch::Watchable::Output)). From any
+    /// thread, also during a [`wait`](Self::wait); a handler of
+    /// [`wait_mut`](Self::wait_mut) adds through its
+    /// [`Watches::watch`](crate::Watches::watch).
+    ///
+    /// ```
+    /// use ctrmon::watch::{NewEventfd, Process};
+    ///
+    /// let monitor = ctrmon::Monitor::new()?;
+    /// let child = std::process::Command::new("true").spawn()?;
+    /// let exit = monitor.watch(Process::pid(child.id() as i32), "child")?;
+    /// let (jobs, writer) = monitor.watch(NewEventfd, "jobs")?;
+    /// assert_eq!(monitor.len(), 2);
+    /// # drop((exit, jobs, writer));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Each kind's own (see its type), all naming the pid, fd or path; and,
+    /// for every kind, an open-files limit reached
+    /// ([`Error::is_fd_limit`]), with nothing added.
+    #[inline(always)]
+    pub fn watch<S: crate::watch::Watchable>(&self, source: S, receiver: T) -> Result<S::Output> {
+        source.add_to(crate::watch::sealed::On::Monitor(self), receiver)
+    }
+
+    /// Holds orphan reaping off until the [`Hold`](crate::reaper::Hold) is
+    /// dropped: spawn a child and watch it under one, so that a child that
+    /// exits at once is not reaped as an orphan before its watch exists; and
+    /// run a command that you wait for yourself (`runc create`) under one,
+    /// so that its status is yours. Cheap (an atomic count); harmless when
+    /// orphan reaping ([`Orphans`](crate::watch::Orphans)) is off.
+    ///
+    /// ```no_run
+    /// # let monitor = ctrmon::Monitor::new()?;
+    /// let hold = monitor.hold_orphans();
+    /// let child = std::process::Command::new("my-init").spawn()?;
+    /// monitor.watch(ctrmon::watch::Process::pid(child.id() as i32), "init")?;
+    /// drop(hold);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hold_orphans(&self) -> crate::reaper::Hold {
+        self.core.holds.hold()
     }
 
     /// Whether the kernel log is read, and if not, why.
@@ -265,7 +323,7 @@ impl<T> Monitor<T> {
         }
     }
 
-    fn create(with_kmsg: bool) -> Result<Self> {
+    pub(crate) fn create(with_kmsg: bool) -> Result<Self> {
         let epoll =
             Epoll::new().map_err(|e| Error::os("create epoll instance", Subject::None, e))?;
         let waker =
@@ -384,7 +442,7 @@ impl<T> Monitor<T> {
     ///
     /// ```
     /// let mut monitor = ctrmon::Monitor::new()?;
-    /// let (id, _writer) = monitor.watch_new_eventfd(0u64)?;
+    /// let (id, _writer) = monitor.watch(ctrmon::watch::NewEventfd, 0u64)?;
     /// *monitor.receiver_mut(id).unwrap() += 7;
     /// assert_eq!(monitor.unwatch(id)?, 7);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

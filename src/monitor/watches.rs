@@ -11,8 +11,8 @@ use crate::event::WatchId;
 use crate::Result;
 
 /// The monitor's watches, as a handler of [`Monitor::wait_mut`](crate::Monitor::wait_mut) reaches
-/// them: every `watch_*` method of [`Monitor`](crate::Monitor), and [`unwatch`](Self::unwatch),
-/// [`contains`](Self::contains), [`len`](Self::len), with no lock.
+/// them: [`watch`](Self::watch), [`unwatch`](Self::unwatch),
+/// [`contains`](Self::contains) and [`len`](Self::len), with no lock.
 ///
 /// The handler holds the receiver of the event it was called for straight
 /// in the table (nothing is copied or moved to lend it), and this handle
@@ -22,18 +22,19 @@ use crate::Result;
 /// batch.
 ///
 /// ```
+/// use ctrmon::watch::NewEventfd;
 /// use ctrmon::{EventKind, Monitor};
 ///
 /// let mut monitor = Monitor::new()?;
-/// let (first, writer) = monitor.watch_new_eventfd("first")?;
-/// let (old, _old_writer) = monitor.watch_new_eventfd("old")?;
+/// let (first, writer) = monitor.watch(NewEventfd, "first")?;
+/// let (old, _old_writer) = monitor.watch(NewEventfd, "old")?;
 /// writer.signal(1)?;
 /// let mut second = None;
 /// monitor.wait_mut(None, |event, watches| {
 ///     if let EventKind::Signaled { .. } = event.kind {
 ///         // Chain a second watch from the handler, and end another one:
 ///         // its receiver comes back at once.
-///         second = Some(watches.watch_new_eventfd("second").unwrap());
+///         second = Some(watches.watch(NewEventfd, "second").unwrap());
 ///         assert_eq!(watches.unwatch(old).unwrap(), "old");
 ///         assert!(watches.contains(first));
 ///     }
@@ -85,6 +86,13 @@ impl<'a, T> Watches<'a, T> {
         f(&mut None, &mut self.registrar.borrow_mut())
     }
 
+    /// As [`Monitor::watch`](crate::Monitor::watch), from the handler: the
+    /// watch is registered with epoll at once.
+    #[inline(always)]
+    pub fn watch<S: crate::watch::Watchable>(&self, source: S, receiver: T) -> Result<S::Output> {
+        source.add_to(crate::watch::sealed::On::Watches(self), receiver)
+    }
+
     /// As [`Monitor::unwatch`](crate::Monitor::unwatch): ends the watch and
     /// returns its receiver, at once. For the watch whose receiver this
     /// handler holds, it ends the watch and fails with `ResourceBusy`, and
@@ -114,15 +122,6 @@ impl<'a, T> Watches<'a, T> {
     /// True when nothing is being watched.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// As [`Monitor::shutdown`](crate::Monitor::shutdown).
-    ///
-    /// # Errors
-    ///
-    /// As [`Monitor::shutdown`](crate::Monitor::shutdown).
-    pub fn shutdown(&self) -> Result<()> {
-        self.core.shutdown()
     }
 }
 

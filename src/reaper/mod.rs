@@ -13,7 +13,7 @@
 //!
 //! [`OrphanReaper`] reaps by pid, and only pids nobody owns. Use it on its
 //! own beside any loop, or let the monitor run it
-//! ([`Monitor::reap_orphans`](crate::Monitor::reap_orphans), which counts
+//! ([`Orphans`](crate::watch::Orphans), which counts
 //! its watched pids for `keep` and reports each orphan as an event):
 //!
 //! 1. **SIGCHLD as an fd.** The signal is blocked in every thread and read

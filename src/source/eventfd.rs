@@ -125,7 +125,7 @@ pub(crate) fn create() -> Result<OwnedFd, Errno> {
 }
 
 /// The writing side of an eventfd that the monitor made
-/// ([`Monitor::watch_new_eventfd`](crate::Monitor::watch_new_eventfd)):
+/// ([`NewEventfd`](crate::watch::NewEventfd)):
 /// each [`signal`](Self::signal) adds to its counter, and the watch reports
 /// the sum as [`EventKind::Signaled`](crate::EventKind::Signaled).
 ///

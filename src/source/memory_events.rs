@@ -34,17 +34,26 @@ pub(crate) struct MemoryEventsWatch {
     pub(crate) dir: PathBuf,
     /// [`FILE`] or [`FILE_LOCAL`].
     file: &'static str,
+    /// The baseline is zero, not the counters at arming.
+    from_zero: bool,
     book: OomBook,
 }
 
 impl MemoryEventsWatch {
     /// Opens `file` ([`FILE`] or [`FILE_LOCAL`]) in `dir`.
-    pub(crate) fn open(dir: &CgroupDir, file: &'static str) -> Result<MemoryEventsWatch> {
+    /// With `from_zero`, the baseline is zero: what the cgroup counted
+    /// before the watch is reported at the first look.
+    pub(crate) fn open(
+        dir: &CgroupDir,
+        file: &'static str,
+        from_zero: bool,
+    ) -> Result<MemoryEventsWatch> {
         let fd = kernfs::open(dir, file).map_err(|e| explain_missing(dir, file, e))?;
         Ok(MemoryEventsWatch {
             fd,
             dir: dir.path().to_path_buf(),
             file,
+            from_zero,
             book: OomBook::default(),
         })
     }
@@ -59,7 +68,11 @@ impl MemoryEventsWatch {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "the cgroup was removed"),
             )
         })?;
-        self.book = OomBook::with_baseline(base);
+        self.book = OomBook::with_baseline(if self.from_zero {
+            MemoryEvents::default()
+        } else {
+            base
+        });
         Ok(())
     }
 

@@ -34,7 +34,10 @@ pub(crate) struct OomV1Watch {
 }
 
 impl OomV1Watch {
-    pub(crate) fn arm(dir: &CgroupDir) -> Result<OomV1Watch> {
+    /// Registers the eventfd and takes the baseline: the counters now, or
+    /// zero with `from_zero` (then the kills since the cgroup was made are
+    /// reported at the first look).
+    pub(crate) fn arm(dir: &CgroupDir, from_zero: bool) -> Result<OomV1Watch> {
         let efd = v1_notify::register(dir, FILE, "")?;
         let mut w = OomV1Watch {
             efd,
@@ -52,7 +55,11 @@ impl OomV1Watch {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "the cgroup was removed"),
             )
         })?;
-        w.book = OomBook::with_baseline(base);
+        w.book = OomBook::with_baseline(if from_zero {
+            MemoryEvents::default()
+        } else {
+            base
+        });
         Ok(w)
     }
 

@@ -13,8 +13,8 @@
 //! let monitor: AsyncMonitor<String> = AsyncMonitor::new()?;
 //! let child = std::process::Command::new("my-container-init").spawn()?;
 //! let pid = child.id() as i32;
-//! let cgroup = monitor.monitor().watch_cgroup_oom_of(pid, format!("{pid} cgroup"))?;
-//! monitor.monitor().watch_pid_in(pid, cgroup, format!("{pid}"))?;
+//! let cgroup = monitor.monitor().watch(ctrmon::watch::CgroupOom::of(pid), format!("{pid} cgroup"))?.id();
+//! monitor.monitor().watch(ctrmon::watch::Process::pid(pid).oom_watch(cgroup), format!("{pid}"))?;
 //!
 //! while let Some(event) = monitor.next().await? {
 //!     match event.kind {

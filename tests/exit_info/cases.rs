@@ -1,6 +1,7 @@
 // The cases of tests/exit_info.rs and tests/guest_exit_info.rs, included by
 // both (each is its own test binary, with `mod common;` at its root).
 
+use ctrmon::watch::{CgroupOom, Process};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{ChildStdin, Command, Stdio};
@@ -212,7 +213,7 @@ fn expected_exit(
 fn the_monitor_reports_a_non_childs_code() {
     let mut m = ctrmon::Monitor::new().unwrap();
     let mut g = Grandchild::start("read x <&3; exit 3");
-    m.watch_pid(g.pid, ()).unwrap();
+    m.watch(Process::pid(g.pid), ()).unwrap();
     g.go();
     let x = monitor_exit(&mut m);
     assert_eq!((x.pid, x.reaped), (g.pid, false));
@@ -242,7 +243,7 @@ fn the_monitor_reports_a_zombie_before_its_slow_parent_reaps_it() {
         .unwrap();
     let pid: i32 = line.trim().parse().unwrap();
     let pidfd = pidfd_open(Pid::from_raw(pid).unwrap(), PidfdFlags::empty()).unwrap();
-    m.watch_pid(pid, ()).unwrap();
+    m.watch(Process::pid(pid), ()).unwrap();
     // Kill it only once the shell sits in `read`: a shell between commands
     // may reap a finished background job (dash does when SIGCHLD came).
     // dash reads fd 0 (`read`, 0); busybox's sh polls it first (`poll`, 7;
@@ -273,12 +274,12 @@ fn the_monitor_marks_a_non_childs_oom_kill() {
     let cg = TestCgroup::new(&root, "exitinfo-monitor-oom");
     cg.limit_memory(32 << 20);
     let mut m = ctrmon::Monitor::new().unwrap();
-    let cgw = m.watch_cgroup_oom(&cg.path, ()).unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), ()).unwrap().id();
     let mut g = Grandchild::start(&format!(
         "echo $$ > '{}/cgroup.procs' && read x <&3 && exec tail /dev/zero",
         cg.path.display()
     ));
-    m.watch_pid_in(g.pid, cgw, ()).unwrap();
+    m.watch(Process::pid(g.pid).oom_watch(cgw), ()).unwrap();
     g.go();
     let x = monitor_exit(&mut m);
     assert_eq!(

@@ -10,6 +10,7 @@
 //! - an event that cannot be written is counted and reported once at the
 //!   end; ctrmon keeps supervising and exits with the command's status.
 
+use ctrmon::watch::{CgroupOom, CgroupSwap, Process};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Command;
@@ -63,7 +64,7 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
     }
 
     let monitor: Monitor<u32> = if opts.no_kmsg {
-        Monitor::new_without_kmsg()?
+        Monitor::builder().kernel_log(false).build()?
     } else {
         Monitor::new()?
     };
@@ -78,10 +79,10 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         both.push(Signal::CHILD);
         unblock = SignalSet::new(&both)?;
     }
-    let cg_watch = monitor.watch_cgroup_oom(&cg.path, 0)?;
+    let cg_watch = monitor.watch(CgroupOom::dir(&cg.path), 0)?.id();
     // Swap events on v2, where swap is accounted (receiver 2).
     if version == CgroupVersion::V2 && cg.path.join("memory.swap.events").exists() {
-        monitor.watch_cgroup_swap(&cg.path, 2)?;
+        monitor.watch(CgroupSwap::dir(&cg.path), 2)?;
     }
 
     let mut cmd = Command::new(&opts.command[0]);
@@ -132,7 +133,7 @@ pub fn run(opts: Run) -> Result<u8, Failure> {
         Target::Pid(pid),
         Target::Swap(cg.path.clone()),
     ];
-    monitor.watch_pid_in(pid, cg_watch, 1)?;
+    monitor.watch(Process::pid(pid).oom_watch(cg_watch), 1)?;
     forward_signals(sigfd, target);
 
     // A line that cannot be written is lost, and counted; never a reason to

@@ -5,6 +5,7 @@
 //! for a hang-up in the same loop, so `ctrmon watch … | head -1` ends when
 //! `head` does, not at the next event.
 
+use ctrmon::watch::{CgroupOom, CgroupSwap, Hangup, Populated, Process, Psi};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     let mut out = EventSink::open(&opts.events, Stream::Stdout)?;
     let (_, sigfd) = signals::block(&signals::ENDING)?;
     let monitor: Arc<Monitor<u32>> = Arc::new(if opts.no_kmsg {
-        Monitor::new_without_kmsg()?
+        Monitor::builder().kernel_log(false).build()?
     } else {
         Monitor::new()?
     });
@@ -58,27 +59,27 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
                 );
             }
             targets.push(Target::PopulatedAlone(dir.clone()));
-            monitor.watch_populated(dir, id)?;
+            monitor.watch(Populated::dir(dir), id)?;
             live += 1;
             continue;
         }
         targets.push(Target::Cgroup(dir.clone()));
-        let watch = if opts.local_events {
-            monitor.watch_cgroup_oom_local(dir, id)
+        let oom = if opts.local_events {
+            CgroupOom::dir(dir).local()
         } else {
-            monitor.watch_cgroup_oom(dir, id)
+            CgroupOom::dir(dir)
         };
-        let watch = watch.map_err(|e| explain_cgroup(dir, e))?;
-        oom_watches.push(dir.clone(), watch);
+        let watch = monitor.watch(oom, id).map_err(|e| explain_cgroup(dir, e))?;
+        oom_watches.push(dir.clone(), watch.id());
         if version == CgroupVersion::V2 {
             let pid = targets.len() as u32;
             targets.push(Target::Populated(dir.clone()));
-            monitor.watch_populated(dir, pid)?;
+            monitor.watch(Populated::dir(dir), pid)?;
             // Swap accounting may be off (no swap, or swapaccount=0).
             if dir.join("memory.swap.events").exists() {
                 let sid = targets.len() as u32;
                 targets.push(Target::Swap(dir.clone()));
-                monitor.watch_cgroup_swap(dir, sid)?;
+                monitor.watch(CgroupSwap::dir(dir), sid)?;
             }
         }
         live += 1;
@@ -90,8 +91,8 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
         // reaped) is a usage error: its exit cannot be reported.
         let linked = oom_watches.for_pid(pid).map_err(|e| explain_pid(pid, e))?;
         let watched = match linked {
-            Some(cgroup) => monitor.watch_pid_in(pid, cgroup, id),
-            None => monitor.watch_pid(pid, id),
+            Some(cgroup) => monitor.watch(Process::pid(pid).oom_watch(cgroup), id),
+            None => monitor.watch(Process::pid(pid), id),
         };
         watched.map_err(|e| explain_pid(pid, e))?;
         live += 1;
@@ -99,7 +100,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     for (file, trigger) in &opts.psi {
         let id = targets.len() as u32;
         targets.push(Target::Psi(file.clone()));
-        monitor.watch_psi(file, trigger, id)?;
+        monitor.watch(Psi::new(file, *trigger), id)?;
         // A cgroup's pressure file ends with its cgroup; /proc/pressure never.
         if !file.starts_with("/proc") {
             live += 1;
@@ -111,7 +112,7 @@ pub fn watch(opts: Watch) -> Result<u8, Failure> {
     targets.push(Target::Output);
     let dup = rustix::io::fcntl_dupfd_cloexec(out.fd(), 3)
         .or_else(|e| fail(format_args!("duplicate {}", out.name()), e))?;
-    if let Err(e) = monitor.watch_hangup(dup, output) {
+    if let Err(e) = monitor.watch(Hangup::new(dup), output) {
         if e.raw_os_error() != Some(libc::EPERM) {
             return fail(format_args!("watch {} for hang-up", out.name()), e);
         }

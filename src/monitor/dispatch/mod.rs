@@ -120,7 +120,7 @@ impl<T> Monitor<T> {
     /// use ctrmon::{EventKind, Monitor};
     ///
     /// let mut monitor = Monitor::new()?;
-    /// let (id, writer) = monitor.watch_new_eventfd(0u64)?;
+    /// let (id, writer) = monitor.watch(ctrmon::watch::NewEventfd, 0u64)?;
     /// writer.signal(3)?;
     /// monitor.wait_mut(None, |event, watches| {
     ///     if let EventKind::Signaled { count } = event.kind {

@@ -43,6 +43,7 @@
 //!   reads the pidfd's fdinfo. Without its spares it neither reads nor
 //!   accepts.
 
+use ctrmon::watch::Process;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -367,7 +368,7 @@ impl<'a> Server<'a> {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(line.clone());
-                match self.monitor.watch_pidfd(got.pidfd, self.target) {
+                match self.monitor.watch(Process::pidfd(got.pidfd), self.target) {
                     Ok(_) => {}
                     Err(e) => {
                         let mut queued = self.pending.lock().unwrap_or_else(|e| e.into_inner());
