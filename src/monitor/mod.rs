@@ -121,10 +121,12 @@ impl Drop for InsideWait {
 ///   `get_mut` on its lock, so dispatch takes no lock, stages nothing and does
 ///   no atomic read-modify-write per event, and a receiver is lent in place
 ///   (`&mut T` into its slot): about twice a hand-written epoll loop's
-///   instructions per event, and within 2% of its time up to 4,096 watches
-///   (2–8% at 16,384; see
-///   `benches/README.md`). The handler gets the event and [`Watches`], the
-///   rest of the table, to add and remove watches with.
+///   instructions per event, and close to its time ([the
+///   README](https://crates.io/crates/ctrmon) states the figure, from the
+///   runs in
+///   [`benches/README.md`](https://docs.rs/crate/ctrmon/latest/source/benches/README.md)).
+///   The handler gets the event and [`Watches`], the rest of the table, to
+///   add and remove watches with.
 /// - [`wait`](Self::wait) (`&self`): when several threads share the monitor
 ///   (in an `Arc`): any thread may add or remove watches while another is
 ///   blocked in `wait`, and several threads may wait at once. Each event
