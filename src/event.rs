@@ -260,6 +260,107 @@ impl Deref for MemoryReport {
     }
 }
 
+/// A process's name (`comm`), as the kernel logged it: bytes, not
+/// necessarily UTF-8, that a process can set to anything
+/// (`prctl(PR_SET_NAME)`). It prints as text: valid UTF-8 as it is, with
+/// control characters, backslashes and invalid bytes as `\xNN`, as the
+/// kernel log escapes them, so a printed name never spans lines or
+/// fakes a terminal sequence.
+///
+/// ```
+/// let comm = ctrmon::Comm::from(&b"tail\x1b[2J"[..]);
+/// assert_eq!(comm.to_string(), "tail\\x1b[2J");
+/// assert_eq!(comm, b"tail\x1b[2J");
+/// assert_eq!(format!("{comm:?}"), "\"tail\\x1b[2J\"");
+/// let odd = ctrmon::Comm::from(&b"\xffa\\b\xc3\xa9\xe2\x82"[..]);
+/// assert_eq!(odd.to_string(), "\\xffa\\x5cb\u{e9}\\xe2\\x82");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Comm(Vec<u8>);
+
+impl Comm {
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for Comm {
+    fn from(v: Vec<u8>) -> Comm {
+        Comm(v)
+    }
+}
+
+impl From<&[u8]> for Comm {
+    fn from(v: &[u8]) -> Comm {
+        Comm(v.to_vec())
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        let escape = |f: &mut fmt::Formatter<'_>, bytes: &[u8]| {
+            bytes.iter().try_for_each(|b| write!(f, "\\x{b:02x}"))
+        };
+        // `<[u8]>::utf8_chunks` needs Rust 1.79; this is its loop.
+        let mut rest = &self.0[..];
+        while !rest.is_empty() {
+            let (valid, bad) = match std::str::from_utf8(rest) {
+                Ok(all) => (all, 0),
+                Err(e) => {
+                    let (ok, _) = rest.split_at(e.valid_up_to());
+                    let bad = e.error_len().unwrap_or(rest.len() - ok.len());
+                    (std::str::from_utf8(ok).unwrap_or_default(), bad)
+                }
+            };
+            for c in valid.chars() {
+                if c.is_control() || c == '\\' {
+                    let mut b = [0u8; 4];
+                    escape(f, c.encode_utf8(&mut b).as_bytes())?;
+                } else {
+                    f.write_char(c)?;
+                }
+            }
+            let (_, after) = rest.split_at(valid.len());
+            let (invalid, after) = after.split_at(bad);
+            escape(f, invalid)?;
+            rest = after;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+impl PartialEq<[u8]> for Comm {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&[u8]> for Comm {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Comm {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.0 == other[..]
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
 /// A process the OOM killer killed, as the kernel logged it
 /// (`Killed process <pid> (<comm>)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,9 +370,8 @@ pub struct OomVictim {
     /// monitor in any other does not read the log
     /// ([`KmsgMode::OtherPidNamespace`]).
     pub pid: i32,
-    /// Its name (`comm`, at most 15 bytes), unescaped; not necessarily
-    /// UTF-8.
-    pub comm: Vec<u8>,
+    /// Its name (`comm`, at most 15 bytes), unescaped; prints as text.
+    pub comm: Comm,
     /// The cgroup it lived in, relative to the root of its hierarchy, when
     /// known: from the log's context line, else from `/proc/<pid>/cgroup`
     /// read when the log was, from the victim's own process (checked by its

@@ -117,7 +117,7 @@ pub use error::{Error, Result, Subject};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use event::{
-    Event, EventKind, Exit, ExitMode, ExitStatus, KmsgMode, MemoryReport, OomLog, OomVictim,
+    Comm, Event, EventKind, Exit, ExitMode, ExitStatus, KmsgMode, MemoryReport, OomLog, OomVictim,
     Receiver, WatchId, WhyUnknown,
 };
 #[doc(hidden)]

@@ -36,7 +36,7 @@ pub struct Victim {
     /// The victim's pid.
     pub pid: i32,
     /// Its name (`comm`), unescaped.
-    pub comm: Vec<u8>,
+    pub comm: crate::Comm,
     /// Memory cgroup OOM or global OOM.
     pub scope: KillScope,
     /// The cgroup whose limit fired, relative to its hierarchy's root, when
@@ -229,7 +229,7 @@ impl VictimBook {
                 self.chosen = self.group.is_none().then_some(k.pid);
                 self.victims.push_back(Victim {
                     pid: k.pid,
-                    comm: k.comm.to_vec(),
+                    comm: k.comm.to_vec().into(),
                     scope: k.scope,
                     oom_memcg,
                     task_memcg,
@@ -322,7 +322,7 @@ mod tests {
             .add(&corpus!("real-killed-comm-with-space"), clocks())
             .unwrap()
             .clone();
-        assert_eq!((v.pid, v.comm.as_slice()), (15356, &b"leaf hog"[..]));
+        assert_eq!((v.pid, v.comm.as_bytes()), (15356, &b"leaf hog"[..]));
         assert_eq!(
             v.oom_memcg.as_deref(),
             Some(&b"/ctrmon-test-rec-parent-15258"[..])
@@ -356,7 +356,7 @@ mod tests {
         }
         assert_eq!(book.len(), 3);
         let other = book.take(15389, early(), clocks()).unwrap();
-        assert_eq!((other.oom_memcg, other.comm), (None, b"tail".to_vec()));
+        assert_eq!((other.oom_memcg, other.comm.as_bytes()), (None, &b"tail"[..]));
         let odd = book.take(15354, early(), clocks()).unwrap();
         assert_eq!(odd.comm, b"a b) (c\\d\x01\xe9\n");
         assert_eq!(

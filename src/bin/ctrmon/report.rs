@@ -109,7 +109,7 @@ fn victims(mut l: Line, d: &MemoryReport) -> Line {
     if !d.victims().is_empty() {
         l = l.list("victims", d.victims().iter(), |l, v| {
             l.num("pid", v.pid)
-                .str("comm", &String::from_utf8_lossy(&v.comm))
+                .str("comm", &String::from_utf8_lossy(v.comm.as_bytes()))
         });
     }
     if let Some(memcg) = d.oom_memcg() {
