@@ -14,7 +14,7 @@
 //! Not shown: reaping orphans. A shim is a child subreaper (or PID 1), so
 //! the tree's orphans become its children and must be reaped without
 //! stealing init's status: `examples/shim.rs` adds that
-//! (`Monitor::reap_orphans`). Here the orphan is re-parented to the
+//! (`ctrmon::watch::Orphans`). Here the orphan is re-parented to the
 //! system's init and killed with the cgroup.
 
 mod support;

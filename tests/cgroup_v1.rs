@@ -271,11 +271,82 @@ fn oom_watch_of_a_pid_finds_its_cgroup() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(5));
     }
-    m.watch(CgroupOom::of(kid.pid()), ()).unwrap().id();
+    let watch = m.watch(CgroupOom::of(kid.pid()), ()).unwrap();
+    // The directory it resolved is the cgroup's (mountinfo's v1 memory
+    // mount plus /proc/<pid>/cgroup's path).
+    assert_eq!(watch.dir(), cg.path, "{watch:?}");
     let hog = cg.memory_hog();
     let got = wait_until(&m, LONG, |g| g.iter().any(|e| oom_kills(e) == Some(1)));
     assert_eq!(got.iter().filter_map(oom_kills).sum::<u64>(), 1);
     drop(hog);
+}
+
+/// A watch made after the container's init was OOM-killed (a shim that
+/// adopted it late): counted from zero, the kill is reported before the
+/// exit, which is marked; counted from the watch, the baseline already holds
+/// the kill and no OOM comes before the exit. `counters()` reads the
+/// kernel's count either way.
+#[test]
+fn a_late_watch_counted_from_zero_still_puts_the_oom_before_the_exit() {
+    let Some(root) = memory_v1() else { return };
+    for from_zero in [true, false] {
+        let cg = TestCgroup::new(&root, "late");
+        cg.set("memory.limit_in_bytes", LIMIT);
+        let m = Monitor::builder().kernel_log(false).build().unwrap();
+        // Killed before anything watches it; a zombie until its watch reaps
+        // it.
+        let hog = cg.memory_hog();
+        let deadline = Instant::now() + LONG;
+        while cg.counter("memory.oom_control", "oom_kill") == 0 {
+            assert!(Instant::now() < deadline, "the hog was never OOM-killed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let oom = if from_zero {
+            CgroupOom::dir(&cg.path).from_zero()
+        } else {
+            CgroupOom::dir(&cg.path)
+        };
+        let cgw = m.watch(oom, "cgroup").unwrap();
+        assert_eq!(cgw.dir(), cg.path);
+        let counted = cgw.counters().unwrap();
+        assert_eq!(
+            counted.oom_kill,
+            cg.counter("memory.oom_control", "oom_kill"),
+            "{counted:?}"
+        );
+        let pw = m
+            .watch(Process::pid(hog.pid()).oom_watch(&cgw), "init")
+            .unwrap();
+        let got = wait_until(&m, LONG, |g| g.iter().any(|e| e.id == pw));
+        let exit_at = got.iter().position(|e| e.id == pw).unwrap();
+        let EventKind::Exited(x) = got[exit_at].kind else {
+            panic!("{got:?}")
+        };
+        assert_eq!(x.status, ExitStatus::Signal(9), "{got:?}");
+        let ooms_before: u64 = got[..exit_at].iter().filter_map(oom_kills).sum();
+        if from_zero {
+            assert_eq!(ooms_before, counted.oom_kill, "from zero: {got:?}");
+            assert!(x.oom_killed, "from zero, the exit is marked: {got:?}");
+        } else {
+            assert_eq!(ooms_before, 0, "from the watch: {got:?}");
+            assert!(!x.oom_killed, "no kill seen, no mark: {got:?}");
+        }
+        drop(hog);
+    }
+}
+
+/// `counters()` of a removed cgroup fails naming its directory.
+#[test]
+fn counters_of_a_removed_cgroup_name_it() {
+    let Some(root) = memory_v1() else { return };
+    let mut cg = TestCgroup::new(&root, "gone-counters");
+    let m: Monitor<()> = Monitor::builder().kernel_log(false).build().unwrap();
+    let cgw = m.watch(CgroupOom::dir(&cg.path), ()).unwrap();
+    assert_eq!(cgw.counters().unwrap(), ctrmon::MemoryEvents::default());
+    cg.remove();
+    let e = cgw.counters().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains(&*cg.path.to_string_lossy()), "{e}");
 }
 
 struct RemoveOnDrop(std::path::PathBuf);

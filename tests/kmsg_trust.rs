@@ -324,7 +324,11 @@ fn a_victim_named_like_a_context_field_is_named_in_its_cgroup() {
     kid.wait_exited_no_reap();
     let mut victims = Vec::new();
     let mut note = |d: &MemoryReport| {
-        victims.extend(d.victims().iter().map(|v| (v.pid, v.comm.as_bytes().to_vec())));
+        victims.extend(
+            d.victims()
+                .iter()
+                .map(|v| (v.pid, v.comm.as_bytes().to_vec())),
+        );
     };
     pump(&m, |_, kind| match kind {
         EventKind::Memory(d) => {

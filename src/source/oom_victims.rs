@@ -356,7 +356,10 @@ mod tests {
         }
         assert_eq!(book.len(), 3);
         let other = book.take(15389, early(), clocks()).unwrap();
-        assert_eq!((other.oom_memcg, other.comm.as_bytes()), (None, &b"tail"[..]));
+        assert_eq!(
+            (other.oom_memcg, other.comm.as_bytes()),
+            (None, &b"tail"[..])
+        );
         let odd = book.take(15354, early(), clocks()).unwrap();
         assert_eq!(odd.comm, b"a b) (c\\d\x01\xe9\n");
         assert_eq!(
