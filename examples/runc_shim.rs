@@ -39,8 +39,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use ctrmon::cgroup::parse::{memory_events, oom_control};
-use ctrmon::cgroup::{memory_cgroup_of, CgroupVersion, MemoryCgroup};
+use ctrmon::cgroup::{memory_cgroup_of, CgroupVersion};
+use ctrmon::watch::{CgroupOom, CgroupWatch, Orphans, Process};
 use ctrmon::reaper::{become_subreaper, block_sigchld, Orphan};
 use ctrmon::signal::SignalSet;
 use ctrmon::spawn::ChildSetup;
@@ -74,7 +74,7 @@ fn run() -> Res<bool> {
     become_subreaper()?;
     let pre = prerequisites()?;
     let monitor: Monitor<Tag> = Monitor::new()?;
-    monitor.reap_orphans(Tag::Orphans)?;
+    monitor.watch(Orphans, Tag::Orphans)?;
     println!(
         "runc_shim: pid {}, {}, kernel log: {:?}",
         std::process::id(),
@@ -386,16 +386,18 @@ impl Shim {
             format!("init {} has parent {parent}, not the shim", c.pid)
         })?;
         if self.memory.is_some() {
-            let cg = memory_cgroup_of(Some(c.pid))?;
-            let watch = self.monitor.watch_cgroup_oom(&cg.path, Tag::Cgroup)?;
-            c.cgroup_watch = Some(watch);
-            // The watch's own baseline is not given back: read ours (the
-            // init waits for `runc start`, so no kill can come between).
-            c.baseline = kernel_oom_kills(&cg)?;
-            c.init_watch = Some(self.monitor.watch_pid_in(c.pid, watch, Tag::Init)?);
+            // The init's memory cgroup, from /proc/<pid>/cgroup and
+            // mountinfo; the watch says where it is and reads its counters.
+            let cg = self.monitor.watch(CgroupOom::of(c.pid), Tag::Cgroup)?;
+            // The init waits for `runc start`, so no kill can come between
+            // the watch's baseline and ours.
+            c.baseline = cg.counters()?.oom_kill;
+            let init = Process::pid(c.pid).oom_watch(&cg);
+            c.init_watch = Some(self.monitor.watch(init, Tag::Init)?);
+            c.cgroup_watch = Some(cg.id());
             c.cgroup = Some(cg);
         } else {
-            c.init_watch = Some(self.monitor.watch_pid(c.pid, Tag::Init)?);
+            c.init_watch = Some(self.monitor.watch(Process::pid(c.pid), Tag::Init)?);
         }
         drop(hold);
         println!(
@@ -404,7 +406,7 @@ impl Shim {
             c.pid,
             c.cgroup
                 .as_ref()
-                .map_or("none".into(), |cg| cg.path.display().to_string())
+                .map_or("none".into(), |cg| cg.dir().display().to_string())
         );
         Ok(c)
     }
@@ -430,7 +432,7 @@ impl Shim {
                         let names: Vec<String> = d
                             .victims()
                             .iter()
-                            .map(|v| format!("{} ({})", v.pid, String::from_utf8_lossy(&v.comm)))
+                            .map(|v| format!("{} ({})", v.pid, v.comm))
                             .collect();
                         (
                             format!(
@@ -571,7 +573,7 @@ struct Container<'s> {
     id: String,
     dir: PathBuf,
     pid: i32,
-    cgroup: Option<MemoryCgroup>,
+    cgroup: Option<CgroupWatch>,
     cgroup_watch: Option<WatchId>,
     init_watch: Option<WatchId>,
     /// The kernel's `oom_kill` when the cgroup was watched.
@@ -637,7 +639,9 @@ impl Container<'_> {
         })?;
         let mut kills = 0;
         if let Some(cg) = &self.cgroup {
-            kills = kernel_oom_kills(cg)? - self.baseline;
+            // The kernel's count: v1 `oom_kill` of this cgroup's own, v2
+            // with descendants.
+            kills = cg.counters()?.oom_kill - self.baseline;
             let reported: u64 = self
                 .seen
                 .iter()
@@ -737,18 +741,6 @@ impl Drop for Container<'_> {
 }
 
 // ---- what the library does not do for us ----
-
-/// The kernel's count of OOM kills in `cg`: v1 `memory.oom_control`'s
-/// `oom_kill` (this cgroup's own), v2 `memory.events`' (with descendants).
-fn kernel_oom_kills(cg: &MemoryCgroup) -> Res<u64> {
-    let text = std::fs::read(cg.oom_file())?;
-    Ok(match cg.version {
-        CgroupVersion::V1 => oom_control::parse(&text)?
-            .oom_kill
-            .ok_or("memory.oom_control has no oom_kill (Linux before 4.13)")?,
-        CgroupVersion::V2 => memory_events::parse(&text)?.oom_kill,
-    })
-}
 
 fn read_pid(file: &Path) -> Res<i32> {
     let text = std::fs::read_to_string(file)

@@ -851,9 +851,15 @@ fn a_psi_only_watch_ends_with_its_cgroup() {
     let mut watcher = Kid::spawn(
         ctrmon()
             .args(["watch", "--psi", &psi])
-            .stdout(Stdio::piped()),
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Armed before the removal: a sleep was not enough in a 5.10 guest
+    // under emulation (ctrmon found no cgroup and exited 2).
+    let file = cg.path.join("cpu.pressure");
+    common::wait_in_epoll(&mut watcher, "the PSI trigger", |_, _, target| {
+        Path::new(target) == file
+    });
     cg.remove();
     assert_eq!(
         status_within(&mut watcher, Duration::from_secs(10)),

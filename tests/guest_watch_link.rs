@@ -123,56 +123,10 @@ fn event(line: &str) -> &str {
 /// itself, for a moment, to learn whether pidfds work, and finding the
 /// pid's cgroup opens one of `pid` before its watch is armed.
 fn wait_armed(watcher: &mut Kid, pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let proc = format!("/proc/{}", watcher.pid());
     let wanted = format!("Pid:\t{pid}");
-    let fdinfo =
-        |fd: &str| std::fs::read_to_string(format!("{proc}/fdinfo/{fd}")).unwrap_or_default();
-    loop {
-        let fds: Vec<(String, String)> = std::fs::read_dir(format!("{proc}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let target = std::fs::read_link(e.path()).ok()?;
-                Some((
-                    e.file_name().to_string_lossy().into_owned(),
-                    target.to_string_lossy().into_owned(),
-                ))
-            })
-            .collect();
-        let pidfds: Vec<&str> = fds
-            .iter()
-            .filter(|(fd, target)| {
-                target.contains("pidfd") && fdinfo(fd).lines().any(|l| l == wanted)
-            })
-            .map(|(fd, _)| fd.as_str())
-            .collect();
-        // An epoll fd's fdinfo has a line `tfd: <fd> events: …` per
-        // registered fd.
-        let armed = fds
-            .iter()
-            .filter(|(_, t)| t.contains("eventpoll"))
-            .any(|(fd, _)| {
-                fdinfo(fd).lines().any(|l| {
-                    l.strip_prefix("tfd:")
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .is_some_and(|n| pidfds.contains(&n))
-                })
-            });
-        if armed {
-            return;
-        }
-        if let Ok(Some(status)) = watcher.child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = watcher.child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("ctrmon watch ended before arming ({status}): {err}");
-        }
-        assert!(Instant::now() < deadline, "ctrmon watch never armed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_in_epoll(watcher, &format!("the watch of pid {pid}"), |_, info, target| {
+        target.contains("pidfd") && info.lines().any(|l| l == wanted)
+    });
 }
 
 /// `ctrmon`'s JSON lines as they come, read by a thread of their own.

@@ -73,6 +73,65 @@ impl Drop for Kid {
     }
 }
 
+/// Waits until process `watcher` (a `ctrmon` under test) has an fd that
+/// `wanted(fd, fdinfo, link target)` picks registered in one of its epoll
+/// sets: what it watches is armed. An epoll fd's fdinfo has a line
+/// `tfd: <fd> events: …` per registered fd. Panics, with `watcher`'s stderr
+/// if it was piped, when it exits first or after 20 s.
+#[allow(dead_code)]
+pub fn wait_in_epoll(watcher: &mut Kid, what: &str, wanted: impl Fn(&str, &str, &str) -> bool) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let proc = format!("/proc/{}", watcher.pid());
+    let fdinfo =
+        |fd: &str| std::fs::read_to_string(format!("{proc}/fdinfo/{fd}")).unwrap_or_default();
+    loop {
+        let fds: Vec<(String, String)> = std::fs::read_dir(format!("{proc}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    target.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        let picked: Vec<&str> = fds
+            .iter()
+            .filter(|(fd, target)| wanted(fd, &fdinfo(fd), target))
+            .map(|(fd, _)| fd.as_str())
+            .collect();
+        let armed = fds
+            .iter()
+            .filter(|(_, t)| t.contains("eventpoll"))
+            .any(|(fd, _)| {
+                fdinfo(fd).lines().any(|l| {
+                    l.strip_prefix("tfd:")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .is_some_and(|n| picked.contains(&n))
+                })
+            });
+        if armed {
+            return;
+        }
+        if let Ok(Some(status)) = watcher.child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = watcher.child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("ctrmon ended before {what} was armed ({status}): {err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never armed in pid {}",
+            watcher.pid()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Open fds of this process, by number.
 ///
 /// The listing's own directory fd is in the listing, and its number depends
