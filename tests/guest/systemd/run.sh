@@ -26,7 +26,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../../.."
 root="$PWD"
 work="$root/target/guest-systemd"
-work_cache="$root/target/guest/cache"
+# A kernel cache of its own: CI runs this beside tests/guest/run.sh, and
+# two fetches into one cache would race.
+work_cache="$work/cache"
 mkdir -p "$work" "$work_cache"
 
 say() { echo "systemd-guest: $*" >&2; }
@@ -55,8 +57,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- kernel ------------------------------------------------------------------
-# Debian 12's, as systemd 252 runs on it; fetched and cached as the
-# busybox guest's kernels are (tests/guest/kernel.sh).
+# Debian 12's, as systemd 252 runs on it; fetched and checked as the
+# busybox guest's kernels are (tests/guest/kernel.sh), into its own cache.
 kcache="$work_cache"
 . "$here/../kernel.sh"
 fetch_kernel bookworm
