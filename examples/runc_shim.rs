@@ -40,10 +40,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use ctrmon::cgroup::{memory_cgroup_of, CgroupVersion};
-use ctrmon::watch::{CgroupOom, CgroupWatch, Orphans, Process};
 use ctrmon::reaper::{become_subreaper, block_sigchld, Orphan};
 use ctrmon::signal::SignalSet;
 use ctrmon::spawn::ChildSetup;
+use ctrmon::watch::{CgroupOom, CgroupWatch, Orphans, Process};
 use ctrmon::{EventKind, Exit, ExitStatus, Monitor, WatchId};
 
 type Res<T> = Result<T, Box<dyn Error>>;

@@ -124,9 +124,11 @@ fn event(line: &str) -> &str {
 /// pid's cgroup opens one of `pid` before its watch is armed.
 fn wait_armed(watcher: &mut Kid, pid: i32) {
     let wanted = format!("Pid:\t{pid}");
-    common::wait_in_epoll(watcher, &format!("the watch of pid {pid}"), |_, info, target| {
-        target.contains("pidfd") && info.lines().any(|l| l == wanted)
-    });
+    common::wait_in_epoll(
+        watcher,
+        &format!("the watch of pid {pid}"),
+        |_, info, target| target.contains("pidfd") && info.lines().any(|l| l == wanted),
+    );
 }
 
 /// `ctrmon`'s JSON lines as they come, read by a thread of their own.

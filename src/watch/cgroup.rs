@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{on, sealed, Watchable};
+use super::{on, sealed, watchable, Watchable};
 use crate::cgroup::parse::{memory_events, oom_control};
 use crate::cgroup::CgroupVersion;
 use crate::source::cgroupfs::CgroupDir;
@@ -246,13 +246,7 @@ impl CgroupSwap {
     }
 }
 
-impl sealed::Sealed for CgroupSwap {}
-impl Watchable for CgroupSwap {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_cgroup_swap(&self.0, receiver))
-    }
-}
+watchable!(CgroupSwap => WatchId, |k, m, receiver| m.watch_cgroup_swap(&k.0, receiver));
 
 /// A cgroup v2 directory's `populated` flag (`cgroup.events`):
 /// [`EventKind::Populated`](crate::EventKind::Populated) on each change,
@@ -269,13 +263,7 @@ impl Populated {
     }
 }
 
-impl sealed::Sealed for Populated {}
-impl Watchable for Populated {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_populated(&self.0, receiver))
-    }
-}
+watchable!(Populated => WatchId, |k, m, receiver| m.watch_populated(&k.0, receiver));
 
 /// A cgroup v1 memory directory's pressure at a level
 /// (`memory.pressure_level`): [`EventKind::Pressure`](crate::EventKind::Pressure),
@@ -305,15 +293,9 @@ impl MemoryPressure {
     }
 }
 
-impl sealed::Sealed for MemoryPressure {}
-impl Watchable for MemoryPressure {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_pressure_level(
-            &self.dir, self.level, self.mode, receiver
-        ))
-    }
-}
+watchable!(MemoryPressure => WatchId, |k, m, receiver| m.watch_pressure_level(
+    &k.dir, k.level, k.mode, receiver
+));
 
 /// A cgroup v1 memory directory's usage crossing a size, up or down
 /// (`memory.usage_in_bytes`, or with [`with_swap`](Self::with_swap)
@@ -346,18 +328,12 @@ impl UsageThreshold {
     }
 }
 
-impl sealed::Sealed for UsageThreshold {}
-impl Watchable for UsageThreshold {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_usage_threshold(
-            &self.dir,
-            self.bytes,
-            self.with_swap,
-            receiver
-        ))
-    }
-}
+watchable!(UsageThreshold => WatchId, |k, m, receiver| m.watch_usage_threshold(
+    &k.dir,
+    k.bytes,
+    k.with_swap,
+    receiver
+));
 
 /// A PSI trigger on a pressure file (a cgroup's `cpu|memory|io.pressure`,
 /// or `/proc/pressure/*`): [`EventKind::Psi`](crate::EventKind::Psi) each
@@ -380,10 +356,4 @@ impl Psi {
     }
 }
 
-impl sealed::Sealed for Psi {}
-impl Watchable for Psi {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_psi(&self.file, &self.trigger, receiver))
-    }
-}
+watchable!(Psi => WatchId, |k, m, receiver| m.watch_psi(&k.file, &k.trigger, receiver));

@@ -2,8 +2,8 @@
 
 use std::os::fd::OwnedFd;
 
-use super::{on, sealed, Watchable};
-use crate::{EventfdWriter, Result, WatchId};
+use super::watchable;
+use crate::{EventfdWriter, WatchId};
 
 /// An eventfd of the caller's: each time it becomes readable the monitor
 /// drains it and reports [`EventKind::Signaled`](crate::EventKind::Signaled)
@@ -30,13 +30,7 @@ impl Eventfd {
     }
 }
 
-impl sealed::Sealed for Eventfd {}
-impl Watchable for Eventfd {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_eventfd(self.0, receiver))
-    }
-}
+watchable!(Eventfd => WatchId, |k, m, receiver| m.watch_eventfd(k.0, receiver));
 
 /// An eventfd the monitor makes (close-on-exec and non-blocking from the
 /// start, so nothing needs checking), watched as an [`Eventfd`] is. `watch`
@@ -63,11 +57,4 @@ impl Watchable for Eventfd {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NewEventfd;
 
-impl sealed::Sealed for NewEventfd {}
-impl Watchable for NewEventfd {
-    type Output = (WatchId, EventfdWriter);
-    #[inline(always)]
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<Self::Output> {
-        on!(on, |m| m.watch_new_eventfd(receiver))
-    }
-}
+watchable!(NewEventfd => (WatchId, EventfdWriter), |k, m, receiver| m.watch_new_eventfd(receiver));

@@ -82,3 +82,26 @@ macro_rules! on {
     };
 }
 use on;
+
+/// The [`Watchable`] impl of a kind whose add is one internal call:
+/// `$body`, with the kind as `$s`, the monitor or handler as `$m` and the
+/// receiver as `$r`.
+macro_rules! watchable {
+    ($ty:ty => $out:ty, |$s:ident, $m:ident, $r:ident| $body:expr) => {
+        impl $crate::watch::sealed::Sealed for $ty {}
+        impl $crate::watch::Watchable for $ty {
+            type Output = $out;
+            #[inline(always)]
+            fn add_to<T>(
+                self,
+                on: $crate::watch::sealed::On<'_, '_, T>,
+                $r: T,
+            ) -> $crate::Result<$out> {
+                #[allow(unused_variables)]
+                let $s = self;
+                $crate::watch::on!(on, |$m| $body)
+            }
+        }
+    };
+}
+use watchable;

@@ -3,7 +3,7 @@
 
 use std::os::fd::OwnedFd;
 
-use super::{on, sealed, Watchable};
+use super::{on, sealed, watchable, Watchable};
 use crate::{Result, WatchId};
 
 /// A process, watched for its exit: [`EventKind::Exited`](crate::EventKind::Exited).
@@ -201,13 +201,7 @@ impl ExitFifo {
     }
 }
 
-impl sealed::Sealed for ExitFifo {}
-impl Watchable for ExitFifo {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_exit_fifo(self.fd, self.process, receiver))
-    }
-}
+watchable!(ExitFifo => WatchId, |k, m, receiver| m.watch_exit_fifo(k.fd, k.process, receiver));
 
 /// Any fd, watched for a hang-up (`EPOLLHUP` or `EPOLLERR`):
 /// [`EventKind::HungUp`](crate::EventKind::HungUp). For an fd whose peer
@@ -225,13 +219,7 @@ impl Hangup {
     }
 }
 
-impl sealed::Sealed for Hangup {}
-impl Watchable for Hangup {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.watch_hangup(self.0, receiver))
-    }
-}
+watchable!(Hangup => WatchId, |k, m, receiver| m.watch_hangup(k.0, receiver));
 
 /// Every child of this process that nobody watches — orphans re-parented
 /// to it as a subreaper ([`become_subreaper`](crate::reaper::become_subreaper))
@@ -261,10 +249,4 @@ impl Watchable for Hangup {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Orphans;
 
-impl sealed::Sealed for Orphans {}
-impl Watchable for Orphans {
-    type Output = WatchId;
-    fn add_to<T>(self, on: sealed::On<'_, '_, T>, receiver: T) -> Result<WatchId> {
-        on!(on, |m| m.reap_orphans(receiver))
-    }
-}
+watchable!(Orphans => WatchId, |k, m, receiver| m.reap_orphans(receiver));
