@@ -45,12 +45,13 @@ struct Family {
 
 impl Family {
     fn new(mode: &str) -> Family {
-        let mut parent = common::Kid::spawn(
-            Command::new("python3")
-                .args(["-c", PARENT, mode])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        );
+        Family::spawn(Command::new("python3").args(["-c", PARENT, mode]))
+    }
+
+    /// Starts the helper parent `cmd` and takes the pid of the child it
+    /// forked from its first line.
+    fn spawn(cmd: &mut Command) -> Family {
+        let mut parent = common::Kid::spawn(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()));
         let stdin = parent.child.stdin.take().unwrap();
         let mut stdout = BufReader::new(parent.child.stdout.take().unwrap());
         let mut line = String::new();
@@ -221,25 +222,9 @@ fn cli_watch_prints_a_zombies_code_and_signal_before_its_parent_reaps_it() {
 /// a child that exits with `code`; the same as [`Family`] otherwise.
 fn nobodys_family(code: &str) -> Family {
     let script = PARENT.replace("os._exit(7)", &format!("os._exit({code})"));
-    let mut parent = common::Kid::spawn(
-        Command::new("runuser")
-            .args(["-u", "nobody", "--", "python3", "-c", &script, "exit"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped()),
-    );
-    let stdin = parent.child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(parent.child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let child: i32 = line.trim().parse().expect("the helper's child pid");
-    let child_fd = pidfd_open(Pid::from_raw(child).unwrap(), PidfdFlags::empty()).unwrap();
-    Family {
-        parent,
-        stdin,
-        stdout,
-        child,
-        child_fd,
-    }
+    Family::spawn(
+        Command::new("runuser").args(["-u", "nobody", "--", "python3", "-c", &script, "exit"]),
+    )
 }
 
 #[test]
